@@ -1,0 +1,174 @@
+"""`serve` and `demo`: run the API on uvicorn (uvloop + httptools when available)."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import logging
+import random
+import shlex
+import time
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import click
+import uvicorn
+
+from routing_points.cli.common import database_option, open_store, settings_for, store_errors
+from routing_points.server import create_app
+from routing_points.settings import Settings
+from routing_points.store import admin
+
+DEMO_DATABASE = "sqlite:///routing-points-demo.db"
+DEMO_SERVER = "0001"
+DEMO_MARKER = "demo"
+DEMO_TIMEZONE = "America/Bogota"
+
+_DEMO_NAMES = [
+    "Sales line",
+    "Support chat",
+    "Billing IVR",
+    "Collections outbound",
+    "WhatsApp sales",
+    "Technical support L1",
+    "Technical support L2",
+    "Claims",
+    "Appointments",
+    "VIP customers",
+    "Web chat",
+    "Retention",
+    "Surveys after call",
+    "Complaints",
+    "Card activation",
+    "Fraud alerts",
+    "Delivery tracking",
+    "Returns",
+    "Partners line",
+    "Emergency line",
+    "Instagram DM",
+    "Facebook Messenger",
+    "Email to chat",
+    "Callback requests",
+    "Night shift",
+]
+
+
+def configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True
+    )
+
+
+@contextlib.contextmanager
+def sole_server(settings: Settings) -> Iterator[None]:
+    """One server process per SQLite file: its limits are kept in that process."""
+    if not settings.is_sqlite:
+        yield
+        return
+    lock_path = settings.sqlite_path.with_name(settings.sqlite_path.name + ".lock")
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with lock_path.open("a") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise click.ClickException(
+                f"another server is already using {settings.sqlite_path}: the embedded store "
+                "serves from one process (use PostgreSQL and Redis to scale out)"
+            ) from None
+        yield
+
+
+def run_server(settings: Settings, host: str, port: int) -> None:
+    configure_logging(settings.log_level)
+    with sole_server(settings):
+        uvicorn.run(
+            create_app(settings),
+            host=host,
+            port=port,
+            access_log=False,
+            log_level=settings.log_level.lower(),
+            lifespan="on",
+            timeout_graceful_shutdown=5,
+        )
+
+
+host_option = click.option("--host", default="127.0.0.1", show_default=True)
+port_option = click.option("--port", default=8000, show_default=True, type=int)
+
+
+@click.command()
+@host_option
+@port_option
+@database_option
+def serve(host: str, port: int, database_url: str | None) -> None:
+    """Serve the API (migrating the database first)."""
+    run_server(settings_for(database_url), host, port)
+
+
+def _demo_points(rng: random.Random, now: int) -> list[dict[str, Any]]:
+    records = []
+    for index, name in enumerate(_DEMO_NAMES):
+        is_chat = any(word in name for word in ("chat", "WhatsApp", "Instagram", "Messenger"))
+        never_used = index % 6 == 5
+        last_use = ""
+        if not never_used:
+            seconds_ago = rng.randint(60, 30 * 86_400)
+            local = datetime.fromtimestamp(now - seconds_ago, ZoneInfo(DEMO_TIMEZONE))
+            last_use = local.strftime("%Y-%m-%d %H:%M:%S")
+        records.append(
+            {
+                "rp_id": str(101 + index),
+                "rp_name": name,
+                "ivr_active": "no" if is_chat else "yes",
+                "chat_active": "yes" if is_chat else "no",
+                "interaction_active": "yes" if rng.random() < 0.7 else "no",
+                "crm_active": "yes" if rng.random() < 0.4 else "no",
+                "last_use": last_use,
+            }
+        )
+    return records
+
+
+def create_demo_database(settings: Settings) -> str:
+    """A fresh demo store; returns its token. Never replaces a database that is not a demo."""
+    path = settings.sqlite_path
+    if path.exists():
+        engine = open_store(settings.database_url)
+        is_demo = admin.get_meta(engine, DEMO_MARKER) == "1"
+        engine.dispose()
+        if not is_demo:
+            raise click.ClickException(
+                f"{path} exists and is not a demo database: refusing to replace it "
+                "(pass --database with another file)"
+            )
+        for suffix in ("", "-wal", "-shm"):
+            path.with_name(path.name + suffix).unlink(missing_ok=True)
+    engine = open_store(settings.database_url)
+    admin.set_meta(engine, DEMO_MARKER, "1")
+    admin.add_operation(engine, DEMO_SERVER, "Demo contact center", 1, DEMO_TIMEZONE)
+    admin.upsert_points(engine, DEMO_SERVER, _demo_points(random.Random(7), int(time.time())))
+    token = admin.add_token(engine, DEMO_SERVER, "demo token")
+    engine.dispose()
+    return token.secret
+
+
+@click.command()
+@host_option
+@port_option
+@database_option
+@store_errors
+def demo(host: str, port: int, database_url: str | None) -> None:
+    """Create a fresh demo database (operation 0001, 25 routing points) and serve it."""
+    settings = settings_for(database_url or DEMO_DATABASE)
+    if not settings.is_sqlite:
+        raise click.ClickException("the demo runs on a SQLite database only")
+    with sole_server(settings):
+        secret = create_demo_database(settings)
+    url = f"http://{host}:{port}/api/v2/information.php?api=routing_points"
+    click.echo(f"demo operation {DEMO_SERVER} with {len(_DEMO_NAMES)} routing points")
+    click.echo(f"token: {secret}")
+    click.echo("try:")
+    click.echo(f"  curl -s -H {shlex.quote('wolkvox-token: ' + secret)} {shlex.quote(url)}")
+    run_server(settings, host, port)

@@ -1,0 +1,29 @@
+"""Time as a dependency, so the quota day can be tested at any local midnight."""
+
+from __future__ import annotations
+
+import time
+from typing import Protocol
+
+
+class Clock(Protocol):
+    def __call__(self) -> float:
+        """Seconds since the epoch, UTC."""
+        ...
+
+
+def system_clock() -> float:
+    return time.time()
+
+
+class ManualClock:
+    """A clock that tests move by hand."""
+
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds

@@ -1,0 +1,1 @@
+"""Consumption limits: a policy (what the contract demands) over pluggable backends (state)."""

@@ -1,0 +1,73 @@
+"""The state a limit needs, behind one interface: one atomic step to admit, one to release.
+
+A backend decides admission as a single indivisible step (check concurrency, interval and
+budget, then take a slot and charge) so that no caller can slip between a check and the
+act. The embedded backend does it synchronously on the event loop; the Redis backend in
+one Lua script.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Protocol
+
+
+class Outcome(enum.Enum):
+    ADMITTED = "admitted"
+    CONCURRENCY = "concurrency"
+    INTERVAL = "interval"
+    BUDGET = "budget"
+
+
+@dataclass(frozen=True, slots=True)
+class AdmitRequest:
+    token_id: int
+    operation_id: int
+    day: str
+    # 1 for a consumption, 0 for a free call (a 304) that still takes a slot.
+    cost: int
+    operation_limit: int
+    token_limit: int | None
+    max_in_flight: int
+    # How long a slot lives if its holder dies without releasing it.
+    lease_s: float
+    # Set when the optional minimum interval applies: "<token>:<api>".
+    interval_key: str | None
+    min_interval_s: float
+    now: float
+    # Seconds until the end of the local day, for expiring the day's counters.
+    day_ttl_s: int
+
+
+@dataclass(frozen=True, slots=True)
+class AdmitResult:
+    outcome: Outcome
+    token_used: int
+    operation_used: int
+    # What release() needs; None when nothing was taken.
+    lease: str | None = None
+    # For INTERVAL: seconds until the next consumption is allowed.
+    retry_after_s: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    token_used: int
+    operation_used: int
+
+
+class LimitBackend(Protocol):
+    async def admit(self, request: AdmitRequest) -> AdmitResult: ...
+
+    async def release(self, token_id: int, lease: str) -> None: ...
+
+    async def usage(self, operation_id: int, token_id: int, day: str) -> Usage: ...
+
+    async def ping(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+class BackendUnavailable(Exception):
+    """The backend's state cannot be reached; the policy decides fail-open or fail-closed."""

@@ -1,0 +1,148 @@
+"""What the contract demands of every consumption (L2, L8, L9), over any backend.
+
+The policy computes the day and the limits that apply to a principal, asks the backend to
+admit in one atomic step, and turns the outcome into a contract refusal with the headers
+that let a client plan: `Retry-After`, and the IETF draft `RateLimit-Policy` / `RateLimit`
+fields showing the daily budget and what is left of it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from routing_points.clock import Clock
+from routing_points.limits.backend import AdmitRequest, BackendUnavailable, LimitBackend, Outcome
+from routing_points.limits.calendar import QuotaCalendar, QuotaDay
+from routing_points.server.errors import (
+    PollTooSoon,
+    RawHeaders,
+    ServiceUnavailable,
+    TokenLimitExceeded,
+    TooManySimultaneous,
+)
+from routing_points.settings import Settings
+from routing_points.store.reader import Principal
+
+DAY_WINDOW_S = 86_400
+# A slot lease outlives the time limit by this much before a dead holder's slot expires.
+LEASE_MARGIN_S = 5.0
+
+
+@dataclass(slots=True)
+class Ticket:
+    """An admitted call: what it holds, and what the client is told about its budget."""
+
+    principal: Principal
+    token_used: int
+    operation_used: int
+    operation_limit: int
+    token_limit: int
+    headers: RawHeaders = field(default_factory=list)
+    lease: str | None = None
+
+
+class LimitPolicy:
+    def __init__(self, settings: Settings, backend: LimitBackend, clock: Clock) -> None:
+        self.settings = settings
+        self.backend = backend
+        self.clock = clock
+        self.calendar = QuotaCalendar()
+        self._poll_header = (b"x-poll-interval", str(settings.poll_interval_s).encode())
+        self._lease_s = settings.consumption_timeout_s + LEASE_MARGIN_S
+
+    def limits_of(self, principal: Principal) -> tuple[int, int]:
+        """(the operation's daily budget, the most this token may use of it today)."""
+        operation_limit = principal.licenses * self.settings.daily_calls_per_license
+        own = principal.daily_limit
+        return operation_limit, operation_limit if own is None else min(own, operation_limit)
+
+    async def admit(self, principal: Principal, api: str, cost: int) -> Ticket:
+        """Admit one call or raise the contract's refusal. A refusal costs nothing."""
+        operation_limit, token_limit = self.limits_of(principal)
+        if not self.settings.limits_enabled:
+            return Ticket(principal, 0, 0, operation_limit, token_limit, [self._poll_header])
+        now = self.clock()
+        quota_day = self.calendar.day(principal.timezone, now)
+        interval = self.settings.min_poll_interval_s
+        request = AdmitRequest(
+            token_id=principal.token_id,
+            operation_id=principal.operation_id,
+            day=quota_day.day,
+            cost=cost,
+            operation_limit=operation_limit,
+            token_limit=principal.daily_limit,
+            max_in_flight=self.settings.max_in_flight_per_token,
+            lease_s=self._lease_s,
+            interval_key=f"{principal.token_id}:{api}" if interval > 0 else None,
+            min_interval_s=interval,
+            now=now,
+            day_ttl_s=quota_day.seconds_left(now) + 3600,
+        )
+        try:
+            result = await self.backend.admit(request)
+        except BackendUnavailable:
+            raise ServiceUnavailable("THE LIMITS SERVICE IS UNAVAILABLE") from None
+        headers = self._headers(
+            quota_day,
+            now,
+            operation_limit,
+            token_limit,
+            principal.daily_limit,
+            result.token_used,
+            result.operation_used,
+        )
+        if result.outcome is Outcome.ADMITTED:
+            return Ticket(
+                principal,
+                result.token_used,
+                result.operation_used,
+                operation_limit,
+                token_limit,
+                headers,
+                result.lease,
+            )
+        if result.outcome is Outcome.CONCURRENCY:
+            retry = str(self.settings.concurrency_retry_after_s).encode()
+            raise TooManySimultaneous(
+                self.settings.max_in_flight_per_token, headers=[*headers, (b"retry-after", retry)]
+            )
+        if result.outcome is Outcome.INTERVAL:
+            retry = str(max(1, int(result.retry_after_s + 0.999))).encode()
+            raise PollTooSoon(interval, headers=[*headers, (b"retry-after", retry)])
+        retry = str(quota_day.seconds_left(now)).encode()
+        raise TokenLimitExceeded(headers=[*headers, (b"retry-after", retry)])
+
+    async def release(self, ticket: Ticket) -> None:
+        if ticket.lease is not None:
+            lease, ticket.lease = ticket.lease, None
+            await self.backend.release(ticket.principal.token_id, lease)
+
+    async def usage(self, principal: Principal) -> tuple[int, int]:
+        """(token used today, operation used today) without consuming anything."""
+        quota_day = self.calendar.day(principal.timezone, self.clock())
+        usage = await self.backend.usage(principal.operation_id, principal.token_id, quota_day.day)
+        return usage.token_used, usage.operation_used
+
+    def _headers(
+        self,
+        quota_day: QuotaDay,
+        now: float,
+        operation_limit: int,
+        token_limit: int,
+        own_limit: int | None,
+        token_used: int,
+        operation_used: int,
+    ) -> RawHeaders:
+        reset = quota_day.seconds_left(now)
+        operation_left = max(0, operation_limit - operation_used)
+        policy = f'"daily";q={operation_limit};w={DAY_WINDOW_S}'
+        state = f'"daily";r={operation_left};t={reset}'
+        if own_limit is not None:
+            token_left = max(0, min(token_limit - token_used, operation_left))
+            policy += f', "token";q={own_limit};w={DAY_WINDOW_S}'
+            state += f', "token";r={token_left};t={reset}'
+        return [
+            self._poll_header,
+            (b"ratelimit-policy", policy.encode()),
+            (b"ratelimit", state.encode()),
+        ]

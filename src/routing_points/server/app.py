@@ -1,0 +1,87 @@
+"""`create_app(settings)`: the ASGI application, built from settings and nothing global.
+
+Everything that touches the outside (the database, migrations, the limits backend) is
+opened in the lifespan and closed after it; the routes are bound to those services then.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from http import HTTPStatus
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from routing_points.clock import Clock, system_clock
+from routing_points.server.accesslog import AccessLogMiddleware
+from routing_points.server.errors import (
+    ApiError,
+    InternalError,
+    MethodNotAllowed,
+    NotFound,
+    envelope_response,
+)
+from routing_points.server.routes import ENDPOINT
+from routing_points.server.services import Services
+from routing_points.settings import Settings
+
+logger = logging.getLogger("routing_points.server")
+
+
+async def _api_error(_request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ApiError)
+    return envelope_response(exc)
+
+
+async def _http_error(_request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    error: ApiError
+    if exc.status_code == 404:
+        error = NotFound()
+    elif exc.status_code == 405:
+        allow = (exc.headers or {}).get("Allow", "GET")
+        error = MethodNotAllowed(headers=[(b"allow", allow.encode())])
+    else:
+        error = ApiError(HTTPStatus(exc.status_code).phrase.upper())
+        error.status = exc.status_code
+    return envelope_response(error)
+
+
+async def _unexpected_error(_request: Request, exc: Exception) -> Response:
+    logger.error("unhandled error", exc_info=exc)
+    return envelope_response(InternalError())
+
+
+def create_app(settings: Settings | None = None, *, clock: Clock = system_clock) -> Starlette:
+    settings = settings if settings is not None else Settings()
+    services = Services(settings, clock)
+
+    async def information(request: Request) -> Response:
+        return await services.information(request)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        await services.start()
+        try:
+            yield
+        finally:
+            await services.stop()
+
+    app = Starlette(
+        routes=[Route(ENDPOINT, information, methods=["GET"])],
+        middleware=[Middleware(AccessLogMiddleware)] if settings.access_log else [],
+        exception_handlers={
+            ApiError: _api_error,
+            HTTPException: _http_error,
+            Exception: _unexpected_error,
+        },
+        lifespan=lifespan,
+    )
+    app.state.services = services
+    return app

@@ -1,0 +1,168 @@
+"""Every refusal the server answers, each with its HTTP status and the contract's `msg`.
+
+They become the contract's envelope (`{"code", "error", "msg", "data": null}`) in one
+place, `envelope_response`, and nowhere else::
+
+    ApiError
+    ├── BadRequest (400)                BAD REQUEST
+    │   ├── UnknownApi                  THE API YOU WANT TO CONSULT DOES NOT EXIST
+    │   ├── InvalidParameters           SOME PARAMETERS ARE REQUIRED[: detail]
+    │   └── ResultTooLarge              THE RESULT EXCEEDS THE SIZE LIMIT (L6)
+    ├── MissingToken (401)              PLEASE ENTER THE WOLKVOX-TOKEN
+    ├── Forbidden (403)
+    │   ├── InvalidToken                PLEASE VALIDATE TOKEN
+    │   ├── TokenLimitExceeded          TOKEN LIMIT EXCEEDED (L9)
+    │   ├── TooManySimultaneous         EXCEEDS THE LIMIT OF SIMULTANEOUS ... (L8)
+    │   ├── PollTooSoon                 the optional minimum interval (L2)
+    │   └── InsufficientScope           an admin endpoint with a read token
+    ├── NotFound (404), MethodNotAllowed (405)
+    ├── PayloadTooLarge (413)           uploads over L4
+    ├── InternalError (500)
+    ├── ServiceUnavailable (503)        a dependency is down, or sandbox fault injection
+    └── ConsumptionTimeout (504)        the time limit (L7)
+"""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+
+import orjson
+from starlette.responses import Response
+
+RawHeaders = list[tuple[bytes, bytes]]
+
+
+class ApiError(Exception):
+    status: int = 500
+    msg: str = "INTERNAL SERVER ERROR"
+    # Why the limits refused, for metrics; None for errors that are not limit refusals.
+    refusal: str | None = None
+
+    def __init__(self, msg: str | None = None, *, headers: RawHeaders | None = None) -> None:
+        if msg is not None:
+            self.msg = msg
+        super().__init__(self.msg)
+        self.headers: RawHeaders = headers if headers is not None else []
+
+    @property
+    def error(self) -> str:
+        return HTTPStatus(self.status).phrase.upper()
+
+
+class BadRequest(ApiError):
+    status = 400
+    msg = "BAD REQUEST"
+
+
+class UnknownApi(BadRequest):
+    msg = "THE API YOU WANT TO CONSULT DOES NOT EXIST"
+
+
+class InvalidParameters(BadRequest):
+    msg = "SOME PARAMETERS ARE REQUIRED"
+
+    def __init__(self, detail: str | None = None) -> None:
+        super().__init__(f"{self.msg}: {detail}" if detail else None)
+
+
+class ResultTooLarge(BadRequest):
+    refusal = "size"
+
+    def __init__(self, limit_bytes: int) -> None:
+        super().__init__(f"THE RESULT EXCEEDS THE SIZE LIMIT OF {_size(limit_bytes)}")
+
+
+class MissingToken(ApiError):
+    status = 401
+    msg = "PLEASE ENTER THE WOLKVOX-TOKEN"
+
+
+class Forbidden(ApiError):
+    status = 403
+    msg = "FORBIDDEN"
+
+
+class InvalidToken(Forbidden):
+    msg = "PLEASE VALIDATE TOKEN"
+
+
+class TokenLimitExceeded(Forbidden):
+    msg = "TOKEN LIMIT EXCEEDED"
+    refusal = "budget"
+
+
+class TooManySimultaneous(Forbidden):
+    refusal = "concurrency"
+
+    def __init__(self, limit: int, *, headers: RawHeaders | None = None) -> None:
+        super().__init__(
+            f"EXCEEDS THE LIMIT OF SIMULTANEOUS REQUESTS PER TOKEN ({limit})", headers=headers
+        )
+
+
+class PollTooSoon(Forbidden):
+    refusal = "interval"
+
+    def __init__(self, interval_s: float, *, headers: RawHeaders | None = None) -> None:
+        super().__init__(
+            f"THE MINIMUM INTERVAL BETWEEN CONSUMPTIONS ({interval_s:g} SECONDS) HAS NOT ELAPSED",
+            headers=headers,
+        )
+
+
+class InsufficientScope(Forbidden):
+    msg = "THIS TOKEN IS NOT ALLOWED TO USE THE ADMIN API"
+
+
+class NotFound(ApiError):
+    status = 404
+    msg = "THE RESOURCE YOU ARE LOOKING FOR DOES NOT EXIST"
+
+
+class MethodNotAllowed(ApiError):
+    status = 405
+    msg = "METHOD NOT ALLOWED"
+
+
+class PayloadTooLarge(ApiError):
+    status = 413
+    refusal = "upload"
+
+
+class InternalError(ApiError):
+    status = 500
+    msg = "INTERNAL SERVER ERROR"
+
+
+class ServiceUnavailable(ApiError):
+    status = 503
+    msg = "SERVICE UNAVAILABLE"
+
+
+class ConsumptionTimeout(ApiError):
+    status = 504
+    refusal = "time"
+
+    def __init__(self, limit_s: float) -> None:
+        super().__init__(f"THE CONSUMPTION EXCEEDED THE TIME LIMIT OF {limit_s:g} SECONDS")
+
+
+def _size(n: int) -> str:
+    if n % (1024 * 1024) == 0:
+        return f"{n // (1024 * 1024)} MB"
+    return f"{n} BYTES"
+
+
+def envelope_body(status: int, error: str, msg: str) -> bytes:
+    return orjson.dumps({"code": status, "error": error, "msg": msg, "data": None})
+
+
+def envelope_response(exc: ApiError) -> Response:
+    """The contract's error envelope: HTTP status = code, data null."""
+    response = Response(
+        envelope_body(exc.status, exc.error, exc.msg),
+        status_code=exc.status,
+        media_type="application/json",
+    )
+    response.raw_headers.extend(exc.headers)
+    return response

@@ -1,0 +1,75 @@
+"""Running an admitted consumption within the time limit (L7), and no longer than its client.
+
+Work that awaits anything runs as a task raced against the time limit and the client's
+disconnect: whichever comes first cancels it, so its concurrency slot is freed at once.
+Sandbox fault injection (a delay, a share of 503s) happens here too, inside the slot and
+inside the time limit, exactly where a slow or failing real service would hurt a client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+from starlette.types import Receive
+
+from routing_points.server.errors import ConsumptionTimeout, ServiceUnavailable
+from routing_points.settings import Settings
+
+T = TypeVar("T")
+
+
+class ClientDisconnected(Exception):
+    """The client went away before its answer was ready; there is no one to answer."""
+
+
+async def _disconnected(receive: Receive) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
+class ConsumptionGuard:
+    def __init__(self, settings: Settings, chance: Callable[[], float] = random.random) -> None:
+        self.timeout_s = settings.consumption_timeout_s
+        self.latency_s = settings.sandbox_latency_ms / 1000
+        self.failure_rate = settings.sandbox_failure_rate
+        self._chance = chance
+
+    @property
+    def injects_faults(self) -> bool:
+        return self.latency_s > 0 or self.failure_rate > 0
+
+    async def run(self, work: Callable[[], Awaitable[T]], receive: Receive) -> T:
+        task = asyncio.ensure_future(self._with_faults(work))
+        watcher = asyncio.ensure_future(_disconnected(receive))
+        try:
+            done, _ = await asyncio.wait(
+                (task, watcher), timeout=self.timeout_s, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            watcher.cancel()
+            watcher.add_done_callback(_discard_outcome)
+        if task in done:
+            return task.result()
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        if watcher in done:
+            raise ClientDisconnected()
+        raise ConsumptionTimeout(self.timeout_s)
+
+    async def _with_faults(self, work: Callable[[], Awaitable[T]]) -> T:
+        if self.latency_s > 0:
+            await asyncio.sleep(self.latency_s)
+        if self.failure_rate > 0 and self._chance() < self.failure_rate:
+            raise ServiceUnavailable(
+                "THE SERVICE IS TEMPORARILY UNAVAILABLE",
+                headers=[(b"x-sandbox-fault", b"failure")],
+            )
+        return await work()
+
+
+def _discard_outcome(task: asyncio.Future[None]) -> None:
+    if not task.cancelled():
+        task.exception()

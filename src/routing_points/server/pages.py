@@ -1,0 +1,101 @@
+"""Pages of routing points, rendered once per operation version and served from memory.
+
+A page is what one `routing_points` consumption returns: at most the record cap (L3),
+starting after a keyset position. Its ETag is derived from the operation's version (read
+with the token on every request), so it is known before anything is rendered, and an
+unchanged operation is answered from the cache without touching its rows.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import OrderedDict
+from dataclasses import dataclass
+from zoneinfo import ZoneInfo
+
+from routing_points.server.errors import ResultTooLarge
+from routing_points.server.render import LocalTimes, point_records, records_found, success_body
+from routing_points.store.reader import Principal, Reader
+
+PageKey = tuple[int, int, int | None, int]  # operation, version, routing, after
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    body: bytes
+    count: int
+    # The rp_id to continue after, when the cap cut the answer short.
+    next_after: int | None
+
+
+def page_etag(principal: Principal, routing: int | None, after: int, cap: int) -> str:
+    seed = f"{principal.etag_salt}:{principal.version}:{routing}:{after}:{cap}"
+    return '"' + hashlib.blake2b(seed.encode(), digest_size=10).hexdigest() + '"'
+
+
+def etag_matches(if_none_match: str, etag: str) -> bool:
+    """RFC 9110 weak comparison, as If-None-Match requires."""
+    if if_none_match.strip() == "*":
+        return True
+    return any(
+        candidate.strip().removeprefix("W/") == etag for candidate in if_none_match.split(",")
+    )
+
+
+class PageCache:
+    """Least-recently-used rendered pages, bounded by their total size in bytes."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self._pages: OrderedDict[PageKey, Page] = OrderedDict()
+        self._bytes = 0
+
+    def get(self, key: PageKey) -> Page | None:
+        page = self._pages.get(key)
+        if page is not None:
+            self._pages.move_to_end(key)
+        return page
+
+    def put(self, key: PageKey, page: Page) -> None:
+        size = len(page.body)
+        if size > self.max_bytes:
+            return
+        old = self._pages.pop(key, None)
+        if old is not None:
+            self._bytes -= len(old.body)
+        self._pages[key] = page
+        self._bytes += size
+        while self._bytes > self.max_bytes:
+            _, evicted = self._pages.popitem(last=False)
+            self._bytes -= len(evicted.body)
+
+    def __len__(self) -> int:
+        return len(self._pages)
+
+
+class PageRenderer:
+    def __init__(self, reader: Reader, cap: int, max_bytes: int) -> None:
+        self.reader = reader
+        self.cap = cap
+        self.max_bytes = max_bytes
+        self._local_times: dict[str, LocalTimes] = {}
+
+    def local_times(self, timezone: str) -> LocalTimes:
+        formatter = self._local_times.get(timezone)
+        if formatter is None:
+            formatter = self._local_times[timezone] = LocalTimes(ZoneInfo(timezone))
+        return formatter
+
+    async def render(self, principal: Principal, routing: int | None, after: int) -> Page:
+        rows = await self.reader.page(principal.operation_id, after, routing, self.cap + 1)
+        next_after: int | None = None
+        if len(rows) > self.cap:
+            rows = rows[: self.cap]
+            next_after = int(rows[-1][0])
+        msg = records_found(len(rows))
+        if next_after is not None:
+            msg += f" (truncated at {self.cap}: more records follow after rp_id {next_after})"
+        body = success_body(msg, point_records(rows, self.local_times(principal.timezone)))
+        if len(body) > self.max_bytes:
+            raise ResultTooLarge(self.max_bytes)
+        return Page(body, len(rows), next_after)

@@ -1,0 +1,83 @@
+"""Turning store rows into the contract's JSON bytes.
+
+The envelope is assembled from pre-encoded pieces around one `orjson.dumps` of the data,
+and local times are formatted without a datetime per row: a zone's UTC offset is cached
+per quarter hour (every real-world transition falls on one), and each day's date prefix
+is formatted once.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import orjson
+
+from routing_points.store.reader import PointRow
+
+_EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
+_BUCKET_S = 900
+
+
+class LocalTimes:
+    """Epoch seconds -> "YYYY-MM-DD HH:MM:SS" on the wall clock of one zone."""
+
+    def __init__(self, zone: ZoneInfo) -> None:
+        self.zone = zone
+        self._offsets: dict[int, int] = {}
+        self._dates: dict[int, str] = {}
+
+    def _offset(self, epoch: int) -> int:
+        bucket = epoch // _BUCKET_S
+        offset = self._offsets.get(bucket)
+        if offset is not None:
+            return offset
+        first = self._exact_offset(bucket * _BUCKET_S)
+        last = self._exact_offset(bucket * _BUCKET_S + _BUCKET_S - 1)
+        if first == last:
+            self._offsets[bucket] = first
+            return first
+        return self._exact_offset(epoch)
+
+    def _exact_offset(self, epoch: int) -> int:
+        delta = datetime.fromtimestamp(epoch, UTC).astimezone(self.zone).utcoffset()
+        return 0 if delta is None else int(delta.total_seconds())
+
+    def __call__(self, epoch: int | None) -> str:
+        if epoch is None:
+            return ""
+        day, second = divmod(epoch + self._offset(epoch), 86_400)
+        prefix = self._dates.get(day)
+        if prefix is None:
+            prefix = self._dates[day] = date.fromordinal(day + _EPOCH_ORDINAL).isoformat()
+        hour, rest = divmod(second, 3600)
+        minute, second = divmod(rest, 60)
+        return f"{prefix} {hour:02d}:{minute:02d}:{second:02d}"
+
+
+def point_records(rows: list[PointRow], local_time: LocalTimes) -> list[dict[str, str]]:
+    return [
+        {
+            "rp_id": row[0],
+            "rp_name": row[1],
+            "ivr_active": row[2],
+            "chat_active": row[3],
+            "interaction_active": row[4],
+            "crm_active": row[5],
+            "last_use": local_time(row[6]),
+        }
+        for row in rows
+    ]
+
+
+_HEAD = b'{"code":200,"error":null,"msg":'
+
+
+def success_body(msg: str, data: Any) -> bytes:
+    """The contract's success envelope, in the vendor's key order."""
+    return b"".join((_HEAD, orjson.dumps(msg), b',"data":', orjson.dumps(data), b"}"))
+
+
+def records_found(count: int) -> str:
+    return f"{count} records were found"

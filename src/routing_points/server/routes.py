@@ -1,0 +1,176 @@
+"""`GET /api/v2/information.php`: the contract's endpoint, `routing_points` and `token_info`.
+
+The order of a request is the vendor's: token (401/403), then admission (concurrency,
+budget), then the parameters. A call with a valid token and bad parameters was admitted,
+so it costs 1, "whatever its result", as the vendor charges. A conditional request that
+will be answered 304 is admitted at cost 0: it takes a slot but no budget.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from functools import partial
+
+from starlette.datastructures import QueryParams
+from starlette.requests import Request
+from starlette.responses import Response
+
+from routing_points.limits.policy import Ticket
+from routing_points.server.admission import Admission
+from routing_points.server.errors import ApiError, InvalidParameters, UnknownApi
+from routing_points.server.guard import ClientDisconnected, ConsumptionGuard
+from routing_points.server.pages import (
+    Page,
+    PageCache,
+    PageKey,
+    PageRenderer,
+    etag_matches,
+    page_etag,
+)
+from routing_points.server.render import records_found, success_body
+from routing_points.store.reader import Principal
+
+ENDPOINT = "/api/v2/information.php"
+ROUTING_POINTS = "routing_points"
+TOKEN_INFO = "token_info"  # noqa: S105 (an api name, not a secret)
+# Logged as the status of a request whose client left before its answer.
+CLIENT_CLOSED = 499
+
+
+@dataclass(frozen=True, slots=True)
+class PointsQuery:
+    routing: int | None
+    after: int
+
+
+def _integer(params: QueryParams, name: str) -> int | None:
+    value = params.get(name, "").strip()
+    if not value:
+        return None
+    if not value.isascii() or not value.isdigit() or len(value) > 19:
+        raise InvalidParameters(f"{name.upper()} MUST BE A NON-NEGATIVE INTEGER")
+    return int(value)
+
+
+def parse_points_query(params: QueryParams) -> PointsQuery:
+    return PointsQuery(_integer(params, "routing"), _integer(params, "after") or 0)
+
+
+def _json_response(body: bytes, ticket: Ticket) -> Response:
+    response = Response(body, media_type="application/json")
+    response.raw_headers.extend(ticket.headers)
+    return response
+
+
+class InformationEndpoint:
+    def __init__(
+        self,
+        admission: Admission,
+        renderer: PageRenderer,
+        cache: PageCache,
+        guard: ConsumptionGuard,
+    ) -> None:
+        self.admission = admission
+        self.renderer = renderer
+        self.cache = cache
+        self.guard = guard
+
+    async def __call__(self, request: Request) -> Response:
+        principal = await self.admission.authenticate(request.headers)
+        params = request.query_params
+        api = params.get("api", "")
+        deferred: ApiError | None = None
+        query: PointsQuery | None = None
+        etag: str | None = None
+        cost = 1
+        if api == ROUTING_POINTS:
+            try:
+                query = parse_points_query(params)
+            except ApiError as exc:
+                deferred = exc
+            else:
+                etag = page_etag(principal, query.routing, query.after, self.renderer.cap)
+                if_none_match = request.headers.get("if-none-match")
+                if if_none_match is not None and etag_matches(if_none_match, etag):
+                    cost = 0
+        elif api != TOKEN_INFO:
+            deferred = UnknownApi()
+        ticket = await self.admission.admit(principal, api if deferred is None else "", cost)
+        try:
+            if deferred is not None:
+                raise deferred
+            respond: Callable[[], Awaitable[Response]]
+            instant = True
+            if query is None:
+                respond = partial(self._token_info, ticket)
+            elif cost == 0:
+                assert etag is not None
+                respond = partial(self._not_modified, etag, ticket)
+            else:
+                assert etag is not None
+                key = (principal.operation_id, principal.version, query.routing, query.after)
+                page = self.cache.get(key)
+                if page is None:
+                    instant = False
+                    respond = partial(self._render, key, principal, query, etag, ticket)
+                else:
+                    respond = partial(self._page_response, page, etag, ticket)
+            if instant and not self.guard.injects_faults:
+                return await respond()
+            return await self.guard.run(respond, request.receive)
+        except ApiError as exc:
+            exc.headers.extend(ticket.headers)
+            raise
+        except ClientDisconnected:
+            return Response(status_code=CLIENT_CLOSED)
+        finally:
+            await self.admission.release(ticket)
+
+    async def _render(
+        self, key: PageKey, principal: Principal, query: PointsQuery, etag: str, ticket: Ticket
+    ) -> Response:
+        page = await self.renderer.render(principal, query.routing, query.after)
+        self.cache.put(key, page)
+        return await self._page_response(page, etag, ticket)
+
+    async def _page_response(self, page: Page, etag: str, ticket: Ticket) -> Response:
+        response = _json_response(page.body, ticket)
+        response.raw_headers.append((b"etag", etag.encode()))
+        if page.next_after is not None:
+            self._add_continuation(response, page)
+        return response
+
+    @staticmethod
+    def _add_continuation(response: Response, page: Page) -> None:
+        link = f'<{ENDPOINT}?api={ROUTING_POINTS}&after={page.next_after}>; rel="next"'
+        response.raw_headers.extend(
+            [
+                (b"x-truncated", b"true"),
+                (b"x-next-after", str(page.next_after).encode()),
+                (b"link", link.encode()),
+            ]
+        )
+
+    @staticmethod
+    async def _not_modified(etag: str, ticket: Ticket) -> Response:
+        response = Response(status_code=304)
+        response.raw_headers.extend([(b"etag", etag.encode()), *ticket.headers])
+        return response
+
+    async def _token_info(self, ticket: Ticket) -> Response:
+        available = max(
+            0,
+            min(
+                ticket.token_limit - ticket.token_used,
+                ticket.operation_limit - ticket.operation_used,
+            ),
+        )
+        record = {
+            "description": ticket.principal.description,
+            "token_limit": str(ticket.token_limit),
+            "token_use_today": str(ticket.token_used),
+            "all_token_today": str(ticket.operation_used),
+            "available_consumption_options": str(available),
+        }
+        return _json_response(success_body(records_found(1), [record]), ticket)

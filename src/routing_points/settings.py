@@ -1,0 +1,67 @@
+"""The one typed settings object of the server.
+
+Every limit of the contract (section 6 of the API spec) is a setting here, with the
+vendor's value as its default, so tests and sandboxes can shrink them. Values come from
+keyword arguments, then `ROUTING_POINTS_*` environment variables, then these defaults.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_DATABASE_URL = "sqlite:///routing-points.db"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="ROUTING_POINTS_", extra="ignore")
+
+    database_url: str = DEFAULT_DATABASE_URL
+    redis_url: str | None = None
+
+    # L8, L9: admission.
+    limits_enabled: bool = True
+    max_in_flight_per_token: int = Field(default=2, ge=1)
+    daily_calls_per_license: int = Field(default=1000, ge=1)
+    # L3, L4, L5, L6, L7.
+    max_records_per_response: int = Field(default=60_000, ge=1)
+    max_records_per_upload: int = Field(default=10_000, ge=1)
+    max_date_range_days: int = Field(default=31, ge=1)
+    max_response_bytes: int = Field(default=256 * 1024 * 1024, ge=256)
+    consumption_timeout_s: float = Field(default=60.0, gt=0)
+    # L2: advertised always, enforced only when min_poll_interval_s > 0.
+    poll_interval_s: int = Field(default=300, ge=0)
+    min_poll_interval_s: float = Field(default=0.0, ge=0)
+    # How long a client should wait after a concurrency refusal.
+    concurrency_retry_after_s: int = Field(default=1, ge=1)
+
+    # Rendered bodies kept per operation version, so unchanged reads skip the store.
+    body_cache_bytes: int = Field(default=128 * 1024 * 1024, ge=0)
+
+    # Sandbox fault injection: integrators see how their clients cope.
+    sandbox_latency_ms: float = Field(default=0.0, ge=0)
+    sandbox_failure_rate: float = Field(default=0.0, ge=0, le=1)
+
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    access_log: bool = True
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_scheme(cls, value: str) -> str:
+        if not value.startswith(("sqlite:", "postgresql:", "postgresql+", "postgres:")):
+            raise ValueError("database_url must be a sqlite:/// or postgresql:// URL")
+        return value
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite:")
+
+    @property
+    def sqlite_path(self) -> Path:
+        """The file behind a `sqlite:///` URL (relative to the working folder)."""
+        if not self.is_sqlite:
+            raise ValueError("not a SQLite database URL")
+        return Path(self.database_url.split(":///", 1)[1])

@@ -1,0 +1,1 @@
+"""The store: schema, migrations, admin writes and the hot-path readers."""

@@ -1,0 +1,57 @@
+"""What the request path needs from a store, whichever database is behind it.
+
+Rows travel as plain tuples: the database renders rp_id and the flags as the contract's
+strings, so the server only has to turn last_use into local time.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple, Protocol
+
+PRINCIPAL_COLUMNS = (
+    "t.id, t.operation_id, t.description, t.daily_limit, t.scope, "
+    "o.nomenclature, o.licenses, o.timezone, o.version, o.etag_salt"
+)
+
+PAGE_COLUMNS = (
+    "CAST(rp_id AS TEXT), rp_name, "
+    "CASE WHEN ivr_active THEN 'yes' ELSE 'no' END, "
+    "CASE WHEN chat_active THEN 'yes' ELSE 'no' END, "
+    "CASE WHEN interaction_active THEN 'yes' ELSE 'no' END, "
+    "CASE WHEN crm_active THEN 'yes' ELSE 'no' END, "
+    "last_use_at"
+)
+
+# (rp_id, rp_name, ivr, chat, interaction, crm, last_use_at epoch seconds or None)
+PointRow = tuple[str, str, str, str, str, str, int | None]
+
+
+class Principal(NamedTuple):
+    """A live token, with what admission and rendering need of its operation."""
+
+    token_id: int
+    operation_id: int
+    description: str
+    daily_limit: int | None
+    scope: str
+    nomenclature: str
+    licenses: int
+    timezone: str
+    version: int
+    etag_salt: str
+
+
+class Reader(Protocol):
+    async def principal(self, secret_hash: str) -> Principal | None:
+        """The live (not revoked) token with this secret digest, if any."""
+        ...
+
+    async def page(
+        self, operation_id: int, after: int, routing: int | None, limit: int
+    ) -> list[PointRow]:
+        """Up to `limit` routing points with rp_id > after, in rp_id order."""
+        ...
+
+    async def ping(self) -> None: ...
+
+    async def close(self) -> None: ...

@@ -1,0 +1,113 @@
+"""Validation of operator and API input into store values, with messages that name the field."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
+
+NOMENCLATURE = re.compile(r"^[0-9]{4}$")
+FLAG_FIELDS = ("ivr_active", "chat_active", "interaction_active", "crm_active")
+POINT_FIELDS = ("rp_id", "rp_name", *FLAG_FIELDS, "last_use")
+LAST_USE_FORMAT = "%Y-%m-%d %H:%M:%S"
+MAX_RP_ID = 2**63 - 1
+
+
+class InvalidValue(ValueError):
+    """A value that cannot go into the store; the message names the field."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+
+
+def nomenclature(value: str) -> str:
+    if not NOMENCLATURE.match(value):
+        raise InvalidValue("server", f"{value!r} is not a server nomenclature of exactly 4 digits")
+    return value
+
+
+def licenses(value: int) -> int:
+    if value < 1:
+        raise InvalidValue("licenses", f"must be at least 1, got {value}")
+    return value
+
+
+def timezone(value: str) -> str:
+    try:
+        if value in available_timezones() or value == "UTC":
+            ZoneInfo(value)
+            return value
+    except (ZoneInfoNotFoundError, ValueError):
+        pass
+    raise InvalidValue("timezone", f"{value!r} is not a known IANA time zone")
+
+
+def rp_id(value: Any) -> int:
+    if isinstance(value, bool):
+        raise InvalidValue("rp_id", "must be a positive integer")
+    if isinstance(value, str):
+        text = value.strip()
+        if not text.isascii() or not text.isdigit():
+            raise InvalidValue("rp_id", f"{value!r} is not a positive integer")
+        value = int(text)
+    if not isinstance(value, int) or not 0 < value <= MAX_RP_ID:
+        raise InvalidValue("rp_id", f"{value!r} is not a positive integer")
+    return value
+
+
+def rp_name(value: Any) -> str:
+    if not isinstance(value, str) or not 1 <= len(value) <= 255 or not value.strip():
+        raise InvalidValue("rp_name", "must be text of 1 to 255 characters")
+    return value
+
+
+def flag(field: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("yes", "no"):
+        return value.strip().lower() == "yes"
+    raise InvalidValue(field, f"{value!r} is not yes or no")
+
+
+def last_use(value: Any, zone: ZoneInfo) -> int | None:
+    """Local wall time as the contract writes it -> epoch seconds; "" or None is never used."""
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise InvalidValue("last_use", f"{value!r} is not YYYY-MM-DD HH:MM:SS")
+    try:
+        local = datetime.strptime(value.strip(), LAST_USE_FORMAT)
+    except ValueError:
+        raise InvalidValue("last_use", f"{value!r} is not YYYY-MM-DD HH:MM:SS") from None
+    return int(local.replace(tzinfo=zone).timestamp())
+
+
+@dataclass(frozen=True, slots=True)
+class PointChange:
+    """One routing point to upsert: only the fields that were given are written."""
+
+    rp_id: int
+    values: dict[str, Any]
+
+
+def point_change(record: dict[str, Any], zone: ZoneInfo, *, require_name: bool) -> PointChange:
+    """Validate one record with the contract's field names (unknown fields are refused)."""
+    unknown = sorted(set(record) - set(POINT_FIELDS))
+    if unknown:
+        raise InvalidValue(unknown[0], "is not a routing point field")
+    if "rp_id" not in record:
+        raise InvalidValue("rp_id", "is required")
+    values: dict[str, Any] = {}
+    if "rp_name" in record:
+        values["rp_name"] = rp_name(record["rp_name"])
+    elif require_name:
+        raise InvalidValue("rp_name", "is required")
+    for field in FLAG_FIELDS:
+        if field in record:
+            values[field] = flag(field, record[field])
+    if "last_use" in record:
+        values["last_use_at"] = last_use(record["last_use"], zone)
+    return PointChange(rp_id(record["rp_id"]), values)

@@ -1,0 +1,111 @@
+"""SQLAlchemy Core tables: the single source of truth for the schema.
+
+Timestamps are integer epoch seconds (UTC). They compare and convert the same way on
+SQLite and PostgreSQL, and the hot path renders them in the operation's time zone
+without parsing strings.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Column,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(column_0_label)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+meta = Table(
+    "meta",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("value", Text, nullable=False),
+)
+
+operations = Table(
+    "operations",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("nomenclature", String(4), nullable=False, unique=True),
+    Column("name", String(255), nullable=False),
+    Column("licenses", Integer, nullable=False),
+    Column("timezone", String(64), nullable=False),
+    # Bumped by every change to the operation or its routing points: ETags and cached
+    # bodies are keyed by it, and every worker reads it with the token.
+    Column("version", BigInteger, nullable=False, server_default="1"),
+    # Random per operation, so a recreated database never reproduces an old ETag.
+    Column("etag_salt", String(32), nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    CheckConstraint("licenses >= 1", name="licenses_positive"),
+)
+
+tokens = Table(
+    "tokens",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column(
+        "operation_id",
+        Integer,
+        ForeignKey("operations.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    Column("description", String(255), nullable=False, server_default=""),
+    # SHA-256 of the secret: the secret itself is never stored.
+    Column("secret_hash", String(64), nullable=False, unique=True),
+    Column("daily_limit", Integer, nullable=True),
+    Column("scope", String(16), nullable=False, server_default="read"),
+    Column("created_at", BigInteger, nullable=False),
+    Column("revoked_at", BigInteger, nullable=True),
+    CheckConstraint("daily_limit IS NULL OR daily_limit >= 1", name="daily_limit_positive"),
+    CheckConstraint("scope IN ('read', 'admin')", name="scope_known"),
+)
+
+routing_points = Table(
+    "routing_points",
+    metadata,
+    Column(
+        "operation_id",
+        Integer,
+        ForeignKey("operations.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("rp_id", BigInteger, primary_key=True, autoincrement=False),
+    Column("rp_name", String(255), nullable=False),
+    Column("ivr_active", Boolean, nullable=False, server_default="0"),
+    Column("chat_active", Boolean, nullable=False, server_default="0"),
+    Column("interaction_active", Boolean, nullable=False, server_default="0"),
+    Column("crm_active", Boolean, nullable=False, server_default="0"),
+    Column("last_use_at", BigInteger, nullable=True),
+    CheckConstraint("rp_id > 0", name="rp_id_positive"),
+    CheckConstraint("length(rp_name) BETWEEN 1 AND 255", name="rp_name_length"),
+)
+
+# One row per token and local day: the operation's use is the sum over its tokens.
+usage_counters = Table(
+    "usage_counters",
+    metadata,
+    Column("token_id", Integer, ForeignKey("tokens.id", ondelete="CASCADE"), primary_key=True),
+    Column("day", String(10), primary_key=True),
+    Column(
+        "operation_id", Integer, ForeignKey("operations.id", ondelete="CASCADE"), nullable=False
+    ),
+    Column("count", Integer, nullable=False),
+    Index("ix_usage_counters_operation_day", "operation_id", "day"),
+)
