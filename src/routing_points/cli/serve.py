@@ -7,6 +7,7 @@ import fcntl
 import logging
 import random
 import shlex
+import sys
 import time
 from collections.abc import Iterator
 from datetime import datetime
@@ -171,4 +172,5 @@ def demo(host: str, port: int, database_url: str | None) -> None:
     click.echo(f"token: {secret}")
     click.echo("try:")
     click.echo(f"  curl -s -H {shlex.quote('wolkvox-token: ' + secret)} {shlex.quote(url)}")
+    sys.stdout.flush()
     run_server(settings, host, port)

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Connection, Engine, and_, func, insert, select, update
+from sqlalchemy import Connection, Engine, and_, bindparam, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
@@ -237,6 +237,15 @@ def _upsert_statement(conn: Connection, columns: Sequence[str]) -> Any:
     )
 
 
+def _update_statement(operation_id: int, columns: Sequence[str]) -> Any:
+    return (
+        update(routing_points)
+        .where(routing_points.c.operation_id == operation_id)
+        .where(routing_points.c.rp_id == bindparam("new_rp_id"))
+        .values({column: bindparam(f"new_{column}") for column in columns})
+    )
+
+
 def upsert_points(
     engine: Engine,
     nomenclature: str,
@@ -271,11 +280,20 @@ def upsert_points(
         if new_without_name:
             raise Invalid(f"rp_id {new_without_name}: a new routing point needs an rp_name")
         for columns, rows in groups.items():
-            statement = _upsert_statement(conn, columns) if columns else None
+            if not columns:
+                continue
+            # Without a name a record can only update: an INSERT of it would fail NOT NULL
+            # before ON CONFLICT is considered.
+            statement = (
+                _upsert_statement(conn, columns)
+                if "rp_name" in columns
+                else _update_statement(operation.id, columns)
+            )
             for start in range(0, len(rows), UPSERT_CHUNK):
                 chunk = rows[start : start + UPSERT_CHUNK]
-                if statement is not None:
-                    conn.execute(statement, chunk)
+                if "rp_name" not in columns:
+                    chunk = [{f"new_{k}": v for k, v in row.items()} for row in chunk]
+                conn.execute(statement, chunk)
         _bump_version(conn, operation.id)
     return len(seen)
 

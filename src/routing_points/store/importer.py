@@ -24,6 +24,8 @@ def read_records(path: Path) -> list[dict[str, Any]]:
     except OSError as exc:
         raise Invalid(f"{path}: cannot be read ({exc.strerror})") from None
     text_start = raw.lstrip()[:1]
+    if not text_start:
+        raise Invalid(f"{path}: holds no records")
     if path.suffix.lower() == ".json" or text_start in (b"[", b"{"):
         records = _json_records(raw, path)
     else:

@@ -1,0 +1,230 @@
+"""The admin CLI: every command, and every bad input refused with one line and no write."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+from sqlalchemy import Engine
+
+from routing_points.cli import main
+from routing_points.store import admin
+
+Invoke = Callable[..., Result]
+
+
+@pytest.fixture
+def run(database_url: str) -> Invoke:
+    runner = CliRunner()
+
+    def invoke(*args: str) -> Result:
+        return runner.invoke(main, [*args, "--database", database_url], catch_exceptions=False)
+
+    return invoke
+
+
+def assert_refused(result: Result, fragment: str) -> None:
+    assert result.exit_code != 0
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert fragment in lines[0]
+
+
+def test_migrate_is_idempotent(run: Invoke) -> None:
+    for _ in range(2):
+        result = run("migrate")
+        assert result.exit_code == 0
+        assert "up to date" in result.stdout
+
+
+def test_operations_add_and_list(run: Invoke) -> None:
+    added = run(
+        "operations",
+        "add",
+        "0032",
+        "--name",
+        "Acme",
+        "--licenses",
+        "3",
+        "--timezone",
+        "America/Bogota",
+    )
+    assert added.exit_code == 0, added.stderr
+    listed = run("operations", "list")
+    assert "0032" in listed.stdout
+    assert "Acme" in listed.stdout
+    assert "3000" in listed.stdout
+    assert "America/Bogota" in listed.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["032"], "exactly 4 digits"),
+        (["00320"], "exactly 4 digits"),
+        (["abcd"], "exactly 4 digits"),
+        (["0032", "--licenses", "0"], "at least 1"),
+        (["0032", "--timezone", "Mars/Olympus"], "not a known IANA time zone"),
+    ],
+)
+def test_operations_add_refuses_bad_input(
+    run: Invoke, engine: Engine, args: list[str], fragment: str
+) -> None:
+    base = {"--name": "Acme", "--licenses": "1"}
+    server, *rest = args
+    for option, value in zip(rest[::2], rest[1::2], strict=True):
+        base[option] = value
+    flat = [part for option, value in base.items() for part in (option, value)]
+    result = run("operations", "add", server, *flat)
+    assert_refused(result, fragment)
+    assert admin.list_operations(engine) == []
+
+
+def test_duplicate_operation_is_refused(run: Invoke, engine: Engine) -> None:
+    run("operations", "add", "0032", "--name", "Acme", "--licenses", "1")
+    result = run("operations", "add", "0032", "--name", "Other", "--licenses", "2")
+    assert_refused(result, "already exists")
+    assert [op.name for op in admin.list_operations(engine)] == ["Acme"]
+
+
+def test_tokens_add_list_revoke(run: Invoke, engine: Engine) -> None:
+    run("operations", "add", "0032", "--name", "Acme", "--licenses", "1")
+    added = run("tokens", "add", "0032", "--description", "BI", "--daily-limit", "50")
+    assert added.exit_code == 0
+    secret = added.stdout.splitlines()[-1]
+    assert len(secret) >= 40
+    assert " " not in secret
+    listed = run("tokens", "list", "0032")
+    assert "BI" in listed.stdout
+    assert "50" in listed.stdout
+    assert secret not in listed.stdout
+    token = admin.list_tokens(engine, "0032")[0]
+    assert token.revoked_at is None
+    revoked = run("tokens", "revoke", str(token.id))
+    assert revoked.exit_code == 0
+    assert admin.list_tokens(engine, "0032")[0].revoked_at is not None
+    assert_refused(run("tokens", "revoke", str(token.id)), "already revoked")
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["tokens", "add", "0099"], "operation 0099 does not exist"),
+        (["tokens", "add", "0032", "--daily-limit", "0"], "at least 1"),
+        (["tokens", "list", "0099"], "operation 0099 does not exist"),
+        (["tokens", "revoke", "999"], "token 999 does not exist"),
+        (["points", "list", "0099"], "operation 0099 does not exist"),
+        (["points", "set", "0032", "5", "--ivr", "yes"], "routing point 5 does not exist"),
+        (["points", "set", "0032", "5"], "nothing to change"),
+    ],
+)
+def test_admin_commands_refuse_unknowns(
+    run: Invoke, engine: Engine, args: list[str], fragment: str
+) -> None:
+    run("operations", "add", "0032", "--name", "Acme", "--licenses", "1")
+    assert_refused(run(*args), fragment)
+    assert admin.list_tokens(engine, "0032") == []
+
+
+CSV = """rp_id,rp_name,ivr_active,chat_active,interaction_active,crm_active,last_use
+101,Sales line,yes,no,yes,no,2026-11-20 14:03:11
+102,Support chat,no,yes,yes,yes,
+"""
+
+
+@pytest.fixture
+def acme(run: Invoke) -> None:
+    run(
+        "operations",
+        "add",
+        "0032",
+        "--name",
+        "Acme",
+        "--licenses",
+        "1",
+        "--timezone",
+        "America/Bogota",
+    )
+
+
+@pytest.mark.usefixtures("acme")
+def test_points_import_csv_list_and_set(run: Invoke, tmp_path: Path, engine: Engine) -> None:
+    file = tmp_path / "points.csv"
+    file.write_text(CSV)
+    imported = run("points", "import", "0032", str(file))
+    assert imported.exit_code == 0, imported.stderr
+    assert "2 routing points imported" in imported.stdout
+    listed = run("points", "list", "0032")
+    assert "Sales line" in listed.stdout
+    assert "2026-11-20 14:03:11" in listed.stdout
+    version = admin.get_operation(engine, "0032").version
+    changed = run("points", "set", "0032", "101", "--ivr", "no", "--name", "Sales")
+    assert changed.exit_code == 0
+    _, rows = admin.list_points(engine, "0032")
+    assert (rows[0].rp_name, rows[0].ivr_active) == ("Sales", False)
+    assert admin.get_operation(engine, "0032").version == version + 1
+
+
+@pytest.mark.usefixtures("acme")
+def test_points_import_json_and_api_answers(run: Invoke, tmp_path: Path, engine: Engine) -> None:
+    file = tmp_path / "points.json"
+    file.write_text(json.dumps([{"rp_id": "7", "rp_name": "Seven", "ivr_active": "yes"}]))
+    assert run("points", "import", "0032", str(file)).exit_code == 0
+    answer = tmp_path / "answer.json"
+    answer.write_text(json.dumps({"code": 200, "data": [{"rp_id": "7", "chat_active": "yes"}]}))
+    assert run("points", "import", "0032", str(answer)).exit_code == 0
+    _, rows = admin.list_points(engine, "0032")
+    # The second file left out rp_name and ivr_active: they kept their values.
+    assert (rows[0].rp_name, rows[0].ivr_active, rows[0].chat_active) == ("Seven", True, True)
+
+
+BAD_FILES = [
+    ("bad.csv", CSV + "103,Third,maybe,no,no,no,\n", "record 3: ivr_active: 'maybe' is not yes"),
+    ("bad.csv", CSV + "x,Third,no,no,no,no,\n", "record 3: rp_id: 'x' is not a positive integer"),
+    ("bad.csv", CSV + "0,Zero,no,no,no,no,\n", "record 3: rp_id"),
+    ("bad.csv", CSV + "104,,no,no,no,no,\n", "record 3: rp_name"),
+    ("bad.csv", CSV + "105," + "n" * 256 + ",no,no,no,no,\n", "record 3: rp_name"),
+    ("bad.csv", CSV + "106,Late,no,no,no,no,20261120\n", "record 3: last_use"),
+    ("bad.csv", CSV + "101,Again,no,no,no,no,\n", "record 3: rp_id 101 appears twice"),
+    ("bad.csv", CSV + "107,Short,no\n", "record 3 (line 4): has a different number of fields"),
+    ("bad.csv", "name,flag\nx,y\n", "header row must name rp_id"),
+    ("bad.json", '[{"rp_id": "1", "rp_name": "x"}, {"rp_id": "2"}]', "rp_id 2: a new routing"),
+    ("bad.json", '[{"rp_id": "1", "rp_name": "x", "colour": "red"}]', "record 1: colour"),
+    ("bad.json", '[{"rp_id": "1", "rp_name": "x"},', "malformed JSON"),
+    ("bad.json", "[1, 2]", "record 1: expected an object"),
+    ("empty.csv", "", "holds no records"),
+]
+
+
+@pytest.mark.usefixtures("acme")
+@pytest.mark.parametrize(("name", "content", "fragment"), BAD_FILES)
+def test_points_import_refuses_a_bad_file_whole(
+    run: Invoke, tmp_path: Path, engine: Engine, name: str, content: str, fragment: str
+) -> None:
+    file = tmp_path / name
+    file.write_text(content)
+    result = run("points", "import", "0032", str(file))
+    assert_refused(result, fragment)
+    _, rows = admin.list_points(engine, "0032")
+    assert rows == []
+    assert admin.get_operation(engine, "0032").version == 1
+
+
+@pytest.mark.usefixtures("acme")
+def test_points_import_of_a_missing_file(run: Invoke, tmp_path: Path) -> None:
+    result = run("points", "import", "0032", str(tmp_path / "nope.csv"))
+    assert_refused(result, "cannot be read")
+
+
+@pytest.mark.usefixtures("acme")
+def test_points_import_100k_records(run: Invoke, tmp_path: Path, engine: Engine) -> None:
+    file = tmp_path / "big.csv"
+    lines = ["rp_id,rp_name,ivr_active,chat_active,interaction_active,crm_active,last_use"]
+    lines += [f"{i},Point {i},yes,no,yes,no,2026-11-20 10:00:00" for i in range(1, 100_001)]
+    file.write_text("\n".join(lines) + "\n")
+    result = run("points", "import", "0032", str(file))
+    assert result.exit_code == 0, result.stderr
+    assert admin.count_points(engine, "0032") == 100_000
