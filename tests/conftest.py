@@ -132,18 +132,19 @@ class LiveServer:
     Requests cross a real socket and the real HTTP stack; the clock stays injectable.
     """
 
-    def __init__(self, settings: Settings, clock: Any = system_clock) -> None:
+    def __init__(self, settings: Settings, clock: Any = system_clock, wrap: Any = None) -> None:
         self.settings = settings
         self.clock = clock
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.app = create_app(settings, clock=clock)
+        self.asgi = self.app if wrap is None else wrap(self.app)
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
 
     def start(self) -> LiveServer:
         config = uvicorn.Config(
-            self.app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on"
+            self.asgi, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on"
         )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, daemon=True)
@@ -183,11 +184,11 @@ def headers(token: str, **extra: str) -> dict[str, str]:
 
 
 async def gather_gets(
-    url: str, count: int, request_headers: dict[str, str], **client_args: Any
+    url: str, count: int, request_headers: dict[str, str], client_timeout: float = 30
 ) -> list[httpx.Response]:
     """`count` simultaneous requests, each on its own connection."""
     limits = httpx.Limits(max_connections=count + 1, max_keepalive_connections=0)
-    async with httpx.AsyncClient(limits=limits, timeout=30, **client_args) as http:
+    async with httpx.AsyncClient(limits=limits, timeout=client_timeout) as http:
         return list(
             await asyncio.gather(*(http.get(url, headers=request_headers) for _ in range(count)))
         )

@@ -50,6 +50,10 @@ class Services:
             ConsumptionGuard(settings),
         )
 
+    @property
+    def reader(self) -> SqliteReader | None:
+        return self._reader
+
     async def stop(self) -> None:
         if self._reader is not None:
             await self._reader.close()
