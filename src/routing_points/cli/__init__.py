@@ -10,6 +10,7 @@ import click
 
 from routing_points import __version__
 from routing_points.cli.admin import migrate, operations, points, tokens
+from routing_points.cli.consume import get, token_info
 from routing_points.cli.serve import demo, serve
 
 
@@ -19,5 +20,5 @@ def main() -> None:
     """A self-hostable Wolkvox routing_points API, and the client to consume it."""
 
 
-for command in (serve, demo, migrate, operations, tokens, points):
+for command in (serve, demo, migrate, operations, tokens, points, get, token_info):
     main.add_command(command)

@@ -1,0 +1,139 @@
+"""Typed views of what the service sends, parsed leniently where the real service is loose."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+FIELDS = (
+    "rp_id",
+    "rp_name",
+    "ivr_active",
+    "chat_active",
+    "interaction_active",
+    "crm_active",
+    "last_use",
+)
+_TRUE = frozenset({"yes", "y", "si", "sí", "true", "1", "on", "active"})
+
+
+def _flag(value: Any) -> bool:
+    if value == "yes":
+        return True
+    if value == "no":
+        return False
+    if isinstance(value, bool):
+        return value
+    return str(value).strip().lower() in _TRUE
+
+
+def _moment(value: Any) -> datetime | None:
+    """The service's local wall time "YYYY-MM-DD HH:MM:SS", naive; empty means never used."""
+    if not value:
+        return None
+    text = str(value).strip()
+    if not text or text.startswith("0000-00-00"):
+        return None
+    return datetime.fromisoformat(text)
+
+
+@dataclass(frozen=True, slots=True)
+class RoutingPoint:
+    rp_id: int
+    rp_name: str
+    ivr_active: bool
+    chat_active: bool
+    interaction_active: bool
+    crm_active: bool
+    # Naive: the operation's local time, exactly as the service sends it.
+    last_use: datetime | None
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any]) -> RoutingPoint:
+        return cls(
+            int(record["rp_id"]),
+            str(record.get("rp_name", "")),
+            _flag(record.get("ivr_active")),
+            _flag(record.get("chat_active")),
+            _flag(record.get("interaction_active")),
+            _flag(record.get("crm_active")),
+            _moment(record.get("last_use")),
+        )
+
+    def to_record(self) -> dict[str, str]:
+        """The contract's record: every value a string."""
+        return {
+            "rp_id": str(self.rp_id),
+            "rp_name": self.rp_name,
+            "ivr_active": "yes" if self.ivr_active else "no",
+            "chat_active": "yes" if self.chat_active else "no",
+            "interaction_active": "yes" if self.interaction_active else "no",
+            "crm_active": "yes" if self.crm_active else "no",
+            "last_use": "" if self.last_use is None else f"{self.last_use:%Y-%m-%d %H:%M:%S}",
+        }
+
+
+def _count(value: Any) -> int:
+    try:
+        return int(str(value).strip() or 0)
+    except ValueError:
+        return 0
+
+
+@dataclass(frozen=True, slots=True)
+class TokenInfo:
+    description: str
+    token_limit: int
+    token_use_today: int
+    all_token_today: int
+    available_consumption_options: int
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any]) -> TokenInfo:
+        return cls(
+            str(record.get("description", "")),
+            _count(record.get("token_limit")),
+            _count(record.get("token_use_today")),
+            _count(record.get("all_token_today")),
+            _count(record.get("available_consumption_options")),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Budget:
+    """The daily budget as the last answer's RateLimit headers showed it."""
+
+    limit: int | None
+    remaining: int
+    resets_in_s: int | None
+    observed_at: datetime
+
+
+@dataclass(slots=True)
+class Page:
+    """One consumption's worth of routing points."""
+
+    records: list[dict[str, Any]]
+    etag: str | None
+    not_modified: bool = False
+    next_url: str | None = None
+    _points: list[RoutingPoint] | None = field(default=None, repr=False)
+
+    @property
+    def points(self) -> list[RoutingPoint]:
+        if self._points is None:
+            self._points = [RoutingPoint.from_record(record) for record in self.records]
+        return self._points
+
+
+class RoutingPointList(list[RoutingPoint]):
+    """Every routing point, with the ETag to poll with next time.
+
+    When the service answered 304 to `if_none_match`, the list is empty and
+    `not_modified` is True: nothing changed since that tag, and nothing was spent.
+    """
+
+    etag: str | None = None
+    not_modified: bool = False

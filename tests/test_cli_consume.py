@@ -1,0 +1,173 @@
+"""`get` and `token-info` end to end: a real server, the real command, every format."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from datetime import datetime, timedelta
+
+import pytest
+from click.testing import CliRunner
+from sqlalchemy import Engine
+
+from routing_points.cli import main
+from routing_points.cli.consume import relative_age
+from tests.conftest import LiveServer, Tenant, add_tenant, free_port
+from tests.processes import cli
+
+FIELDS = [
+    "rp_id",
+    "rp_name",
+    "ivr_active",
+    "chat_active",
+    "interaction_active",
+    "crm_active",
+    "last_use",
+]
+
+
+def test_get_json_is_exactly_the_records_as_sent(live: LiveServer, tenant: Tenant) -> None:
+    result = cli(
+        "get",
+        "--server",
+        "0032",
+        "--token",
+        tenant.token,
+        "--base-url",
+        live.url,
+        "--format",
+        "json",
+    )
+    assert result.returncode == 0, result.stderr
+    records = json.loads(result.stdout)
+    assert [r["rp_id"] for r in records] == ["101", "102", "1000"]
+    assert records[0] == {
+        "rp_id": "101",
+        "rp_name": "Sales line",
+        "ivr_active": "yes",
+        "chat_active": "no",
+        "interaction_active": "yes",
+        "crm_active": "no",
+        "last_use": "2026-11-20 14:03:11",
+    }
+
+
+def test_get_csv_has_a_header_in_contract_order(live: LiveServer, tenant: Tenant) -> None:
+    result = cli(
+        "get",
+        "--server",
+        "0032",
+        "--base-url",
+        live.url,
+        "--format",
+        "csv",
+        env={"ROUTING_POINTS_TOKEN": tenant.token},
+    )
+    assert result.returncode == 0, result.stderr
+    rows = list(csv.reader(io.StringIO(result.stdout)))
+    assert rows[0] == FIELDS
+    assert rows[1] == ["101", "Sales line", "yes", "no", "yes", "no", "2026-11-20 14:03:11"]
+    assert len(rows) == 4
+
+
+def test_get_table(live: LiveServer, tenant: Tenant) -> None:
+    result = cli(
+        "get",
+        "--server",
+        "0032",
+        "--token",
+        tenant.token,
+        "--base-url",
+        live.url,
+        "--routing",
+        "102",
+        env={"COLUMNS": "160"},
+    )
+    assert result.returncode == 0, result.stderr
+    assert "Support chat" in result.stdout
+    assert "never" in result.stdout
+    assert "Sales line" not in result.stdout
+
+
+def test_token_info_formats(live: LiveServer, tenant: Tenant) -> None:
+    as_json = cli(
+        "token-info",
+        "--server",
+        "0032",
+        "--token",
+        tenant.token,
+        "--base-url",
+        live.url,
+        "--format",
+        "json",
+    )
+    assert json.loads(as_json.stdout) == {
+        "description": "token of 0032",
+        "token_limit": "1000",
+        "token_use_today": "1",
+        "all_token_today": "1",
+        "available_consumption_options": "999",
+    }
+    as_csv = cli(
+        "token-info",
+        "--server",
+        "0032",
+        "--token",
+        tenant.token,
+        "--base-url",
+        live.url,
+        "--format",
+        "csv",
+    )
+    assert as_csv.stdout.splitlines()[0] == (
+        "description,token_limit,token_use_today,all_token_today,available_consumption_options"
+    )
+    table = cli("token-info", "--server", "0032", "--token", tenant.token, "--base-url", live.url)
+    assert "available_consumption_options" in table.stdout
+
+
+def test_exit_codes_tell_failures_apart(engine: Engine, live: LiveServer, tenant: Tenant) -> None:
+    runner = CliRunner()
+
+    def get(token: str, base_url: str, server: str = "0032") -> tuple[int, str]:
+        result = runner.invoke(
+            main, ["get", "--server", server, "--token", token, "--base-url", base_url]
+        )
+        return result.exit_code, result.stderr
+
+    code, err = get("wrong", live.url)
+    assert code == 3
+    assert err.startswith("Error: InvalidToken: PLEASE VALIDATE TOKEN")
+    assert len(err.strip().splitlines()) == 1
+    code, err = get(tenant.token, f"http://127.0.0.1:{free_port()}")
+    assert code == 5
+    assert "ConnectError" in err
+    spent = add_tenant(engine, "0044", daily_limit=1)
+    assert get(spent.token, live.url, "0044")[0] == 0
+    code, err = get(spent.token, live.url, "0044")
+    assert code == 4
+    assert "TOKEN LIMIT EXCEEDED (the budget resets at" in err
+
+
+def test_a_missing_token_is_a_usage_error() -> None:
+    result = CliRunner().invoke(main, ["get", "--server", "0032"], env={})
+    assert result.exit_code == 2
+    assert "--token" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("seconds", "expected"),
+    [
+        (5, "just now"),
+        (120, "2 min ago"),
+        (7200, "2 h ago"),
+        (86_400, "1 day ago"),
+        (3 * 86_400 + 5, "3 days ago"),
+        (-60, "in the future"),
+    ],
+)
+def test_relative_age(seconds: int, expected: str) -> None:
+    now = datetime(2026, 11, 27, 12, 0, 0)
+    assert relative_age(now - timedelta(seconds=seconds), now) == expected
+    assert relative_age(None, now) == "never"
