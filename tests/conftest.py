@@ -5,18 +5,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import secrets
 import socket
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import httpx
+import psycopg
 import pytest
+import redis
 import uvicorn
 from sqlalchemy import Engine
+from sqlalchemy.engine import make_url
 from starlette.applications import Starlette
 
 from routing_points.clock import ManualClock, system_clock
@@ -34,8 +38,66 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
+POSTGRES_ADMIN_URL = os.environ.get(
+    "ROUTING_POINTS_TEST_POSTGRES", "postgresql://127.0.0.1:5432/test"
+)
+REDIS_TEST_URL = os.environ.get("ROUTING_POINTS_TEST_REDIS", "redis://127.0.0.1:6379/0")
+
+
+def service_missing(what: str, exc: BaseException) -> NoReturn:
+    """Skip where the service is not installed; in CI a missing service is a failure."""
+    if RUNNING_IN_CI:
+        pytest.fail(f"{what} is required in CI and is not reachable: {exc}")
+    pytest.skip(f"{what} is not reachable here ({exc}); CI runs these tests against it")
+
+
 @pytest.fixture
-def database_url(tmp_path: Path) -> str:
+def postgres_url() -> Iterator[str]:
+    """A database of its own for this test, dropped afterwards."""
+    name = f"rp_test_{secrets.token_hex(6)}"
+    try:
+        admin_connection = psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True, connect_timeout=3)
+    except psycopg.OperationalError as exc:
+        service_missing("PostgreSQL", exc)
+    with admin_connection:
+        admin_connection.execute(f'CREATE DATABASE "{name}"')
+    yield str(make_url(POSTGRES_ADMIN_URL).set(database=name).render_as_string(False))
+    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin_connection:
+        admin_connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@dataclass
+class RedisNamespace:
+    url: str
+    prefix: str
+
+    def settings(self) -> dict[str, Any]:
+        return {"redis_url": self.url, "redis_key_prefix": self.prefix}
+
+
+@pytest.fixture
+def redis_namespace() -> Iterator[RedisNamespace]:
+    """The shared Redis, under a key prefix of this test's own."""
+    client = redis.Redis.from_url(REDIS_TEST_URL, socket_connect_timeout=2)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        client.close()
+        service_missing("Redis", exc)
+    prefix = f"rp-test-{secrets.token_hex(6)}"
+    yield RedisNamespace(REDIS_TEST_URL, prefix)
+    keys = list(client.scan_iter(f"{prefix}:*"))
+    if keys:
+        client.delete(*keys)
+    client.close()
+
+
+@pytest.fixture
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """SQLite by default; tests parametrized with "postgresql" (indirect) get PostgreSQL."""
+    store = getattr(request, "param", "sqlite")
+    if store == "postgresql":
+        return str(request.getfixturevalue("postgres_url"))
     return f"sqlite:///{tmp_path / 'store.db'}"
 
 
@@ -165,6 +227,20 @@ class LiveServer:
     @property
     def limits(self) -> Any:
         return self.app.state.services.limits
+
+    def in_flight(self, token_id: int) -> int:
+        """Slots the token holds now, whichever backend keeps them."""
+        limits = self.limits
+        if hasattr(limits, "in_flight"):
+            return int(limits.in_flight(token_id))
+        client = redis.Redis.from_url(self.settings.redis_url or "")
+        try:
+            seconds, micros = client.time()
+            now_ms = seconds * 1000 + micros // 1000
+            key = f"{self.settings.redis_key_prefix}:slots:{token_id}"
+            return int(client.zcount(key, f"({now_ms}", "+inf"))
+        finally:
+            client.close()
 
 
 @pytest.fixture

@@ -13,7 +13,11 @@ from sqlalchemy import Engine
 from routing_points.store import admin
 from tests.conftest import ENDPOINT, LiveServer, Tenant, add_tenant, headers, point
 
-pytestmark = pytest.mark.anyio
+pytestmark = [
+    pytest.mark.anyio,
+    # The same contract from both stores.
+    pytest.mark.parametrize("database_url", ["sqlite", "postgresql"], indirect=True),
+]
 
 FIELDS = [
     "rp_id",

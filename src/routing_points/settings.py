@@ -20,7 +20,21 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="ROUTING_POINTS_", extra="ignore")
 
     database_url: str = DEFAULT_DATABASE_URL
+    # PostgreSQL: the pool of each worker, and how long to wait for the database.
+    database_pool_size: int = Field(default=10, ge=1)
+    database_timeout_s: float = Field(default=5.0, gt=0)
+
+    # Redis holds the limits' state when set; otherwise they live in the one server process.
     redis_url: str | None = None
+    redis_key_prefix: str = "rp"
+    redis_timeout_s: float = Field(default=1.0, gt=0)
+    # Redis unreachable: refuse with 503 (the default), or serve without limits.
+    redis_fail_open: bool = False
+    # A concurrency slot outlives the time limit by this much if its holder dies.
+    lease_margin_s: float = Field(default=5.0, ge=0)
+
+    # GET /metrics is off unless a bearer secret is set: it names operations.
+    metrics_token: str | None = None
 
     # L8, L9: admission.
     limits_enabled: bool = True

@@ -5,9 +5,11 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import logging
+import os
 import random
 import shlex
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from datetime import datetime
@@ -81,17 +83,35 @@ def sole_server(settings: Settings) -> Iterator[None]:
         yield
 
 
-def run_server(settings: Settings, host: str, port: int) -> None:
+def run_server(settings: Settings, host: str, port: int, workers: int = 1) -> None:
     configure_logging(settings.log_level)
-    with sole_server(settings):
+    common: dict[str, Any] = {
+        "host": host,
+        "port": port,
+        "access_log": False,
+        "log_level": settings.log_level.lower(),
+        "lifespan": "on",
+        "timeout_graceful_shutdown": 5,
+    }
+    if workers == 1:
+        with sole_server(settings):
+            uvicorn.run(create_app(settings), **common)
+        return
+    if settings.is_sqlite or not settings.redis_url:
+        raise click.ClickException(
+            "--workers above 1 needs PostgreSQL (--database postgresql://...) and Redis "
+            "(--redis redis://...): the limits must be shared by every worker"
+        )
+    # Workers are fresh interpreters: they read their settings from the environment.
+    os.environ["ROUTING_POINTS_DATABASE_URL"] = settings.database_url
+    os.environ["ROUTING_POINTS_REDIS_URL"] = settings.redis_url
+    with tempfile.TemporaryDirectory(prefix="routing-points-metrics-") as metrics_dir:
+        os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", metrics_dir)
         uvicorn.run(
-            create_app(settings),
-            host=host,
-            port=port,
-            access_log=False,
-            log_level=settings.log_level.lower(),
-            lifespan="on",
-            timeout_graceful_shutdown=5,
+            "routing_points.server.app:app_from_environment",
+            factory=True,
+            workers=workers,
+            **common,
         )
 
 
@@ -103,9 +123,20 @@ port_option = click.option("--port", default=8000, show_default=True, type=int)
 @host_option
 @port_option
 @database_option
-def serve(host: str, port: int, database_url: str | None) -> None:
+@click.option(
+    "--redis",
+    "redis_url",
+    metavar="URL",
+    default=None,
+    help="Keep the limits in Redis, shared by every worker and host (ROUTING_POINTS_REDIS_URL).",
+)
+@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True)
+def serve(
+    host: str, port: int, database_url: str | None, redis_url: str | None, workers: int
+) -> None:
     """Serve the API (migrating the database first)."""
-    run_server(settings_for(database_url), host, port)
+    overrides = {} if redis_url is None else {"redis_url": redis_url}
+    run_server(settings_for(database_url, **overrides), host, port, workers)
 
 
 def _demo_points(rng: random.Random, now: int) -> list[dict[str, Any]]:

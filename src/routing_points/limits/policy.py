@@ -8,6 +8,7 @@ fields showing the daily budget and what is left of it.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 
 from routing_points.clock import Clock
@@ -24,8 +25,7 @@ from routing_points.settings import Settings
 from routing_points.store.reader import Principal
 
 DAY_WINDOW_S = 86_400
-# A slot lease outlives the time limit by this much before a dead holder's slot expires.
-LEASE_MARGIN_S = 5.0
+logger = logging.getLogger("routing_points.limits")
 
 
 @dataclass(slots=True)
@@ -48,7 +48,8 @@ class LimitPolicy:
         self.clock = clock
         self.calendar = QuotaCalendar()
         self._poll_header = (b"x-poll-interval", str(settings.poll_interval_s).encode())
-        self._lease_s = settings.consumption_timeout_s + LEASE_MARGIN_S
+        self._lease_s = settings.consumption_timeout_s + settings.lease_margin_s
+        self._degraded_header = (b"x-limits", b"degraded")
 
     def limits_of(self, principal: Principal) -> tuple[int, int]:
         """(the operation's daily budget, the most this token may use of it today)."""
@@ -80,8 +81,18 @@ class LimitPolicy:
         )
         try:
             result = await self.backend.admit(request)
-        except BackendUnavailable:
-            raise ServiceUnavailable("THE LIMITS SERVICE IS UNAVAILABLE") from None
+        except BackendUnavailable as exc:
+            if not self.settings.redis_fail_open:
+                raise ServiceUnavailable("THE LIMITS SERVICE IS UNAVAILABLE") from None
+            logger.warning("limits unavailable, serving without them (fail-open): %s", exc)
+            return Ticket(
+                principal,
+                0,
+                0,
+                operation_limit,
+                token_limit,
+                [self._poll_header, self._degraded_header],
+            )
         headers = self._headers(
             quota_day,
             now,

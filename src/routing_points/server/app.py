@@ -25,11 +25,14 @@ from routing_points.server.errors import (
     InternalError,
     MethodNotAllowed,
     NotFound,
+    ServiceUnavailable,
     envelope_response,
 )
+from routing_points.server.metrics import metrics_off
 from routing_points.server.routes import ENDPOINT
 from routing_points.server.services import Services
 from routing_points.settings import Settings
+from routing_points.store.reader import StoreUnavailable
 
 logger = logging.getLogger("routing_points.server")
 
@@ -53,6 +56,11 @@ async def _http_error(_request: Request, exc: Exception) -> Response:
     return envelope_response(error)
 
 
+async def _store_unavailable(_request: Request, exc: Exception) -> Response:
+    logger.warning("store unavailable: %s", exc)
+    return envelope_response(ServiceUnavailable("THE STORE IS UNAVAILABLE"))
+
+
 async def _unexpected_error(_request: Request, exc: Exception) -> Response:
     logger.error("unhandled error", exc_info=exc)
     return envelope_response(InternalError())
@@ -62,8 +70,8 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock)
     settings = settings if settings is not None else Settings()
     services = Services(settings, clock)
 
-    async def information(request: Request) -> Response:
-        return await services.information(request)
+    async def alive(_request: Request) -> Response:
+        return Response(b'{"status":"ok"}', media_type="application/json")
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
@@ -74,14 +82,29 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock)
             await services.stop()
 
     app = Starlette(
-        routes=[Route(ENDPOINT, information, methods=["GET"])],
+        routes=[
+            Route(ENDPOINT, services.information, methods=["GET"]),
+            Route("/healthz", alive, methods=["GET"]),
+            Route("/readyz", services.readiness, methods=["GET"]),
+            Route(
+                "/metrics",
+                services.metrics.page if services.metrics is not None else metrics_off,
+                methods=["GET"],
+            ),
+        ],
         middleware=[Middleware(AccessLogMiddleware)] if settings.access_log else [],
         exception_handlers={
             ApiError: _api_error,
             HTTPException: _http_error,
+            StoreUnavailable: _store_unavailable,
             Exception: _unexpected_error,
         },
         lifespan=lifespan,
     )
     app.state.services = services
     return app
+
+
+def app_from_environment() -> Starlette:
+    """The factory uvicorn's worker processes call: settings from ROUTING_POINTS_* only."""
+    return create_app(Settings())

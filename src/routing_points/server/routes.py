@@ -20,6 +20,7 @@ from routing_points.limits.policy import Ticket
 from routing_points.server.admission import Admission
 from routing_points.server.errors import ApiError, InvalidParameters, UnknownApi
 from routing_points.server.guard import ClientDisconnected, ConsumptionGuard
+from routing_points.server.metrics import Metrics
 from routing_points.server.pages import (
     Page,
     PageCache,
@@ -70,11 +71,13 @@ class InformationEndpoint:
         renderer: PageRenderer,
         cache: PageCache,
         guard: ConsumptionGuard,
+        metrics: Metrics | None = None,
     ) -> None:
         self.admission = admission
         self.renderer = renderer
         self.cache = cache
         self.guard = guard
+        self.metrics = metrics
 
     async def __call__(self, request: Request) -> Response:
         principal = await self.admission.authenticate(request.headers)
@@ -97,6 +100,8 @@ class InformationEndpoint:
         elif api != TOKEN_INFO:
             deferred = UnknownApi()
         ticket = await self.admission.admit(principal, api if deferred is None else "", cost)
+        if cost and self.metrics is not None:
+            self.metrics.consumed(principal.nomenclature, ticket.operation_used)
         try:
             if deferred is not None:
                 raise deferred

@@ -1,20 +1,33 @@
-"""The server's long-lived parts, opened in the app's lifespan and wired together once."""
+"""The server's long-lived parts, chosen from the settings and wired together once.
+
+store   SQLite (embedded, one process)   or PostgreSQL (asyncpg pool)
+limits  in this process (LocalLimits)     or Redis (RedisLimits, every worker and host)
+"""
 
 from __future__ import annotations
 
+import time
+
+import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
 from routing_points.clock import Clock
-from routing_points.limits.embedded import EmbeddedLimits
+from routing_points.limits.backend import BackendUnavailable, LimitBackend
+from routing_points.limits.local import LocalLimits
 from routing_points.limits.policy import LimitPolicy
+from routing_points.limits.redis import RedisLimits
 from routing_points.server.admission import Admission
+from routing_points.server.errors import ApiError
 from routing_points.server.guard import ConsumptionGuard
+from routing_points.server.metrics import Metrics
 from routing_points.server.pages import PageCache, PageRenderer
 from routing_points.server.routes import InformationEndpoint
 from routing_points.settings import Settings
 from routing_points.store import migrate
 from routing_points.store.engine import create_sync_engine
+from routing_points.store.postgres import PostgresReader
+from routing_points.store.reader import StoreUnavailable
 from routing_points.store.sqlite import SqliteReader
 
 
@@ -26,40 +39,103 @@ class Services:
     def __init__(self, settings: Settings, clock: Clock) -> None:
         self.settings = settings
         self.clock = clock
+        self.metrics = Metrics(settings.metrics_token) if settings.metrics_token else None
+        self.reader: SqliteReader | PostgresReader | None = None
+        self.limits: LimitBackend | None = None
         self._endpoint: InformationEndpoint | None = None
-        self._reader: SqliteReader | None = None
-        self.limits: EmbeddedLimits | None = None
 
     async def start(self) -> None:
         settings = self.settings
-        if not settings.is_sqlite:
-            raise NotImplementedError("only the embedded SQLite store is available so far")
-        settings.sqlite_path.parent.mkdir(parents=True, exist_ok=True)
+        if settings.is_sqlite:
+            settings.sqlite_path.parent.mkdir(parents=True, exist_ok=True)
         engine = create_sync_engine(settings.database_url)
         try:
             migrate.upgrade(engine)
         finally:
             engine.dispose()
-        reader = self._reader = SqliteReader(settings.sqlite_path)
-        limits = self.limits = EmbeddedLimits(reader.loop_connection)
-        policy = LimitPolicy(settings, limits, self.clock)
+        reader: SqliteReader | PostgresReader
+        if settings.is_sqlite:
+            reader = SqliteReader(settings.sqlite_path)
+        else:
+            reader = await PostgresReader.connect(
+                settings.database_url,
+                min_size=1,
+                max_size=settings.database_pool_size,
+                timeout_s=settings.database_timeout_s,
+            )
+        self.reader = reader
+        limits: LimitBackend
+        if settings.redis_url:
+            limits = RedisLimits.from_url(
+                settings.redis_url, settings.redis_key_prefix, settings.redis_timeout_s
+            )
+        else:
+            if isinstance(reader, PostgresReader) and not await reader.hold_local_limits_lock():
+                await reader.close()
+                raise RuntimeError(
+                    "another server keeps its limits in this database: give every server "
+                    "the same --redis to run several"
+                )
+            limits = LocalLimits(reader)
+        self.limits = limits
         self._endpoint = InformationEndpoint(
-            Admission(reader, policy),
+            Admission(reader, LimitPolicy(settings, limits, self.clock)),
             PageRenderer(reader, settings.max_records_per_response, settings.max_response_bytes),
             PageCache(settings.body_cache_bytes),
             ConsumptionGuard(settings),
+            self.metrics,
         )
 
-    @property
-    def reader(self) -> SqliteReader | None:
-        return self._reader
-
     async def stop(self) -> None:
-        if self._reader is not None:
-            await self._reader.close()
-        self._reader = self._endpoint = self.limits = None
+        if self.limits is not None:
+            await self.limits.close()
+        if self.reader is not None:
+            await self.reader.close()
+        self.reader = self.limits = self._endpoint = None
 
     async def information(self, request: Request) -> Response:
-        if self._endpoint is None:
+        endpoint = self._endpoint
+        if endpoint is None:
             raise NotStarted("the app's lifespan has not started")
-        return await self._endpoint(request)
+        metrics = self.metrics
+        if metrics is None:
+            return await endpoint(request)
+        started, status, refusal = time.perf_counter(), 500, None
+        try:
+            response = await endpoint(request)
+            status = response.status_code
+            return response
+        except ApiError as exc:
+            status, refusal = exc.status, exc.refusal
+            raise
+        except StoreUnavailable:
+            status = 503
+            raise
+        finally:
+            api = request.query_params.get("api", "")
+            metrics.observe(api, status, time.perf_counter() - started, refusal)
+
+    async def readiness(self, _request: Request) -> Response:
+        checks = {"store": "ok", "limits": "ok"}
+        try:
+            if self.reader is None or self.limits is None:
+                raise NotStarted("starting")
+            try:
+                await self.reader.ping()
+            except StoreUnavailable as exc:
+                checks["store"] = str(exc) or "unavailable"
+            try:
+                await self.limits.ping()
+            except BackendUnavailable as exc:
+                checks["limits"] = str(exc) or "unavailable"
+        except NotStarted:
+            checks = {"store": "starting", "limits": "starting"}
+        ready = all(value == "ok" for value in checks.values())
+        status = 200 if ready else 503
+        body = {
+            "code": status,
+            "error": None if ready else "SERVICE UNAVAILABLE",
+            "msg": "READY" if ready else "NOT READY",
+            "data": checks,
+        }
+        return Response(orjson.dumps(body), status_code=status, media_type="application/json")

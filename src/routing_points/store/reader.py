@@ -26,6 +26,10 @@ PAGE_COLUMNS = (
 PointRow = tuple[str, str, str, str, str, str, int | None]
 
 
+class StoreUnavailable(Exception):
+    """The database cannot be reached or did not answer; the request gets a 503."""
+
+
 class Principal(NamedTuple):
     """A live token, with what admission and rendering need of its operation."""
 

@@ -16,7 +16,13 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from routing_points.store.engine import configure_sqlite_connection
-from routing_points.store.reader import PAGE_COLUMNS, PRINCIPAL_COLUMNS, PointRow, Principal
+from routing_points.store.reader import (
+    PAGE_COLUMNS,
+    PRINCIPAL_COLUMNS,
+    PointRow,
+    Principal,
+    StoreUnavailable,
+)
 
 T = TypeVar("T")
 
@@ -31,9 +37,16 @@ _PAGE_SQL = f"""
 SELECT {PAGE_COLUMNS}
 FROM routing_points
 WHERE operation_id = ? AND rp_id > ? {{routing}}
-ORDER BY rp_id
+ORDER BY routing_points.rp_id
 LIMIT ?
 """
+
+
+_CHARGE_SQL = """
+INSERT INTO usage_counters (token_id, day, operation_id, count) VALUES (?, ?, ?, ?)
+ON CONFLICT (token_id, day) DO UPDATE SET count = count + excluded.count
+"""
+_LOAD_SQL = "SELECT token_id, count FROM usage_counters WHERE operation_id = ? AND day = ?"
 
 
 def connect(path: Path) -> sqlite3.Connection:
@@ -52,8 +65,24 @@ class SqliteReader:
         self._page_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rp-pages")
 
     async def principal(self, secret_hash: str) -> Principal | None:
-        row = self.loop_connection.execute(_PRINCIPAL_SQL, (secret_hash,)).fetchone()
+        try:
+            row = self.loop_connection.execute(_PRINCIPAL_SQL, (secret_hash,)).fetchone()
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(str(exc)) from exc
         return None if row is None else Principal(*row)
+
+    async def load_counters(self, operation_id: int, day: str) -> list[tuple[int, int]]:
+        try:
+            return self.loop_connection.execute(_LOAD_SQL, (operation_id, day)).fetchall()
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(str(exc)) from exc
+
+    async def charge(self, token_id: int, day: str, operation_id: int, cost: int) -> None:
+        """One upsert, committed before it returns (autocommit; WAL, synchronous=NORMAL)."""
+        try:
+            self.loop_connection.execute(_CHARGE_SQL, (token_id, day, operation_id, cost))
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(str(exc)) from exc
 
     async def page(
         self, operation_id: int, after: int, routing: int | None, limit: int
@@ -75,6 +104,8 @@ class SqliteReader:
         future = asyncio.get_running_loop().run_in_executor(self._page_thread, work)
         try:
             return await asyncio.shield(future)
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(str(exc)) from exc
         except asyncio.CancelledError:
             # The time limit (or a disconnect) cancelled the consumption: stop the query too.
             connection.interrupt()

@@ -1,0 +1,106 @@
+"""Limits of one server process: slots in memory, daily counters written through to the store.
+
+Admission is atomic without a lock: every check, and the reservation in memory, happen
+synchronously on the event loop, before the one await that writes the charge through to
+the store. If that write fails, the reservation is rolled back and the call refused, so a
+restart (or a crash) never forgets a consumption and never sees one that did not happen.
+Counters are read from the store once per operation and day, then kept in memory; that
+makes this backend right for one process only (the CLI refuses more without Redis).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Protocol
+
+from routing_points.limits.backend import AdmitRequest, AdmitResult, Outcome, Usage
+
+
+class CounterStore(Protocol):
+    async def load_counters(self, operation_id: int, day: str) -> list[tuple[int, int]]: ...
+
+    async def charge(self, token_id: int, day: str, operation_id: int, cost: int) -> None: ...
+
+
+class _OperationDay:
+    """The counters of one operation for its current local day."""
+
+    __slots__ = ("day", "operation_used", "token_used")
+
+    def __init__(self, day: str, token_counts: list[tuple[int, int]]) -> None:
+        self.day = day
+        self.token_used: dict[int, int] = dict(token_counts)
+        self.operation_used = sum(self.token_used.values())
+
+
+class LocalLimits:
+    def __init__(self, store: CounterStore) -> None:
+        self._store = store
+        self._in_flight: defaultdict[int, int] = defaultdict(int)
+        self._days: dict[int, _OperationDay] = {}
+        self._last_consumption: dict[str, float] = {}
+
+    async def _day(self, operation_id: int, day: str) -> _OperationDay:
+        current = self._days.get(operation_id)
+        if current is not None and current.day == day:
+            return current
+        counts = await self._store.load_counters(operation_id, day)
+        # Another request may have loaded the same day meanwhile: keep its reservations.
+        current = self._days.get(operation_id)
+        if current is None or current.day != day:
+            current = self._days[operation_id] = _OperationDay(day, counts)
+        return current
+
+    async def admit(self, request: AdmitRequest) -> AdmitResult:
+        counters = await self._day(request.operation_id, request.day)
+        token_id = request.token_id
+        token_used = counters.token_used.get(token_id, 0)
+        operation_used = counters.operation_used
+        if self._in_flight[token_id] >= request.max_in_flight:
+            return AdmitResult(Outcome.CONCURRENCY, token_used, operation_used)
+        cost = request.cost
+        if cost:
+            if request.interval_key is not None:
+                last = self._last_consumption.get(request.interval_key)
+                if last is not None and request.now - last < request.min_interval_s:
+                    wait = request.min_interval_s - (request.now - last)
+                    return AdmitResult(
+                        Outcome.INTERVAL, token_used, operation_used, retry_after_s=wait
+                    )
+            over_token = request.token_limit is not None and token_used + cost > request.token_limit
+            if over_token or operation_used + cost > request.operation_limit:
+                return AdmitResult(Outcome.BUDGET, token_used, operation_used)
+            counters.token_used[token_id] = token_used = token_used + cost
+            counters.operation_used = operation_used = operation_used + cost
+        self._in_flight[token_id] += 1
+        if cost:
+            try:
+                await self._store.charge(token_id, request.day, request.operation_id, cost)
+            except BaseException:
+                counters.token_used[token_id] -= cost
+                counters.operation_used -= cost
+                await self.release(token_id, "local")
+                raise
+            if request.interval_key is not None:
+                self._last_consumption[request.interval_key] = request.now
+        return AdmitResult(Outcome.ADMITTED, token_used, operation_used, lease="local")
+
+    async def release(self, token_id: int, lease: str) -> None:
+        remaining = self._in_flight[token_id] - 1
+        if remaining > 0:
+            self._in_flight[token_id] = remaining
+        else:
+            del self._in_flight[token_id]
+
+    async def usage(self, operation_id: int, token_id: int, day: str) -> Usage:
+        counters = await self._day(operation_id, day)
+        return Usage(counters.token_used.get(token_id, 0), counters.operation_used)
+
+    def in_flight(self, token_id: int) -> int:
+        return self._in_flight.get(token_id, 0)
+
+    async def ping(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None

@@ -1,0 +1,128 @@
+"""The PostgreSQL store on the hot path: asyncpg and a connection pool, rows as tuples.
+
+Every failure to reach the database (refused, reset, timed out, a pool with no free
+connection) becomes `StoreUnavailable`; the pool replaces broken connections on the next
+acquire, so service resumes by itself when the database is back.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg
+from sqlalchemy.engine import make_url
+
+from routing_points.store.reader import (
+    PAGE_COLUMNS,
+    PRINCIPAL_COLUMNS,
+    PointRow,
+    Principal,
+    StoreUnavailable,
+)
+
+_PRINCIPAL_SQL = f"""
+SELECT {PRINCIPAL_COLUMNS}
+FROM tokens t JOIN operations o ON o.id = t.operation_id
+WHERE t.secret_hash = $1 AND t.revoked_at IS NULL
+"""
+_PAGE_SQL = f"""
+SELECT {PAGE_COLUMNS}
+FROM routing_points
+WHERE operation_id = $1 AND rp_id > $2
+ORDER BY routing_points.rp_id
+LIMIT $3
+"""
+_ROUTING_PAGE_SQL = f"""
+SELECT {PAGE_COLUMNS}
+FROM routing_points
+WHERE operation_id = $1 AND rp_id > $2 AND rp_id = $4
+ORDER BY routing_points.rp_id
+LIMIT $3
+"""
+_CHARGE_SQL = """
+INSERT INTO usage_counters (token_id, day, operation_id, count) VALUES ($1, $2, $3, $4)
+ON CONFLICT (token_id, day) DO UPDATE SET count = usage_counters.count + excluded.count
+"""
+_LOAD_SQL = "SELECT token_id, count FROM usage_counters WHERE operation_id = $1 AND day = $2"
+
+# What a lost or refusing database looks like from asyncpg.
+UNAVAILABLE = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.CannotConnectNowError,
+)
+
+
+def asyncpg_dsn(database_url: str) -> str:
+    url = make_url(database_url).set(drivername="postgresql")
+    return url.render_as_string(hide_password=False)
+
+
+class PostgresReader:
+    def __init__(self, pool: Any, acquire_timeout_s: float) -> None:
+        self.pool = pool
+        self._acquire_timeout_s = acquire_timeout_s
+        self._lock_connection: Any = None
+
+    @classmethod
+    async def connect(
+        cls, database_url: str, min_size: int, max_size: int, timeout_s: float
+    ) -> PostgresReader:
+        pool = await asyncpg.create_pool(
+            asyncpg_dsn(database_url),
+            min_size=min_size,
+            max_size=max_size,
+            timeout=timeout_s,
+            command_timeout=None,
+        )
+        return cls(pool, timeout_s)
+
+    async def _fetch(self, sql: str, *args: Any) -> list[Any]:
+        try:
+            async with self.pool.acquire(timeout=self._acquire_timeout_s) as connection:
+                return list(await connection.fetch(sql, *args))
+        except UNAVAILABLE as exc:
+            raise StoreUnavailable(f"{type(exc).__name__}: {exc}") from exc
+
+    async def principal(self, secret_hash: str) -> Principal | None:
+        rows = await self._fetch(_PRINCIPAL_SQL, secret_hash)
+        return Principal(*rows[0]) if rows else None
+
+    async def page(
+        self, operation_id: int, after: int, routing: int | None, limit: int
+    ) -> list[PointRow]:
+        if routing is None:
+            return await self._fetch(_PAGE_SQL, operation_id, after, limit)
+        return await self._fetch(_ROUTING_PAGE_SQL, operation_id, after, limit, routing)
+
+    async def load_counters(self, operation_id: int, day: str) -> list[tuple[int, int]]:
+        return [(row[0], row[1]) for row in await self._fetch(_LOAD_SQL, operation_id, day)]
+
+    async def charge(self, token_id: int, day: str, operation_id: int, cost: int) -> None:
+        await self._fetch(_CHARGE_SQL, token_id, day, operation_id, cost)
+
+    async def hold_local_limits_lock(self) -> bool:
+        """Claim the database for limits kept in this process; False if a server has it.
+
+        A session advisory lock on a connection of its own: it lasts until the pool
+        closes or the process dies, so a crashed server never leaves it behind.
+        """
+        try:
+            self._lock_connection = await self.pool.acquire(timeout=self._acquire_timeout_s)
+            held = await self._lock_connection.fetchval(
+                "SELECT pg_try_advisory_lock(hashtext('routing-points:local-limits'))"
+            )
+        except UNAVAILABLE as exc:
+            raise StoreUnavailable(f"{type(exc).__name__}: {exc}") from exc
+        return bool(held)
+
+    async def ping(self) -> None:
+        await self._fetch("SELECT 1")
+
+    async def close(self) -> None:
+        if self._lock_connection is not None:
+            await self.pool.release(self._lock_connection)
+            self._lock_connection = None
+        await self.pool.close()
