@@ -27,6 +27,7 @@ from routing_points.clock import ManualClock, system_clock
 from routing_points.server import create_app
 from routing_points.settings import Settings
 from routing_points.store import admin, migrate
+from routing_points.store import points as point_store
 from routing_points.store.engine import create_sync_engine
 
 ENDPOINT = "/api/v2/information.php"
@@ -145,7 +146,7 @@ def add_tenant(
     token = admin.add_token(engine, server, f"token of {server}", daily_limit)
     points = points if points is not None else []
     if points:
-        admin.upsert_points(engine, server, points)
+        point_store.upsert_points(engine, server, points)
     return Tenant(server, token.secret, token.id, points)
 
 

@@ -111,6 +111,9 @@ class TcpProxy:
 
     def cut(self) -> None:
         if self._listener is not None:
+            # close() alone leaves a listener that a blocked accept() keeps alive on Linux.
+            with contextlib.suppress(OSError):
+                self._listener.shutdown(socket.SHUT_RDWR)
             self._listener.close()
             self._listener = None
         with self._lock:

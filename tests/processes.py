@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import IO, Any
@@ -48,12 +49,14 @@ class ServerProcess:
     ) -> None:
         self.port = port
         self.url = f"http://127.0.0.1:{port}"
+        # The log goes to a file: a pipe nobody reads would fill and stall the server.
+        self.log = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 (closed in stop/kill)
         self.process = subprocess.Popen(
             [*COMMAND, *args, "--port", str(port)],
             cwd=cwd,
             env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
             stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
+            stderr=self.log,
             text=True,
         )
 
@@ -79,11 +82,9 @@ class ServerProcess:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
-        assert self.process.stderr is not None
-        log = self.process.stderr.read()
-        for stream in (self.process.stdout, self.process.stderr):
-            if stream is not None:
-                stream.close()
+        self.log.seek(0)
+        log = self.log.read()
+        self._close_streams()
         return self.process.returncode in (0, -signal.SIGTERM) and (
             "Application shutdown complete" in log
         )
@@ -91,6 +92,9 @@ class ServerProcess:
     def kill(self) -> None:
         self.process.kill()
         self.process.wait()
-        for stream in (self.process.stdout, self.process.stderr):
-            if stream is not None:
-                stream.close()
+        self._close_streams()
+
+    def _close_streams(self) -> None:
+        if self.process.stdout is not None:
+            self.process.stdout.close()
+        self.log.close()

@@ -12,6 +12,7 @@ from sqlalchemy import Engine
 
 from routing_points.cli import main
 from routing_points.store import admin
+from routing_points.store import points as point_store
 
 Invoke = Callable[..., Result]
 
@@ -163,7 +164,7 @@ def test_points_import_csv_list_and_set(run: Invoke, tmp_path: Path, engine: Eng
     version = admin.get_operation(engine, "0032").version
     changed = run("points", "set", "0032", "101", "--ivr", "no", "--name", "Sales")
     assert changed.exit_code == 0
-    _, rows = admin.list_points(engine, "0032")
+    _, rows = point_store.list_points(engine, "0032")
     assert (rows[0].rp_name, rows[0].ivr_active) == ("Sales", False)
     assert admin.get_operation(engine, "0032").version == version + 1
 
@@ -176,7 +177,7 @@ def test_points_import_json_and_api_answers(run: Invoke, tmp_path: Path, engine:
     answer = tmp_path / "answer.json"
     answer.write_text(json.dumps({"code": 200, "data": [{"rp_id": "7", "chat_active": "yes"}]}))
     assert run("points", "import", "0032", str(answer)).exit_code == 0
-    _, rows = admin.list_points(engine, "0032")
+    _, rows = point_store.list_points(engine, "0032")
     # The second file left out rp_name and ivr_active: they kept their values.
     assert (rows[0].rp_name, rows[0].ivr_active, rows[0].chat_active) == ("Seven", True, True)
 
@@ -208,7 +209,7 @@ def test_points_import_refuses_a_bad_file_whole(
     file.write_text(content)
     result = run("points", "import", "0032", str(file))
     assert_refused(result, fragment)
-    _, rows = admin.list_points(engine, "0032")
+    _, rows = point_store.list_points(engine, "0032")
     assert rows == []
     assert admin.get_operation(engine, "0032").version == 1
 
@@ -227,4 +228,4 @@ def test_points_import_100k_records(run: Invoke, tmp_path: Path, engine: Engine)
     file.write_text("\n".join(lines) + "\n")
     result = run("points", "import", "0032", str(file))
     assert result.exit_code == 0, result.stderr
-    assert admin.count_points(engine, "0032") == 100_000
+    assert point_store.count_points(engine, "0032") == 100_000

@@ -22,7 +22,7 @@ from routing_points.client import (
     RoutingPointsError,
 )
 from routing_points.server import create_app
-from routing_points.store import admin
+from routing_points.store import points as point_store
 from tests.conftest import ENDPOINT, LiveServer, Tenant, add_tenant, make_settings, point
 from tests.test_limits import SpanRecorder, max_overlap
 
@@ -68,7 +68,7 @@ async def test_async_client_in_process_follows_continuations_and_polls_for_free(
             after = await client.token_info()
             # Only the token_info call itself was charged in between.
             assert after.token_use_today == before.token_use_today + 1
-            admin.set_point(engine, "0032", 9, {"ivr_active": "no"})
+            point_store.set_point(engine, "0032", 9, {"ivr_active": "no"})
             changed = await client.routing_points(if_none_match=points.etag)
             assert not changed.not_modified
             assert changed.etag != points.etag

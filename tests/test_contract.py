@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import Engine
 
 from routing_points.store import admin
+from routing_points.store import points as point_store
 from tests.conftest import ENDPOINT, LiveServer, Tenant, add_tenant, headers, point
 
 pytestmark = [
@@ -68,11 +69,11 @@ async def test_routing_points_answer_is_the_contract_envelope(
 async def test_last_use_is_stored_in_utc_and_rendered_in_the_operations_zone(
     engine: Engine, client: httpx.AsyncClient, tenant: Tenant
 ) -> None:
-    _, rows = admin.list_points(engine, tenant.server)
+    _, rows = point_store.list_points(engine, tenant.server)
     by_id = {row.rp_id: row for row in rows}
     # 14:03:11 in Bogota (UTC-5) is 19:03:11 UTC.
     assert by_id[101].last_use_at == datetime(2026, 11, 20, 19, 3, 11, tzinfo=UTC).timestamp()
-    admin.set_point(engine, tenant.server, 102, {"last_use": "2026-03-08 02:30:00"})
+    point_store.set_point(engine, tenant.server, 102, {"last_use": "2026-03-08 02:30:00"})
     response = await client.get(f"{ENDPOINT}?api=routing_points", headers=headers(tenant.token))
     assert response.json()["data"][1]["last_use"] == "2026-03-08 02:30:00"
 

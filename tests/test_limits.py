@@ -16,6 +16,7 @@ from sqlalchemy import Engine
 
 from routing_points.clock import ManualClock
 from routing_points.store import admin
+from routing_points.store import points as point_store
 from tests.conftest import (
     ENDPOINT,
     LiveServer,
@@ -264,7 +265,7 @@ async def test_continuation_past_the_record_cap(
     server_factory: Any, engine: Engine, tenant: Tenant
 ) -> None:
     big = add_tenant(engine, "0060")
-    admin.upsert_points(
+    point_store.upsert_points(
         engine, big.server, [{"rp_id": i, "rp_name": f"P{i}"} for i in range(1, 60_002)]
     )
     server = server_factory()
@@ -390,7 +391,7 @@ async def test_conditional_requests_cost_nothing(
             assert structured_list(free.headers["ratelimit"])["daily"]["r"] == 998
         info = await http.get(TOKEN_INFO, headers=headers(tenant.token))
         assert info.json()["data"][0]["token_use_today"] == "3"
-        admin.set_point(engine, tenant.server, 101, {"crm_active": "yes"})
+        point_store.set_point(engine, tenant.server, 101, {"crm_active": "yes"})
         changed = await http.get(POINTS, headers=headers(tenant.token, **{"if-none-match": etag}))
         assert changed.status_code == 200
         assert changed.headers["etag"] != etag

@@ -17,6 +17,7 @@ from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
 
 from routing_points.store import admin
+from routing_points.store import points as point_store
 from tests.conftest import (
     ENDPOINT,
     LiveServer,
@@ -367,7 +368,7 @@ def test_a_change_through_one_server_is_seen_by_all(
             for _ in range(4)
         }
         assert len(tags) == 1
-        admin.set_point(engine, "0032", 1, {"rp_name": "After"})
+        point_store.set_point(engine, "0032", 1, {"rp_name": "After"})
         answers = [
             http.get(s.url + POINTS, headers=headers(tenant.token))
             for s in servers

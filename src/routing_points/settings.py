@@ -43,6 +43,8 @@ class Settings(BaseSettings):
     # L3, L4, L5, L6, L7.
     max_records_per_response: int = Field(default=60_000, ge=1)
     max_records_per_upload: int = Field(default=10_000, ge=1)
+    # Bytes of one admin request body: far above 10,000 records, far below harm.
+    max_upload_bytes: int = Field(default=32 * 1024 * 1024, ge=1024)
     max_date_range_days: int = Field(default=31, ge=1)
     max_response_bytes: int = Field(default=256 * 1024 * 1024, ge=256)
     consumption_timeout_s: float = Field(default=60.0, gt=0)

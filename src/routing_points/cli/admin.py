@@ -12,6 +12,7 @@ from rich.table import Table
 from routing_points.cli.common import database_option, open_store, settings_for, store_errors
 from routing_points.server.render import LocalTimes
 from routing_points.store import admin
+from routing_points.store import points as point_store
 from routing_points.store.importer import read_records
 
 YES_NO = click.Choice(["yes", "no"], case_sensitive=False)
@@ -140,8 +141,8 @@ def points_import(server: str, file: Path, database_url: str | None) -> None:
     engine = open_store(database_url)
     admin.get_operation(engine, server)
     records = read_records(file)
-    count = admin.upsert_points(engine, server, records, describe=f"{file}: record")
-    click.echo(f"{count} routing points imported into operation {server}")
+    result = point_store.upsert_points(engine, server, records, describe=f"{file}: record")
+    click.echo(f"{result.upserted} routing points imported into operation {server}")
 
 
 @points.command("list")
@@ -152,7 +153,7 @@ def points_list(server: str, database_url: str | None) -> None:
     """List an operation's routing points."""
     from zoneinfo import ZoneInfo
 
-    operation, rows = admin.list_points(open_store(database_url), server)
+    operation, rows = point_store.list_points(open_store(database_url), server)
     local_time = LocalTimes(ZoneInfo(operation.timezone))
     table = Table("rp_id", "rp_name", "ivr", "chat", "interaction", "crm", "last_use")
     for row in rows:
@@ -202,5 +203,5 @@ def points_set(
         "rp_name": name,
     }
     changes = {field: value for field, value in given.items() if value is not None}
-    admin.set_point(open_store(database_url), server, rp_id, changes)
+    point_store.set_point(open_store(database_url), server, rp_id, changes)
     click.echo(f"routing point {rp_id} of operation {server} updated")

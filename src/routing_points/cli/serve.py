@@ -22,7 +22,7 @@ import uvicorn
 from routing_points.cli.common import database_option, open_store, settings_for, store_errors
 from routing_points.server import create_app
 from routing_points.settings import Settings
-from routing_points.store import admin
+from routing_points.store import admin, points
 
 DEMO_DATABASE = "sqlite:///routing-points-demo.db"
 DEMO_SERVER = "0001"
@@ -180,7 +180,7 @@ def create_demo_database(settings: Settings) -> str:
     engine = open_store(settings.database_url)
     admin.set_meta(engine, DEMO_MARKER, "1")
     admin.add_operation(engine, DEMO_SERVER, "Demo contact center", 1, DEMO_TIMEZONE)
-    admin.upsert_points(engine, DEMO_SERVER, _demo_points(random.Random(7), int(time.time())))
+    points.upsert_points(engine, DEMO_SERVER, _demo_points(random.Random(7), int(time.time())))
     token = admin.add_token(engine, DEMO_SERVER, "demo token")
     engine.dispose()
     return token.secret

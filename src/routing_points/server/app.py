@@ -11,12 +11,15 @@ import logging
 from collections.abc import AsyncIterator
 from http import HTTPStatus
 
+import orjson
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import Route
+from starlette.responses import HTMLResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+from swagger_ui_bundle import swagger_ui_path
 
 from routing_points.clock import Clock, system_clock
 from routing_points.server.accesslog import AccessLogMiddleware
@@ -29,6 +32,7 @@ from routing_points.server.errors import (
     envelope_response,
 )
 from routing_points.server.metrics import metrics_off
+from routing_points.server.openapi import openapi_document
 from routing_points.server.routes import ENDPOINT
 from routing_points.server.services import Services
 from routing_points.settings import Settings
@@ -66,12 +70,47 @@ async def _unexpected_error(_request: Request, exc: Exception) -> Response:
     return envelope_response(InternalError())
 
 
+ADMIN = "/api/v2/admin"
+DOCS_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>routing-points API</title>
+<link rel="stylesheet" href="/docs/static/swagger-ui.css"></head>
+<body><div id="swagger-ui"></div>
+<script src="/docs/static/swagger-ui-bundle.js"></script>
+<script>SwaggerUIBundle({url: "/openapi.json", dom_id: "#swagger-ui"});</script>
+</body></html>
+"""
+
+
+def admin_routes(services: Services) -> list[Route]:
+    return [
+        Route(f"{ADMIN}/routing_points", services.admin_endpoint("create_point"), methods=["POST"]),
+        Route(
+            f"{ADMIN}/routing_points/bulk", services.admin_endpoint("bulk_upsert"), methods=["POST"]
+        ),
+        Route(
+            f"{ADMIN}/routing_points/{{rp_id:int}}",
+            services.admin_endpoint("point"),
+            methods=["PATCH", "DELETE"],
+        ),
+        Route(f"{ADMIN}/usage_events", services.admin_endpoint("usage_events"), methods=["POST"]),
+        Route(f"{ADMIN}/usage_report", services.admin_endpoint("usage_report"), methods=["GET"]),
+    ]
+
+
 def create_app(settings: Settings | None = None, *, clock: Clock = system_clock) -> Starlette:
     settings = settings if settings is not None else Settings()
     services = Services(settings, clock)
 
     async def alive(_request: Request) -> Response:
         return Response(b'{"status":"ok"}', media_type="application/json")
+
+    schema = orjson.dumps(openapi_document(settings))
+
+    async def openapi(_request: Request) -> Response:
+        return Response(schema, media_type="application/json")
+
+    async def docs(_request: Request) -> Response:
+        return HTMLResponse(DOCS_PAGE)
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
@@ -84,7 +123,11 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock)
     app = Starlette(
         routes=[
             Route(ENDPOINT, services.information, methods=["GET"]),
+            *admin_routes(services),
             Route("/healthz", alive, methods=["GET"]),
+            Route("/openapi.json", openapi, methods=["GET"]),
+            Route("/docs", docs, methods=["GET"]),
+            Mount("/docs/static", StaticFiles(directory=swagger_ui_path), name="docs-static"),
             Route("/readyz", services.readiness, methods=["GET"]),
             Route(
                 "/metrics",

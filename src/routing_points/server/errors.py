@@ -15,8 +15,8 @@ place, `envelope_response`, and nowhere else::
     │   ├── TooManySimultaneous         EXCEEDS THE LIMIT OF SIMULTANEOUS ... (L8)
     │   ├── PollTooSoon                 the optional minimum interval (L2)
     │   └── InsufficientScope           an admin endpoint with a read token
-    ├── NotFound (404), MethodNotAllowed (405)
-    ├── PayloadTooLarge (413)           uploads over L4
+    ├── NotFound (404), MethodNotAllowed (405), Conflict (409)
+    ├── PayloadTooLarge (413)           uploads over L4, or over the body size cap
     ├── InternalError (500)
     ├── ServiceUnavailable (503)        a dependency is down, or sandbox fault injection
     └── ConsumptionTimeout (504)        the time limit (L7)
@@ -124,8 +124,14 @@ class MethodNotAllowed(ApiError):
     msg = "METHOD NOT ALLOWED"
 
 
+class Conflict(ApiError):
+    status = 409
+    msg = "CONFLICT"
+
+
 class PayloadTooLarge(ApiError):
     status = 413
+    msg = "THE UPLOAD IS TOO LARGE"
     refusal = "upload"
 
 

@@ -31,6 +31,7 @@ from routing_points.server.pages import (
 )
 from routing_points.server.render import records_found, success_body
 from routing_points.store.reader import Principal
+from routing_points.store.records import MAX_RP_ID
 
 ENDPOINT = "/api/v2/information.php"
 ROUTING_POINTS = "routing_points"
@@ -49,7 +50,7 @@ def _integer(params: QueryParams, name: str) -> int | None:
     value = params.get(name, "").strip()
     if not value:
         return None
-    if not value.isascii() or not value.isdigit() or len(value) > 19:
+    if not value.isascii() or not value.isdigit() or int(value) > MAX_RP_ID:
         raise InvalidParameters(f"{name.upper()} MUST BE A NON-NEGATIVE INTEGER")
     return int(value)
 

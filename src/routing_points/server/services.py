@@ -7,8 +7,10 @@ limits  in this process (LocalLimits)     or Redis (RedisLimits, every worker an
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable, Callable
 
 import orjson
+from sqlalchemy import Engine
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -17,6 +19,7 @@ from routing_points.limits.backend import BackendUnavailable, LimitBackend
 from routing_points.limits.local import LocalLimits
 from routing_points.limits.policy import LimitPolicy
 from routing_points.limits.redis import RedisLimits
+from routing_points.server.admin import AdminEndpoints
 from routing_points.server.admission import Admission
 from routing_points.server.errors import ApiError
 from routing_points.server.guard import ConsumptionGuard
@@ -43,16 +46,15 @@ class Services:
         self.reader: SqliteReader | PostgresReader | None = None
         self.limits: LimitBackend | None = None
         self._endpoint: InformationEndpoint | None = None
+        self._admin: AdminEndpoints | None = None
+        self.engine: Engine | None = None
 
     async def start(self) -> None:
         settings = self.settings
         if settings.is_sqlite:
             settings.sqlite_path.parent.mkdir(parents=True, exist_ok=True)
-        engine = create_sync_engine(settings.database_url)
-        try:
-            migrate.upgrade(engine)
-        finally:
-            engine.dispose()
+        engine = self.engine = create_sync_engine(settings.database_url)
+        migrate.upgrade(engine)
         reader: SqliteReader | PostgresReader
         if settings.is_sqlite:
             reader = SqliteReader(settings.sqlite_path)
@@ -78,20 +80,47 @@ class Services:
                 )
             limits = LocalLimits(reader)
         self.limits = limits
+        admission = Admission(reader, LimitPolicy(settings, limits, self.clock))
+        guard = ConsumptionGuard(settings)
         self._endpoint = InformationEndpoint(
-            Admission(reader, LimitPolicy(settings, limits, self.clock)),
+            admission,
             PageRenderer(reader, settings.max_records_per_response, settings.max_response_bytes),
             PageCache(settings.body_cache_bytes),
-            ConsumptionGuard(settings),
+            guard,
             self.metrics,
         )
+        self._admin = AdminEndpoints(settings, admission, guard, engine)
 
     async def stop(self) -> None:
         if self.limits is not None:
             await self.limits.close()
         if self.reader is not None:
             await self.reader.close()
-        self.reader = self.limits = self._endpoint = None
+        if self.engine is not None:
+            self.engine.dispose()
+        self.reader = self.limits = self._endpoint = self._admin = self.engine = None
+
+    def admin_endpoint(self, name: str) -> Callable[[Request], Awaitable[Response]]:
+        """A route endpoint for one admin handler, bound once the services have started."""
+
+        async def endpoint(request: Request) -> Response:
+            if self._admin is None:
+                raise NotStarted("the app's lifespan has not started")
+            handler: Callable[[Request], Awaitable[Response]] = getattr(self._admin, name)
+            if self.metrics is None:
+                return await handler(request)
+            started, status, refusal = time.perf_counter(), 500, None
+            try:
+                response = await handler(request)
+                status = response.status_code
+                return response
+            except ApiError as exc:
+                status, refusal = exc.status, exc.refusal
+                raise
+            finally:
+                self.metrics.observe("admin", status, time.perf_counter() - started, refusal)
+
+        return endpoint
 
     async def information(self, request: Request) -> Response:
         endpoint = self._endpoint

@@ -12,7 +12,9 @@ NOMENCLATURE = re.compile(r"^[0-9]{4}$")
 FLAG_FIELDS = ("ivr_active", "chat_active", "interaction_active", "crm_active")
 POINT_FIELDS = ("rp_id", "rp_name", *FLAG_FIELDS, "last_use")
 LAST_USE_FORMAT = "%Y-%m-%d %H:%M:%S"
-MAX_RP_ID = 2**63 - 1
+MAX_RP_ID = 2**63 - 1  # PostgreSQL's BIGINT
+# Instants the store keeps and every time zone can render: 1970 to the end of 9998.
+MIN_EPOCH, MAX_EPOCH = 0, 253_370_764_799
 
 
 class InvalidValue(ValueError):
@@ -48,6 +50,8 @@ def timezone(value: str) -> str:
 def rp_id(value: Any) -> int:
     if isinstance(value, bool):
         raise InvalidValue("rp_id", "must be a positive integer")
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)  # JSON's 101.0 is the integer 101
     if isinstance(value, str):
         text = value.strip()
         if not text.isascii() or not text.isdigit():
@@ -61,7 +65,15 @@ def rp_id(value: Any) -> int:
 def rp_name(value: Any) -> str:
     if not isinstance(value, str) or not 1 <= len(value) <= 255 or not value.strip():
         raise InvalidValue("rp_name", "must be text of 1 to 255 characters")
+    if "\x00" in value:
+        raise InvalidValue("rp_name", "must not contain NUL characters")
     return value
+
+
+def instant(field: str, epoch: int) -> int:
+    if not MIN_EPOCH <= epoch <= MAX_EPOCH:
+        raise InvalidValue(field, "must be between 1970 and 9998")
+    return epoch
 
 
 def flag(field: str, value: Any) -> bool:
@@ -82,7 +94,7 @@ def last_use(value: Any, zone: ZoneInfo) -> int | None:
         local = datetime.strptime(value.strip(), LAST_USE_FORMAT)
     except ValueError:
         raise InvalidValue("last_use", f"{value!r} is not YYYY-MM-DD HH:MM:SS") from None
-    return int(local.replace(tzinfo=zone).timestamp())
+    return instant("last_use", int(local.replace(tzinfo=zone).timestamp()))
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,8 +105,10 @@ class PointChange:
     values: dict[str, Any]
 
 
-def point_change(record: dict[str, Any], zone: ZoneInfo, *, require_name: bool) -> PointChange:
+def point_change(record: Any, zone: ZoneInfo, *, require_name: bool) -> PointChange:
     """Validate one record with the contract's field names (unknown fields are refused)."""
+    if not isinstance(record, dict):
+        raise InvalidValue("record", "must be an object with the contract's fields")
     unknown = sorted(set(record) - set(POINT_FIELDS))
     if unknown:
         raise InvalidValue(unknown[0], "is not a routing point field")

@@ -109,3 +109,20 @@ usage_counters = Table(
     Column("count", Integer, nullable=False),
     Index("ix_usage_counters_operation_day", "operation_id", "day"),
 )
+
+# Appended by the admin API; routing points' last_use follows the latest of them.
+usage_events = Table(
+    "usage_events",
+    metadata,
+    Column(
+        "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
+    Column(
+        "operation_id", Integer, ForeignKey("operations.id", ondelete="CASCADE"), nullable=False
+    ),
+    Column("rp_id", BigInteger, nullable=False),
+    Column("channel", String(16), nullable=False),
+    Column("at", BigInteger, nullable=False),
+    CheckConstraint("channel IN ('ivr', 'chat', 'interaction', 'crm')", name="channel_known"),
+    Index("ix_usage_events_operation_at", "operation_id", "at"),
+)

@@ -1,0 +1,493 @@
+"""The OpenAPI 3.1 description of the whole API, served at /openapi.json.
+
+Written by hand rather than derived from code, because the compatible endpoint is the
+vendor's: one path whose answer depends on `api`, errors that are 403 rather than 429,
+every value a string. Example values are the contract's own (API.md).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from routing_points import __version__
+from routing_points.settings import Settings
+
+RECORD_EXAMPLE = {
+    "rp_id": "101",
+    "rp_name": "Sales line",
+    "ivr_active": "yes",
+    "chat_active": "no",
+    "interaction_active": "yes",
+    "crm_active": "no",
+    "last_use": "2026-11-20 14:03:11",
+}
+YES_NO = {"type": "string", "enum": ["yes", "no"]}
+LAST_USE_PATTERN = "^$|^[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2}$"
+DIGITS = {"type": "string", "pattern": "^[0-9]+$"}
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _envelope(data: Any, example: Any = None) -> dict[str, Any]:
+    schema: dict[str, Any] = {
+        "type": "object",
+        "required": ["code", "error", "msg", "data"],
+        "properties": {
+            "code": {"type": "integer"},
+            "error": {"type": "null"},
+            "msg": {"type": "string"},
+            "data": data,
+        },
+    }
+    if example is not None:
+        schema["example"] = example
+    return schema
+
+
+def _json(schema: dict[str, Any], description: str, headers: bool = True) -> dict[str, Any]:
+    response: dict[str, Any] = {
+        "description": description,
+        "content": {"application/json": {"schema": schema}},
+    }
+    if headers:
+        response["headers"] = {
+            name: {"$ref": f"#/components/headers/{name}"}
+            for name in ("X-Request-ID", "X-Poll-Interval", "RateLimit", "RateLimit-Policy")
+        }
+    return response
+
+
+def _error(description: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "headers": {"Retry-After": {"$ref": "#/components/headers/Retry-After"}},
+        "content": {"application/json": {"schema": _ref("Error")}},
+    }
+
+
+def _errors(*statuses: int) -> dict[str, Any]:
+    described = {
+        400: "BAD REQUEST: an unknown api, a malformed parameter or body, a result over L6",
+        401: "UNAUTHORIZED: PLEASE ENTER THE WOLKVOX-TOKEN",
+        403: "FORBIDDEN: PLEASE VALIDATE TOKEN, TOKEN LIMIT EXCEEDED, EXCEEDS THE LIMIT OF "
+        "SIMULTANEOUS REQUESTS PER TOKEN (2), the minimum interval, or a read token on "
+        "the admin API",
+        404: "NOT FOUND",
+        405: "METHOD NOT ALLOWED",
+        409: "CONFLICT: the routing point exists",
+        413: "REQUEST ENTITY TOO LARGE: over 10,000 records (L4) or the body cap",
+        503: "SERVICE UNAVAILABLE: the store or the limits are unreachable, or sandbox faults",
+        504: "GATEWAY TIMEOUT: the consumption exceeded the time limit (L7)",
+    }
+    return {str(status): _error(described[status]) for status in statuses}
+
+
+TOKEN_HEADERS = [
+    {
+        "name": "wolkvox_server",
+        "in": "header",
+        "required": False,
+        "schema": {"type": "string"},
+        "example": "0032",
+        "description": "The operation; if given it must be the token's (also wolkvox-server).",
+    },
+]
+ADMIN_ERRORS = (400, 401, 403, 404, 405, 409, 413, 503, 504)
+
+
+def openapi_document(settings: Settings) -> dict[str, Any]:
+    fields: dict[str, Any] = {
+        "rp_name": {"type": "string", "minLength": 1, "maxLength": 255},
+        "ivr_active": YES_NO,
+        "chat_active": YES_NO,
+        "interaction_active": YES_NO,
+        "crm_active": YES_NO,
+        "last_use": {
+            "type": "string",
+            "pattern": LAST_USE_PATTERN,
+            "example": "2026-11-20 14:03:11",
+        },
+    }
+    point_input = {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["rp_id", "rp_name"],
+        "properties": {"rp_id": {"oneOf": [DIGITS, {"type": "integer", "minimum": 1}]}, **fields},
+        "example": RECORD_EXAMPLE,
+    }
+    changes = {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": fields,
+        "example": {"ivr_active": "no"},
+    }
+    cap = settings.max_records_per_upload
+    admin_security: list[dict[str, list[str]]] = [{"wolkvoxToken": []}]
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "routing-points",
+            "version": __version__,
+            "description": "The Wolkvox API v2 routing_points endpoint, wire-compatible, with "
+            "every consumption limit enforced, and an admin API for its data.",
+        },
+        "security": [{"wolkvoxToken": []}],
+        "paths": {
+            "/api/v2/information.php": {
+                "get": {
+                    "operationId": "information",
+                    "summary": "routing_points (every routing point) or token_info",
+                    "description": "Each call is one consumption (L9), except a 304.",
+                    "parameters": [
+                        {
+                            "name": "api",
+                            "in": "query",
+                            "required": True,
+                            "schema": {"type": "string", "enum": ["routing_points", "token_info"]},
+                            "example": "routing_points",
+                        },
+                        {
+                            "name": "routing",
+                            "in": "query",
+                            "required": False,
+                            "schema": {"type": "integer", "minimum": 0},
+                            "description": "Only this rp_id.",
+                            "example": 101,
+                        },
+                        {
+                            "name": "after",
+                            "in": "query",
+                            "required": False,
+                            "schema": {"type": "integer", "minimum": 0},
+                            "description": "Continue after this rp_id (L3 continuation).",
+                        },
+                        {
+                            "name": "If-None-Match",
+                            "in": "header",
+                            "required": False,
+                            "schema": {"type": "string"},
+                            "description": "An ETag: 304 at no cost while nothing changed.",
+                        },
+                        *TOKEN_HEADERS,
+                    ],
+                    "responses": {
+                        "200": _json(
+                            {"anyOf": [_ref("RoutingPointsAnswer"), _ref("TokenInfoAnswer")]},
+                            "The routing points, ordered by rp_id, or the token's counters.",
+                        ),
+                        "304": {"description": "Not modified since the ETag: costs nothing."},
+                        **_errors(400, 401, 403, 404, 503, 504),
+                    },
+                }
+            },
+            "/api/v2/admin/routing_points": {
+                "post": {
+                    "operationId": "createRoutingPoint",
+                    "summary": "Create one routing point",
+                    "security": admin_security,
+                    "parameters": TOKEN_HEADERS,
+                    "requestBody": {
+                        "required": True,
+                        "content": {"application/json": {"schema": _ref("RoutingPointInput")}},
+                    },
+                    "responses": {
+                        "201": _json(_ref("RoutingPointsAnswer"), "Created."),
+                        **_errors(*ADMIN_ERRORS),
+                    },
+                }
+            },
+            "/api/v2/admin/routing_points/{rp_id}": {
+                "parameters": [
+                    {
+                        "name": "rp_id",
+                        "in": "path",
+                        "required": True,
+                        "schema": {"type": "integer", "minimum": 0},
+                        "example": 101,
+                    },
+                    *TOKEN_HEADERS,
+                ],
+                "patch": {
+                    "operationId": "updateRoutingPoint",
+                    "summary": "Change fields of one routing point",
+                    "security": admin_security,
+                    "requestBody": {
+                        "required": True,
+                        "content": {"application/json": {"schema": _ref("RoutingPointChanges")}},
+                    },
+                    "responses": {
+                        "200": _json(_ref("RoutingPointsAnswer"), "Updated."),
+                        **_errors(*ADMIN_ERRORS),
+                    },
+                },
+                "delete": {
+                    "operationId": "deleteRoutingPoint",
+                    "summary": "Delete one routing point",
+                    "security": admin_security,
+                    "responses": {
+                        "200": _json(_envelope({"type": "null"}), "Deleted."),
+                        **_errors(*ADMIN_ERRORS),
+                    },
+                },
+            },
+            "/api/v2/admin/routing_points/bulk": {
+                "post": {
+                    "operationId": "bulkUpsertRoutingPoints",
+                    "summary": f"Upsert up to {cap} routing points in one transaction (L4)",
+                    "security": admin_security,
+                    "parameters": [
+                        {
+                            "name": "replace",
+                            "in": "query",
+                            "required": False,
+                            "schema": {"type": "string", "enum": ["true", "false"]},
+                            "description": "Delete the points that are not in the upload.",
+                        },
+                        *TOKEN_HEADERS,
+                    ],
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "type": "array",
+                                    "maxItems": cap,
+                                    "items": _ref("RoutingPointInput"),
+                                }
+                            }
+                        },
+                    },
+                    "responses": {
+                        "200": _json(
+                            _envelope(
+                                {
+                                    "type": "object",
+                                    "required": ["upserted", "deleted"],
+                                    "properties": {
+                                        "upserted": {"type": "integer"},
+                                        "deleted": {"type": "integer"},
+                                    },
+                                }
+                            ),
+                            "Applied whole.",
+                        ),
+                        **_errors(*ADMIN_ERRORS),
+                    },
+                }
+            },
+            "/api/v2/admin/usage_events": {
+                "post": {
+                    "operationId": "recordUsageEvents",
+                    "summary": f"Append up to {cap} usage events; last_use only moves forward",
+                    "security": admin_security,
+                    "parameters": TOKEN_HEADERS,
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "type": "array",
+                                    "maxItems": cap,
+                                    "items": _ref("UsageEvent"),
+                                }
+                            }
+                        },
+                    },
+                    "responses": {
+                        "200": _json(
+                            _envelope(
+                                {
+                                    "type": "object",
+                                    "required": ["recorded", "unknown_rp_ids", "last_use_advanced"],
+                                    "properties": {
+                                        "recorded": {"type": "integer"},
+                                        "unknown_rp_ids": {"type": "array", "items": DIGITS},
+                                        "last_use_advanced": {"type": "integer"},
+                                    },
+                                }
+                            ),
+                            "Recorded; unknown rp_ids are listed, not stored.",
+                        ),
+                        **_errors(*ADMIN_ERRORS),
+                    },
+                }
+            },
+            "/api/v2/admin/usage_report": {
+                "get": {
+                    "operationId": "usageReport",
+                    "summary": "Events per local day, routing point and channel (L5: 31 days)",
+                    "security": admin_security,
+                    "parameters": [
+                        {
+                            "name": "date_ini",
+                            "in": "query",
+                            "required": True,
+                            "schema": {"type": "string", "pattern": "^[0-9]{14}$"},
+                            "example": "20261101000000",
+                        },
+                        {
+                            "name": "date_end",
+                            "in": "query",
+                            "required": True,
+                            "schema": {"type": "string", "pattern": "^[0-9]{14}$"},
+                            "example": "20261130235959",
+                        },
+                        {
+                            "name": "routing",
+                            "in": "query",
+                            "required": False,
+                            "schema": {"type": "integer", "minimum": 0},
+                        },
+                        *TOKEN_HEADERS,
+                    ],
+                    "responses": {
+                        "200": _json(
+                            _envelope({"type": "array", "items": _ref("UsageCount")}), "The counts."
+                        ),
+                        **_errors(*ADMIN_ERRORS),
+                    },
+                }
+            },
+            "/healthz": {
+                "get": {
+                    "operationId": "liveness",
+                    "security": [],
+                    "responses": {
+                        "200": {
+                            "description": "Alive.",
+                            "content": {"application/json": {"schema": {"type": "object"}}},
+                        }
+                    },
+                }
+            },
+            "/readyz": {
+                "get": {
+                    "operationId": "readiness",
+                    "security": [],
+                    "responses": {
+                        "200": {
+                            "description": "Store and limits reachable.",
+                            "content": {"application/json": {"schema": {"type": "object"}}},
+                        },
+                        "503": {
+                            "description": "Not ready.",
+                            "content": {"application/json": {"schema": {"type": "object"}}},
+                        },
+                    },
+                }
+            },
+        },
+        "components": {
+            "securitySchemes": {
+                "wolkvoxToken": {"type": "apiKey", "in": "header", "name": "wolkvox-token"},
+            },
+            "headers": {
+                "X-Request-ID": {"schema": {"type": "string"}},
+                "X-Poll-Interval": {
+                    "schema": {"type": "string"},
+                    "example": "300",
+                    "description": "L2: seconds between consumptions.",
+                },
+                "RateLimit": {"schema": {"type": "string"}, "example": '"daily";r=998;t=80191'},
+                "RateLimit-Policy": {
+                    "schema": {"type": "string"},
+                    "example": '"daily";q=1000;w=86400',
+                },
+                "Retry-After": {"schema": {"type": "string"}, "example": "1"},
+            },
+            "schemas": {
+                "Error": {
+                    "type": "object",
+                    "required": ["code", "error", "msg", "data"],
+                    "properties": {
+                        "code": {"type": "integer"},
+                        "error": {"type": "string"},
+                        "msg": {"type": "string"},
+                        "data": {"type": "null"},
+                    },
+                    "example": {
+                        "code": 403,
+                        "error": "FORBIDDEN",
+                        "msg": "TOKEN LIMIT EXCEEDED",
+                        "data": None,
+                    },
+                },
+                "RoutingPoint": {
+                    "type": "object",
+                    "required": list(RECORD_EXAMPLE),
+                    "properties": {
+                        "rp_id": DIGITS,
+                        "rp_name": {"type": "string"},
+                        "ivr_active": YES_NO,
+                        "chat_active": YES_NO,
+                        "interaction_active": YES_NO,
+                        "crm_active": YES_NO,
+                        "last_use": {
+                            "type": "string",
+                            "pattern": LAST_USE_PATTERN,
+                        },
+                    },
+                    "example": RECORD_EXAMPLE,
+                },
+                "RoutingPointsAnswer": _envelope(
+                    {"type": "array", "items": _ref("RoutingPoint")},
+                    {
+                        "code": 200,
+                        "error": None,
+                        "msg": "1 records were found",
+                        "data": [RECORD_EXAMPLE],
+                    },
+                ),
+                "TokenInfo": {
+                    "type": "object",
+                    "required": [
+                        "description",
+                        "token_limit",
+                        "token_use_today",
+                        "all_token_today",
+                        "available_consumption_options",
+                    ],
+                    "properties": {
+                        "description": {"type": "string"},
+                        "token_limit": DIGITS,
+                        "token_use_today": DIGITS,
+                        "all_token_today": DIGITS,
+                        "available_consumption_options": DIGITS,
+                    },
+                },
+                "TokenInfoAnswer": _envelope({"type": "array", "items": _ref("TokenInfo")}),
+                "RoutingPointInput": point_input,
+                "RoutingPointChanges": changes,
+                "UsageEvent": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "required": ["rp_id", "channel", "at"],
+                    "properties": {
+                        "rp_id": {"oneOf": [DIGITS, {"type": "integer", "minimum": 1}]},
+                        "channel": {
+                            "type": "string",
+                            "enum": ["ivr", "chat", "interaction", "crm"],
+                        },
+                        "at": {
+                            "type": "string",
+                            "description": "The operation's local "
+                            "'YYYY-MM-DD HH:MM:SS', or ISO 8601 with an offset.",
+                        },
+                    },
+                    "example": {"rp_id": "101", "channel": "ivr", "at": "2026-11-20 14:03:11"},
+                },
+                "UsageCount": {
+                    "type": "object",
+                    "required": ["day", "rp_id", "channel", "events"],
+                    "properties": {
+                        "day": {"type": "string"},
+                        "rp_id": DIGITS,
+                        "channel": {"type": "string"},
+                        "events": DIGITS,
+                    },
+                },
+            },
+        },
+    }

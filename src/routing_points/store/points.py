@@ -1,0 +1,234 @@
+"""Routing point writes, shared by the CLI and the admin API: all or nothing.
+
+Every write runs in one transaction and bumps the operation's version when what
+`routing_points` would answer changes, so ETags and cached bodies follow at once, in every
+worker (each request reads the version with its token).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import Connection, Engine, and_, bindparam, delete, func, insert, select, update
+
+from routing_points.store import records
+from routing_points.store.admin import (
+    Conflict,
+    Invalid,
+    NotFound,
+    Operation,
+    bump_version,
+    dialect_insert,
+    operation_row,
+)
+from routing_points.store.schema import routing_points
+
+# SQLite allows 32,766 bound parameters per statement; 8 columns a row.
+UPSERT_CHUNK = 2_000
+
+
+def _upsert_statement(conn: Connection, columns: Sequence[str]) -> Any:
+    statement = dialect_insert(conn)(routing_points)
+    return statement.on_conflict_do_update(
+        index_elements=[routing_points.c.operation_id, routing_points.c.rp_id],
+        set_={column: statement.excluded[column] for column in columns},
+    )
+
+
+def _update_statement(operation_id: int, columns: Sequence[str]) -> Any:
+    return (
+        update(routing_points)
+        .where(routing_points.c.operation_id == operation_id)
+        .where(routing_points.c.rp_id == bindparam("new_rp_id"))
+        .values({column: bindparam(f"new_{column}") for column in columns})
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class UpsertResult:
+    upserted: int
+    deleted: int
+
+
+def upsert_points(
+    engine: Engine,
+    nomenclature: str,
+    raw_records: Iterable[dict[str, Any]],
+    *,
+    describe: str = "record",
+    first_index: int = 1,
+    replace: bool = False,
+) -> UpsertResult:
+    """Validate every record, then write them all in one transaction, or nothing.
+
+    Records are grouped by the set of fields they carry: fields a record omits are
+    left as they are on an existing point (and take defaults on a new one). With
+    `replace`, the operation's points that are not in the records are deleted.
+    """
+    with engine.begin() as conn:
+        operation = operation_row(conn, nomenclature)
+        zone = ZoneInfo(operation.timezone)
+        groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+        seen: set[int] = set()
+        for index, record in enumerate(raw_records, start=first_index):
+            try:
+                change = records.point_change(record, zone, require_name=False)
+            except records.InvalidValue as exc:
+                raise Invalid(f"{describe} {index}: {exc}") from None
+            if change.rp_id in seen:
+                raise Invalid(f"{describe} {index}: rp_id {change.rp_id} appears twice")
+            seen.add(change.rp_id)
+            key = tuple(sorted(change.values))
+            row = {"operation_id": operation.id, "rp_id": change.rp_id, **change.values}
+            groups.setdefault(key, []).append(row)
+        if not seen and not replace:
+            return UpsertResult(0, 0)
+        new_without_name = _new_ids_without_name(conn, operation.id, groups)
+        if new_without_name:
+            raise Invalid(f"rp_id {new_without_name}: a new routing point needs an rp_name")
+        for columns, rows in groups.items():
+            if not columns:
+                continue
+            # Without a name a record can only update: an INSERT of it would fail NOT NULL
+            # before ON CONFLICT is considered.
+            statement = (
+                _upsert_statement(conn, columns)
+                if "rp_name" in columns
+                else _update_statement(operation.id, columns)
+            )
+            for start in range(0, len(rows), UPSERT_CHUNK):
+                chunk = rows[start : start + UPSERT_CHUNK]
+                if "rp_name" not in columns:
+                    chunk = [{f"new_{k}": v for k, v in row.items()} for row in chunk]
+                conn.execute(statement, chunk)
+        deleted = 0
+        if replace:
+            deleted = conn.execute(
+                delete(routing_points)
+                .where(routing_points.c.operation_id == operation.id)
+                .where(routing_points.c.rp_id.not_in(seen))
+            ).rowcount
+        bump_version(conn, operation.id)
+    return UpsertResult(len(seen), deleted)
+
+
+def _new_ids_without_name(
+    conn: Connection, operation_id: int, groups: dict[tuple[str, ...], list[dict[str, Any]]]
+) -> int | None:
+    """The first rp_id that would be created without a name, if any."""
+    nameless = [
+        row["rp_id"] for key, rows in groups.items() if "rp_name" not in key for row in rows
+    ]
+    if not nameless:
+        return None
+    existing: set[int] = set()
+    for start in range(0, len(nameless), UPSERT_CHUNK):
+        chunk = nameless[start : start + UPSERT_CHUNK]
+        existing.update(
+            conn.execute(
+                select(routing_points.c.rp_id).where(
+                    and_(
+                        routing_points.c.operation_id == operation_id,
+                        routing_points.c.rp_id.in_(chunk),
+                    )
+                )
+            ).scalars()
+        )
+    missing = [rp for rp in nameless if rp not in existing]
+    return min(missing) if missing else None
+
+
+def list_points(engine: Engine, nomenclature: str) -> tuple[Operation, list[Any]]:
+    with engine.connect() as conn:
+        operation = operation_row(conn, nomenclature)
+        rows = conn.execute(
+            select(routing_points)
+            .where(routing_points.c.operation_id == operation.id)
+            .order_by(routing_points.c.rp_id)
+        ).all()
+    return operation, list(rows)
+
+
+def create_point(engine: Engine, nomenclature: str, record: dict[str, Any]) -> int:
+    """Create one routing point; Conflict if its rp_id exists."""
+    with engine.begin() as conn:
+        operation = operation_row(conn, nomenclature)
+        try:
+            change = records.point_change(record, ZoneInfo(operation.timezone), require_name=True)
+        except records.InvalidValue as exc:
+            raise Invalid(str(exc)) from None
+        exists = conn.execute(
+            select(routing_points.c.rp_id)
+            .where(routing_points.c.operation_id == operation.id)
+            .where(routing_points.c.rp_id == change.rp_id)
+        ).first()
+        if exists is not None:
+            raise Conflict(f"routing point {change.rp_id} already exists")
+        conn.execute(
+            insert(routing_points).values(
+                operation_id=operation.id, rp_id=change.rp_id, **change.values
+            )
+        )
+        bump_version(conn, operation.id)
+    return change.rp_id
+
+
+def delete_point(engine: Engine, nomenclature: str, rp_id: int) -> None:
+    with engine.begin() as conn:
+        operation = operation_row(conn, nomenclature)
+        done = conn.execute(
+            delete(routing_points)
+            .where(routing_points.c.operation_id == operation.id)
+            .where(routing_points.c.rp_id == rp_id)
+        )
+        if done.rowcount == 0:
+            raise NotFound(f"routing point {rp_id} does not exist")
+        bump_version(conn, operation.id)
+
+
+def get_point(engine: Engine, nomenclature: str, rp_id: int) -> tuple[Operation, Any]:
+    with engine.connect() as conn:
+        operation = operation_row(conn, nomenclature)
+        row = conn.execute(
+            select(routing_points)
+            .where(routing_points.c.operation_id == operation.id)
+            .where(routing_points.c.rp_id == rp_id)
+        ).one_or_none()
+    if row is None:
+        raise NotFound(f"routing point {rp_id} does not exist")
+    return operation, row
+
+
+def set_point(engine: Engine, nomenclature: str, rp_id: int, changes: dict[str, Any]) -> None:
+    """Change fields of one existing routing point."""
+    with engine.begin() as conn:
+        operation = operation_row(conn, nomenclature)
+        zone = ZoneInfo(operation.timezone)
+        try:
+            change = records.point_change({"rp_id": rp_id, **changes}, zone, require_name=False)
+        except records.InvalidValue as exc:
+            raise Invalid(str(exc)) from None
+        if not change.values:
+            raise Invalid("nothing to change: give at least one field")
+        done = conn.execute(
+            update(routing_points)
+            .where(routing_points.c.operation_id == operation.id)
+            .where(routing_points.c.rp_id == change.rp_id)
+            .values(**change.values)
+        )
+        if done.rowcount == 0:
+            raise NotFound(f"routing point {rp_id} does not exist in operation {nomenclature}")
+        bump_version(conn, operation.id)
+
+
+def count_points(engine: Engine, nomenclature: str) -> int:
+    with engine.connect() as conn:
+        operation = operation_row(conn, nomenclature)
+        return int(
+            conn.execute(
+                select(func.count()).where(routing_points.c.operation_id == operation.id)
+            ).scalar_one()
+        )

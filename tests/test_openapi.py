@@ -1,0 +1,122 @@
+"""The OpenAPI document describes the whole API, and schemathesis finds nothing against it."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+from starlette.routing import Mount, Route
+
+from routing_points.server import create_app
+from routing_points.server.openapi import openapi_document
+from tests.conftest import LiveServer, free_port, make_settings
+from tests.processes import ServerProcess, cli
+
+# What the fuzzing must never find: a 500, an undocumented status or content type, an
+# answer that breaks its schema, auth that is not enforced, a wrong Allow header. Not run:
+# positive_data_acceptance and negative_data_rejection, which judge input validation by
+# what JSON Schema can say (the server is stricter: calendar dates, local times).
+CHECKS = ",".join(
+    [
+        "not_a_server_error",
+        "status_code_conformance",
+        "content_type_conformance",
+        "response_schema_conformance",
+        "response_headers_conformance",
+        "missing_required_header",
+        "unsupported_method",
+        "allow_header_conformance",
+        "ignored_auth",
+        "use_after_free",
+    ]
+)
+
+
+def test_every_route_is_described(database_url: str) -> None:
+    app = create_app(make_settings(database_url))
+    paths = openapi_document(make_settings(database_url))["paths"]
+    routes = {
+        route.path.replace(":int", "")
+        for route in app.routes
+        if isinstance(route, Route) and route.path not in ("/openapi.json", "/docs", "/metrics")
+    }
+    assert routes == set(paths)
+    assert any(isinstance(route, Mount) for route in app.routes)
+    information = paths["/api/v2/information.php"]["get"]
+    example = information["responses"]["200"]["content"]["application/json"]["schema"]
+    assert example["anyOf"]
+
+
+def test_openapi_and_docs_are_served(live: LiveServer) -> None:
+    with httpx.Client(base_url=live.url) as http:
+        document = http.get("/openapi.json")
+        docs = http.get("/docs")
+        asset = http.get("/docs/static/swagger-ui-bundle.js")
+    assert document.status_code == 200
+    assert document.json()["openapi"].startswith("3.1")
+    schemas = document.json()["components"]["schemas"]
+    assert schemas["RoutingPoint"]["example"]["last_use"] == "2026-11-20 14:03:11"
+    assert docs.status_code == 200
+    assert "/openapi.json" in docs.text
+    assert asset.status_code == 200
+    assert len(asset.content) > 100_000
+
+
+@pytest.mark.slow
+def test_schemathesis_finds_no_server_error_and_no_schema_break(tmp_path: Path) -> None:
+    database = f"sqlite:///{tmp_path / 'fuzz.db'}"
+    assert (
+        cli(
+            "operations",
+            "add",
+            "0032",
+            "--name",
+            "Fuzz",
+            "--licenses",
+            "1000",
+            "--timezone",
+            "America/Bogota",
+            "--database",
+            database,
+        ).returncode
+        == 0
+    )
+    token = cli(
+        "tokens", "add", "0032", "--scope", "admin", "--database", database
+    ).stdout.splitlines()[-1]
+    server = ServerProcess(
+        "serve",
+        "--database",
+        database,
+        port=free_port(),
+        env={"ROUTING_POINTS_ACCESS_LOG": "false"},
+    ).wait_ready()
+    try:
+        result = subprocess.run(
+            [
+                str(Path(sys.executable).parent / "st"),
+                "run",
+                f"{server.url}/openapi.json",
+                "--header",
+                f"wolkvox-token: {token}",
+                "--checks",
+                CHECKS,
+                "--max-examples",
+                "15",
+                "--workers",
+                "1",
+                "--seed",
+                "20261127",
+                "--no-color",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+    finally:
+        server.stop()
+    assert result.returncode == 0, result.stdout[-6000:]
