@@ -431,3 +431,13 @@ async def test_sandbox_failure_rate(server_factory: Any, tenant: Tenant) -> None
         # Admitted, so charged, as the vendor charges whatever the result.
         assert structured_list(failed.headers["ratelimit"])["daily"]["r"] == 999
     assert server.in_flight(tenant.token_id) == 0
+
+
+async def test_limits_switched_off_still_answer_304(server_factory: Any, tenant: Tenant) -> None:
+    server = server_factory(limits_enabled=False)
+    async with httpx.AsyncClient(base_url=server.url) as http:
+        etag = (await http.get(POINTS, headers=headers(tenant.token))).headers["etag"]
+        free = await http.get(POINTS, headers=headers(tenant.token, **{"if-none-match": etag}))
+        assert free.status_code == 304
+        assert "ratelimit" not in free.headers
+        assert free.headers["x-poll-interval"] == "300"

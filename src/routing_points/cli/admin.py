@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import click
 from rich.console import Console
 from rich.table import Table
 
 from routing_points.cli.common import database_option, open_store, settings_for, store_errors
-from routing_points.server.render import LocalTimes
+from routing_points.server.render import LocalTimes, point_records
 from routing_points.store import admin
 from routing_points.store import points as point_store
 from routing_points.store.importer import read_records
@@ -151,26 +152,11 @@ def points_import(server: str, file: Path, database_url: str | None) -> None:
 @store_errors
 def points_list(server: str, database_url: str | None) -> None:
     """List an operation's routing points."""
-    from zoneinfo import ZoneInfo
-
     operation, rows = point_store.list_points(open_store(database_url), server)
     local_time = LocalTimes(ZoneInfo(operation.timezone))
     table = Table("rp_id", "rp_name", "ivr", "chat", "interaction", "crm", "last_use")
-    for row in rows:
-        table.add_row(
-            str(row.rp_id),
-            row.rp_name,
-            *(
-                "yes" if flag else "no"
-                for flag in (
-                    row.ivr_active,
-                    row.chat_active,
-                    row.interaction_active,
-                    row.crm_active,
-                )
-            ),
-            local_time(row.last_use_at),
-        )
+    for record in point_records([point_store.contract_row(row) for row in rows], local_time):
+        table.add_row(*record.values())
     _print_table(table)
 
 

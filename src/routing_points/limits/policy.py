@@ -39,6 +39,7 @@ class Ticket:
     token_limit: int
     headers: RawHeaders = field(default_factory=list)
     lease: str | None = None
+    cost: int = 1
 
 
 class LimitPolicy:
@@ -61,7 +62,9 @@ class LimitPolicy:
         """Admit one call or raise the contract's refusal. A refusal costs nothing."""
         operation_limit, token_limit = self.limits_of(principal)
         if not self.settings.limits_enabled:
-            return Ticket(principal, 0, 0, operation_limit, token_limit, [self._poll_header])
+            return Ticket(
+                principal, 0, 0, operation_limit, token_limit, [self._poll_header], cost=cost
+            )
         now = self.clock()
         quota_day = self.calendar.day(principal.timezone, now)
         interval = self.settings.min_poll_interval_s
@@ -92,6 +95,7 @@ class LimitPolicy:
                 operation_limit,
                 token_limit,
                 [self._poll_header, self._degraded_header],
+                cost=cost,
             )
         headers = self._headers(
             quota_day,
@@ -111,6 +115,7 @@ class LimitPolicy:
                 token_limit,
                 headers,
                 result.lease,
+                cost,
             )
         if result.outcome is Outcome.CONCURRENCY:
             retry = str(self.settings.concurrency_retry_after_s).encode()

@@ -35,9 +35,8 @@ from routing_points.server.errors import (
     NotFound,
     PayloadTooLarge,
 )
-from routing_points.server.guard import ClientDisconnected, ConsumptionGuard
+from routing_points.server.guard import ConsumptionGuard
 from routing_points.server.render import LocalTimes, point_records
-from routing_points.server.routes import CLIENT_CLOSED
 from routing_points.settings import Settings
 from routing_points.store import admin as store_admin
 from routing_points.store import points as store_points
@@ -93,18 +92,14 @@ class AdminEndpoints:
         if principal.scope != "admin":
             raise InsufficientScope()
         ticket = await self.admission.admit(principal, ADMIN_API)
-        try:
+
+        async def respond() -> Response:
             payload = await self._body(request, started) if with_body else None
             response = await self.guard.run(partial(work, principal, payload), request.receive)
             response.raw_headers.extend(ticket.headers)
             return response
-        except ApiError as exc:
-            exc.headers.extend(ticket.headers)
-            raise
-        except ClientDisconnected:
-            return Response(status_code=CLIENT_CLOSED)
-        finally:
-            await self.admission.release(ticket)
+
+        return await self.admission.serve(ticket, respond)
 
     async def _body(self, request: Request, started: float) -> Any:
         limit = self.settings.max_upload_bytes
@@ -152,21 +147,8 @@ class AdminEndpoints:
 
     def _rendered(self, nomenclature: str, rp_id: int) -> dict[str, str]:
         operation, row = store_points.get_point(self.engine, nomenclature, rp_id)
-        point_row = (
-            str(row.rp_id),
-            row.rp_name,
-            *(
-                "yes" if flag else "no"
-                for flag in (
-                    row.ivr_active,
-                    row.chat_active,
-                    row.interaction_active,
-                    row.crm_active,
-                )
-            ),
-            row.last_use_at,
-        )
-        return point_records([point_row], LocalTimes(ZoneInfo(operation.timezone)))[0]
+        local_time = LocalTimes(ZoneInfo(operation.timezone))
+        return point_records([store_points.contract_row(row)], local_time)[0]
 
     async def create_point(self, request: Request) -> Response:
         async def work(principal: Principal, payload: Any) -> Response:

@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import hmac
 import re
+from collections.abc import Awaitable, Callable
 
 from starlette.datastructures import Headers
+from starlette.responses import Response
 
 from routing_points.limits.policy import LimitPolicy, Ticket
-from routing_points.server.errors import InvalidToken, MissingToken
+from routing_points.server.errors import ApiError, InvalidToken, MissingToken
+from routing_points.server.guard import CLIENT_CLOSED, ClientDisconnected
 from routing_points.store.reader import Principal, Reader
 from routing_points.store.secrets import hash_secret
 
@@ -59,3 +62,16 @@ class Admission:
 
     async def release(self, ticket: Ticket) -> None:
         await self.policy.release(ticket)
+
+    async def serve(self, ticket: Ticket, respond: Callable[[], Awaitable[Response]]) -> Response:
+        """Answer an admitted call: its refusals carry the budget headers too, its client
+        may hang up, and its slot is released however it ends."""
+        try:
+            return await respond()
+        except ApiError as exc:
+            exc.headers.extend(ticket.headers)
+            raise
+        except ClientDisconnected:
+            return Response(status_code=CLIENT_CLOSED)
+        finally:
+            await self.policy.release(ticket)

@@ -19,6 +19,8 @@ from routing_points.server.errors import ConsumptionTimeout, ServiceUnavailable
 from routing_points.settings import Settings
 
 T = TypeVar("T")
+# Logged as the status of a request whose client left before its answer.
+CLIENT_CLOSED = 499
 
 
 class ClientDisconnected(Exception):

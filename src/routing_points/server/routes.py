@@ -19,7 +19,7 @@ from starlette.responses import Response
 from routing_points.limits.policy import Ticket
 from routing_points.server.admission import Admission
 from routing_points.server.errors import ApiError, InvalidParameters, UnknownApi
-from routing_points.server.guard import ClientDisconnected, ConsumptionGuard
+from routing_points.server.guard import ConsumptionGuard
 from routing_points.server.metrics import Metrics
 from routing_points.server.pages import (
     Page,
@@ -36,8 +36,6 @@ from routing_points.store.records import MAX_RP_ID
 ENDPOINT = "/api/v2/information.php"
 ROUTING_POINTS = "routing_points"
 TOKEN_INFO = "token_info"  # noqa: S105 (an api name, not a secret)
-# Logged as the status of a request whose client left before its answer.
-CLIENT_CLOSED = 499
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,35 +101,40 @@ class InformationEndpoint:
         ticket = await self.admission.admit(principal, api if deferred is None else "", cost)
         if cost and self.metrics is not None:
             self.metrics.consumed(principal.nomenclature, ticket.operation_used)
-        try:
-            if deferred is not None:
-                raise deferred
-            respond: Callable[[], Awaitable[Response]]
-            instant = True
-            if query is None:
-                respond = partial(self._token_info, ticket)
-            elif cost == 0:
-                assert etag is not None
-                respond = partial(self._not_modified, etag, ticket)
+        return await self.admission.serve(
+            ticket, partial(self._answer, request, principal, query, etag, ticket, deferred)
+        )
+
+    async def _answer(
+        self,
+        request: Request,
+        principal: Principal,
+        query: PointsQuery | None,
+        etag: str | None,
+        ticket: Ticket,
+        deferred: ApiError | None,
+    ) -> Response:
+        if deferred is not None:
+            raise deferred
+        respond: Callable[[], Awaitable[Response]]
+        instant = True
+        if query is None:
+            respond = partial(self._token_info, ticket)
+        elif etag is None:
+            raise AssertionError("a routing_points query always has an ETag")
+        elif ticket.cost == 0:
+            respond = partial(self._not_modified, etag, ticket)
+        else:
+            key = (principal.operation_id, principal.version, query.routing, query.after)
+            page = self.cache.get(key)
+            if page is None:
+                instant = False
+                respond = partial(self._render, key, principal, query, etag, ticket)
             else:
-                assert etag is not None
-                key = (principal.operation_id, principal.version, query.routing, query.after)
-                page = self.cache.get(key)
-                if page is None:
-                    instant = False
-                    respond = partial(self._render, key, principal, query, etag, ticket)
-                else:
-                    respond = partial(self._page_response, page, etag, ticket)
-            if instant and not self.guard.injects_faults:
-                return await respond()
-            return await self.guard.run(respond, request.receive)
-        except ApiError as exc:
-            exc.headers.extend(ticket.headers)
-            raise
-        except ClientDisconnected:
-            return Response(status_code=CLIENT_CLOSED)
-        finally:
-            await self.admission.release(ticket)
+                respond = partial(self._page_response, page, etag, ticket)
+        if instant and not self.guard.injects_faults:
+            return await respond()
+        return await self.guard.run(respond, request.receive)
 
     async def _render(
         self, key: PageKey, principal: Principal, query: PointsQuery, etag: str, ticket: Ticket

@@ -100,6 +100,14 @@ class Services:
             self.engine.dispose()
         self.reader = self.limits = self._endpoint = self._admin = self.engine = None
 
+    async def information(self, request: Request) -> Response:
+        endpoint = self._endpoint
+        if endpoint is None:
+            raise NotStarted("the app's lifespan has not started")
+        if self.metrics is None:
+            return await endpoint(request)
+        return await self._measured(request.query_params.get("api", ""), endpoint, request)
+
     def admin_endpoint(self, name: str) -> Callable[[Request], Awaitable[Response]]:
         """A route endpoint for one admin handler, bound once the services have started."""
 
@@ -109,29 +117,17 @@ class Services:
             handler: Callable[[Request], Awaitable[Response]] = getattr(self._admin, name)
             if self.metrics is None:
                 return await handler(request)
-            started, status, refusal = time.perf_counter(), 500, None
-            try:
-                response = await handler(request)
-                status = response.status_code
-                return response
-            except ApiError as exc:
-                status, refusal = exc.status, exc.refusal
-                raise
-            finally:
-                self.metrics.observe("admin", status, time.perf_counter() - started, refusal)
+            return await self._measured("admin", handler, request)
 
         return endpoint
 
-    async def information(self, request: Request) -> Response:
-        endpoint = self._endpoint
-        if endpoint is None:
-            raise NotStarted("the app's lifespan has not started")
-        metrics = self.metrics
-        if metrics is None:
-            return await endpoint(request)
+    async def _measured(
+        self, api: str, handler: Callable[[Request], Awaitable[Response]], request: Request
+    ) -> Response:
+        assert self.metrics is not None
         started, status, refusal = time.perf_counter(), 500, None
         try:
-            response = await endpoint(request)
+            response = await handler(request)
             status = response.status_code
             return response
         except ApiError as exc:
@@ -141,8 +137,7 @@ class Services:
             status = 503
             raise
         finally:
-            api = request.query_params.get("api", "")
-            metrics.observe(api, status, time.perf_counter() - started, refusal)
+            self.metrics.observe(api, status, time.perf_counter() - started, refusal)
 
     async def readiness(self, _request: Request) -> Response:
         checks = {"store": "ok", "limits": "ok"}

@@ -24,6 +24,7 @@ from routing_points.store.admin import (
     dialect_insert,
     operation_row,
 )
+from routing_points.store.reader import PointRow
 from routing_points.store.schema import routing_points
 
 # SQLite allows 32,766 bound parameters per statement; 8 columns a row.
@@ -139,6 +140,17 @@ def _new_ids_without_name(
         )
     missing = [rp for rp in nameless if rp not in existing]
     return min(missing) if missing else None
+
+
+def contract_row(row: Any) -> PointRow:
+    """A stored routing point as the hot path reads it: the contract's strings."""
+    flags = (row.ivr_active, row.chat_active, row.interaction_active, row.crm_active)
+    return (
+        str(row.rp_id),
+        row.rp_name,
+        *("yes" if flag else "no" for flag in flags),
+        row.last_use_at,
+    )
 
 
 def list_points(engine: Engine, nomenclature: str) -> tuple[Operation, list[Any]]:
