@@ -12,6 +12,7 @@ from routing_points import __version__
 from routing_points.cli.admin import migrate, operations, points, tokens
 from routing_points.cli.consume import get, token_info
 from routing_points.cli.serve import demo, serve
+from routing_points.cli.watch import history_command, watch
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -20,5 +21,16 @@ def main() -> None:
     """A self-hostable Wolkvox routing_points API, and the client to consume it."""
 
 
-for command in (serve, demo, migrate, operations, tokens, points, get, token_info):
+for command in (
+    serve,
+    demo,
+    migrate,
+    operations,
+    tokens,
+    points,
+    get,
+    token_info,
+    watch,
+    history_command,
+):
     main.add_command(command)

@@ -63,7 +63,8 @@ def sdk_errors(command: Callable[P, R]) -> Callable[P, R]:
     return wrapper
 
 
-def consumer_options(command: Callable[P, R]) -> Callable[P, R]:
+def connection_options(command: Callable[P, R]) -> Callable[P, R]:
+    """--server, --token, --base-url, --retries: how to reach the service."""
     for option in reversed(
         [
             click.option("--server", required=True, help="Server nomenclature, e.g. 0032."),
@@ -85,17 +86,19 @@ def consumer_options(command: Callable[P, R]) -> Callable[P, R]:
                 show_default=True,
                 help="Retries on network errors, 5xx and concurrency refusals.",
             ),
-            click.option(
-                "--format",
-                "output_format",
-                type=click.Choice(["table", "json", "csv"]),
-                default="table",
-                show_default=True,
-            ),
         ]
     ):
         command = option(command)
     return command
+
+
+format_option = click.option(
+    "--format",
+    "output_format",
+    type=click.Choice(["table", "json", "csv"]),
+    default="table",
+    show_default=True,
+)
 
 
 def relative_age(moment: datetime | None, now: datetime) -> str:
@@ -137,7 +140,8 @@ def _zone(name: str | None) -> ZoneInfo | None:
 
 
 @click.command()
-@consumer_options
+@connection_options
+@format_option
 @click.option("--routing", type=click.IntRange(min=0), default=None, help="Only this rp_id.")
 @click.option(
     "--timezone",
@@ -180,7 +184,8 @@ def get(
 
 
 @click.command("token-info")
-@consumer_options
+@connection_options
+@format_option
 @sdk_errors
 def token_info(
     server: str, token: str, base_url: str | None, retries: int, output_format: str

@@ -196,6 +196,8 @@ class BaseClient:
         self.base_url = (base_url or f"https://wv{server}.wolkvox.com").rstrip("/")
         self.retry = retry if retry is not None else RetryPolicy()
         self.budget: Budget | None = None
+        # The service's advised seconds between consumptions (X-Poll-Interval), if it says.
+        self.poll_interval_s: int | None = None
         self._token = token.strip()
         self._gate: TokenGate = gate_for(self._token, max_in_flight)
         self._rng = random.Random()
@@ -217,6 +219,9 @@ class BaseClient:
         budget = budget_from(response)
         if budget is not None:
             self.budget = budget
+        advised = response.headers.get("x-poll-interval", "")
+        if advised.isdigit():
+            self.poll_interval_s = int(advised)
         return interpret(response)
 
     def _retry_delay(self, attempt: int, error: errors.RoutingPointsError) -> float | None:

@@ -1,0 +1,208 @@
+"""`watch` and `history`: track an operation over time, then read what happened.
+
+`watch --once` is for cron: exit 0 when nothing changed, 1 when something did, and the
+`get` codes for failures (3 authentication, 4 quota, 5 network), 6 for any other error.
+"""
+
+from __future__ import annotations
+
+import csv
+import signal
+import sys
+import threading
+from datetime import datetime, timedelta
+from types import FrameType
+from zoneinfo import ZoneInfo
+
+import click
+import orjson
+from rich.console import Console
+from rich.table import Table
+
+from routing_points.cli.consume import EXIT_OTHER, connection_options, exit_code
+from routing_points.cli.serve import configure_logging
+from routing_points.client import Client, RetryPolicy, RoutingPointsError
+from routing_points.watch.diff import FLAGS
+from routing_points.watch.exporter import WatchMetrics
+from routing_points.watch.history import History
+from routing_points.watch.watcher import IntervalPolicy, Watcher
+from routing_points.watch.webhook import WebhookSender
+
+DEFAULT_HISTORY = "routing-points-history.db"
+EXIT_CHANGED, EXIT_WATCH_OTHER = 1, 6
+EVENT_FIELDS = ("id", "at", "server", "kind", "rp_id", "rp_name", "field", "old", "new")
+
+
+def _zone(name: str | None) -> ZoneInfo | None:
+    try:
+        return None if name is None else ZoneInfo(name)
+    except (KeyError, ValueError):
+        raise click.BadParameter(f"{name!r} is not a known IANA time zone") from None
+
+
+@click.command()
+@connection_options
+@click.option(
+    "--every",
+    type=click.FloatRange(min=1),
+    default=300,
+    show_default=True,
+    help="Seconds between polls (raised to what the service and budget allow).",
+)
+@click.option(
+    "--history",
+    "history_path",
+    default=DEFAULT_HISTORY,
+    show_default=True,
+    help="SQLite file or SQLAlchemy URL keeping snapshots and events.",
+)
+@click.option("--metrics-port", type=int, default=None, help="Serve Prometheus metrics here.")
+@click.option("--metrics-host", default="127.0.0.1", show_default=True)
+@click.option("--webhook", default=None, help="POST change events here, in order.")
+@click.option("--once", is_flag=True, help="Poll once (for cron): exit 1 if anything changed.")
+@click.option(
+    "--stale-after",
+    type=click.FloatRange(min=1),
+    default=7 * 86_400,
+    show_default=True,
+    help="Seconds without use before a point is reported stale.",
+)
+@click.option(
+    "--budget-share",
+    type=click.FloatRange(0.001, 1),
+    default=0.10,
+    show_default=True,
+    help="The most of the daily budget the watcher's own polls may spend.",
+)
+@click.option(
+    "--timezone",
+    default=None,
+    help="The operation's time zone, for ages and staleness (default: this machine's).",
+)
+def watch(
+    server: str,
+    token: str,
+    base_url: str | None,
+    retries: int,
+    every: float,
+    history_path: str,
+    metrics_port: int | None,
+    metrics_host: str,
+    webhook: str | None,
+    once: bool,
+    stale_after: float,
+    budget_share: float,
+    timezone: str | None,
+) -> None:
+    """Poll an operation, keep its history, print each change as one JSON line."""
+    configure_logging("INFO")
+    zone = _zone(timezone)
+    history = History(history_path)
+    metrics = WatchMetrics(server) if metrics_port is not None else None
+    if metrics is not None and metrics_port is not None:
+        metrics.serve(metrics_port, metrics_host)
+    sender = WebhookSender(webhook, history) if webhook else None
+    client = Client(
+        server=server, token=token, base_url=base_url, retry=RetryPolicy(max_retries=retries)
+    )
+    watcher = Watcher(
+        client,
+        history,
+        IntervalPolicy(every, budget_share),
+        stale_after=timedelta(seconds=stale_after),
+        timezone=zone,
+        out=sys.stdout,
+        metrics=metrics,
+        webhook=sender,
+    )
+    try:
+        if once:
+            try:
+                result = watcher.poll()
+            except RoutingPointsError as exc:
+                click.echo(f"Error: {type(exc).__name__}: {exc}", err=True)
+                code = exit_code(exc)
+                sys.exit(EXIT_WATCH_OTHER if code == EXIT_OTHER else code)
+            watcher.deliver()
+            sys.exit(EXIT_CHANGED if result.events else 0)
+        stop = threading.Event()
+
+        def request_stop(signum: int, _frame: FrameType | None) -> None:
+            stop.set()
+
+        signal.signal(signal.SIGTERM, request_stop)
+        signal.signal(signal.SIGINT, request_stop)
+        watcher.run(stop)
+    finally:
+        client.close()
+        if sender is not None:
+            sender.close()
+        history.close()
+
+
+def _since(value: str | None) -> float | None:
+    if value is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a date (YYYY-MM-DD or ISO 8601)") from None
+    return moment.timestamp()
+
+
+def _flag_lines(history: History, server: str | None, rp_id: int, since: float | None) -> list[str]:
+    """One sparkline per flag across the snapshots: █ on, ▁ off, · absent."""
+    snapshots = history.snapshots_of(server, since)
+    lines = []
+    for flag in FLAGS:
+        marks = []
+        for snapshot in snapshots:
+            point = snapshot.points().get(rp_id)
+            marks.append("·" if point is None else "█" if getattr(point, flag) else "▁")
+        lines.append(f"{flag:<19} {''.join(marks)}")
+    return lines
+
+
+@click.command("history")
+@click.option("--history", "history_path", default=DEFAULT_HISTORY, show_default=True)
+@click.option("--server", default=None, help="Only this operation.")
+@click.option("--rp", "rp_id", type=int, default=None, help="Only this routing point.")
+@click.option("--since", default=None, help="Only from this date (YYYY-MM-DD or ISO 8601).")
+@click.option(
+    "--format",
+    "output_format",
+    type=click.Choice(["table", "json", "csv"]),
+    default="table",
+    show_default=True,
+)
+def history_command(
+    history_path: str,
+    server: str | None,
+    rp_id: int | None,
+    since: str | None,
+    output_format: str,
+) -> None:
+    """Print the timeline of changes the watcher recorded."""
+    history = History(history_path)
+    try:
+        starting = _since(since)
+        records = [event.as_dict() for event in history.timeline(server, rp_id, starting)]
+        if output_format == "json":
+            sys.stdout.write(orjson.dumps(records, option=orjson.OPT_INDENT_2).decode() + "\n")
+            return
+        if output_format == "csv":
+            writer = csv.DictWriter(sys.stdout, fieldnames=EVENT_FIELDS)
+            writer.writeheader()
+            writer.writerows(records)
+            return
+        table = Table(*EVENT_FIELDS)
+        for record in records:
+            table.add_row(*("" if record[f] is None else str(record[f]) for f in EVENT_FIELDS))
+        console = Console(soft_wrap=True)
+        console.print(table)
+        if rp_id is not None:
+            console.print(f"flags of routing point {rp_id}, snapshot by snapshot:")
+            for line in _flag_lines(history, server, rp_id, starting):
+                console.print(line, markup=False)
+    finally:
+        history.close()

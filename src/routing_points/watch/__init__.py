@@ -1,0 +1,1 @@
+"""Watching an operation: poll every few minutes, keep history, report changes, export metrics."""

@@ -1,0 +1,171 @@
+"""The watch loop: poll with the last ETag, record what changed, tell everyone who listens.
+
+An unchanged operation answers 304 and costs nothing. The interval is never shorter than
+the service's advice (`X-Poll-Interval`) nor than what keeps the watcher's own calls within
+a share of the daily budget (10% by default), assuming every poll costs one; every
+adjustment is logged. Failures are logged in one line each and retried with back-off.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import IO
+from zoneinfo import ZoneInfo
+
+import orjson
+
+from routing_points.client import Client, QuotaExceeded, RoutingPointsError
+from routing_points.client.models import RoutingPoint
+from routing_points.watch.diff import changes_between, newly_stale
+from routing_points.watch.exporter import WatchMetrics
+from routing_points.watch.history import Event, History
+from routing_points.watch.webhook import WebhookSender
+
+logger = logging.getLogger("routing_points.watch")
+# The smallest daily budget there is (1 license x 1,000), when the service does not say.
+SMALLEST_BUDGET = 1000
+FIRST_RETRY_S = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class IntervalPolicy:
+    requested_s: float
+    budget_share: float
+
+    def interval(self, advised_s: int | None, daily_budget: int | None) -> tuple[float, str]:
+        """The interval to use, and why it differs from the requested one ("" if not)."""
+        interval, reasons = self.requested_s, []
+        if advised_s is not None and interval < advised_s:
+            interval = float(advised_s)
+            reasons.append(f"the service advises {advised_s} s (X-Poll-Interval)")
+        budget = daily_budget or SMALLEST_BUDGET
+        floor = math.ceil(86_400 / (self.budget_share * budget))
+        if interval < floor:
+            interval = float(floor)
+            reasons.append(
+                f"polls must stay within {self.budget_share * 100:g}% of a daily budget of {budget}"
+            )
+        return interval, "; ".join(reasons)
+
+
+@dataclass(frozen=True, slots=True)
+class PollResult:
+    events: list[Event]
+    not_modified: bool
+
+
+class Watcher:
+    def __init__(
+        self,
+        client: Client,
+        history: History,
+        policy: IntervalPolicy,
+        *,
+        stale_after: timedelta,
+        timezone: ZoneInfo | None,
+        out: IO[str],
+        metrics: WatchMetrics | None = None,
+        webhook: WebhookSender | None = None,
+    ) -> None:
+        self.client = client
+        self.server = client.server
+        self.history = history
+        self.policy = policy
+        self.stale_after = stale_after
+        self.timezone = timezone
+        self.out = out
+        self.metrics = metrics
+        self.webhook = webhook
+        self.interval_s = policy.requested_s
+        self._explained = ""
+
+    def _now_local(self) -> datetime:
+        return datetime.now(self.timezone).replace(tzinfo=None)
+
+    def poll(self) -> PollResult:
+        latest = self.history.latest(self.server)
+        etag = latest.etag if latest is not None else None
+        records: list[dict[str, object]] = []
+        not_modified, new_etag = False, None
+        for index, page in enumerate(self.client.iter_routing_points(if_none_match=etag)):
+            if index == 0:
+                not_modified, new_etag = page.not_modified, page.etag
+            records.extend(page.records)
+        now = time.time()
+        if not_modified:
+            assert latest is not None
+            points = latest.points()
+            changes = []
+        else:
+            points = {p.rp_id: p for p in map(RoutingPoint.from_record, records)}
+            # The first snapshot is the baseline: nothing has changed yet.
+            changes = changes_between(latest.points(), points) if latest is not None else []
+        already_stale = self.history.stale(self.server)
+        # A point used again since it went stale may go stale again later.
+        for change in changes:
+            if change.kind == "last_use_advanced":
+                already_stale.discard(change.rp_id)
+        stale_changes, stale = newly_stale(
+            points.values(), already_stale, self._now_local(), self.stale_after
+        )
+        changes += stale_changes
+        stored: list[Event] = []
+        if not not_modified or changes or stale != already_stale:
+            stored = self.history.record(
+                self.server,
+                changes,
+                records=None if not_modified else records,
+                etag=new_etag if not not_modified else etag,
+                stale=stale,
+                now=now,
+            )
+        for event in stored:
+            self.out.write(orjson.dumps(event.as_dict()).decode() + "\n")
+        self.out.flush()
+        if self.metrics is not None:
+            self.metrics.succeeded(points, self._now_local(), now, self.client.remaining_budget)
+        self._adjust_interval()
+        return PollResult(stored, not_modified)
+
+    def _adjust_interval(self) -> None:
+        limit = self.client.budget.limit if self.client.budget is not None else None
+        self.interval_s, why = self.policy.interval(self.client.poll_interval_s, limit)
+        if why and why != self._explained:
+            logger.warning(
+                "polling every %g s instead of %g s: %s",
+                self.interval_s,
+                self.policy.requested_s,
+                why,
+            )
+        self._explained = why
+
+    def deliver(self) -> None:
+        if self.webhook is not None:
+            self.webhook.deliver()
+
+    def run(self, stop: threading.Event) -> None:
+        """Poll until `stop` is set; a poll under way always finishes and is recorded."""
+        failures = 0
+        self._adjust_interval()
+        while not stop.is_set():
+            try:
+                self.poll()
+                failures = 0
+                wait = self.interval_s  # as adjusted by what this poll learned
+            except RoutingPointsError as exc:
+                failures += 1
+                logger.error("poll failed: %s: %s", type(exc).__name__, exc)
+                if self.metrics is not None:
+                    self.metrics.failed()
+                wait = min(self.interval_s, FIRST_RETRY_S * 2 ** (failures - 1))
+                if isinstance(exc, QuotaExceeded) and exc.reset_at is not None:
+                    wait = max(
+                        wait, (exc.reset_at - datetime.now(exc.reset_at.tzinfo)).total_seconds()
+                    )
+            self.deliver()
+            stop.wait(wait)
