@@ -1,0 +1,48 @@
+"""The benchmark harness cannot rot: its smoke mode runs every case in CI.
+
+It asserts that every case ran and every answer had the expected status (the harness
+raises otherwise), never a speed: timings live in bench/RESULTS.md, not in tests.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import service_missing
+
+ROOT = Path(__file__).parent.parent
+
+
+@pytest.mark.slow
+def test_every_benchmark_case_runs(tmp_path: Path) -> None:
+    if shutil.which("wrk") is None:
+        service_missing("wrk", FileNotFoundError("wrk (apt-get install wrk)"))
+    output = tmp_path / "RESULTS.md"
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.run", "--quick", "--output", str(output)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    report = output.read_text()
+    for case in (
+        "B1 ours",
+        "B1 floor",
+        "B1 peer",
+        "B3 limits off",
+        "B2 cold",
+        "B2 warm",
+        "B2 static bytes",
+        "B2 peak RSS",
+        "B4 PG+Redis, 2 workers",
+        "B5 typed objects",
+    ):
+        assert f"| {case} |" in report, case
