@@ -580,6 +580,11 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=10.0)
     parser.add_argument("--output", type=Path, default=None)
     parser.add_argument("--skip-scale-out", action="store_true")
+    parser.add_argument(
+        "--cases",
+        default="small,big,scale,sdk",
+        help="Which groups to run: small (B1, B3), big (B2), scale (B4), sdk (B5)",
+    )
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk is not installed (scripts/bench installs it from Debian's packages)")
@@ -587,11 +592,15 @@ def main() -> None:
     WORK.mkdir(parents=True)
     bench = Bench(args.quick, args.runs, args.duration)
     fixture = seed(f"sqlite:///{WORK / 'bench.db'}", 128)
-    bench.small_answer(fixture)
-    body = bench.big_answer(fixture)
-    if not args.skip_scale_out:
+    cases = set(args.cases.split(","))
+    if "small" in cases:
+        bench.small_answer(fixture)
+    if cases & {"big", "sdk"}:
+        body = bench.big_answer(fixture)
+        if "sdk" in cases:
+            bench.sdk(body)
+    if "scale" in cases and not args.skip_scale_out:
         bench.scale_out(fixture)
-    bench.sdk(body)
     output = args.output or (WORK / "RESULTS.md" if args.quick else ROOT / "bench" / "RESULTS.md")
     report = bench.report()
     output.write_text(report)

@@ -20,7 +20,7 @@ class Outcome(enum.Enum):
     BUDGET = "budget"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: built on every request, and frozen init is slow
 class AdmitRequest:
     token_id: int
     operation_id: int

@@ -36,6 +36,7 @@ from routing_points.server.errors import (
     PayloadTooLarge,
 )
 from routing_points.server.guard import ConsumptionGuard
+from routing_points.server.incoming import scan
 from routing_points.server.render import LocalTimes, point_records
 from routing_points.settings import Settings
 from routing_points.store import admin as store_admin
@@ -88,7 +89,7 @@ class AdminEndpoints:
     ) -> Response:
         """Authenticate, require the admin scope, admit, read the body, then do the work."""
         started = time.monotonic()
-        principal = await self.admission.authenticate(request.headers)
+        principal = await self.admission.authenticate(scan(request.scope["headers"]))
         if principal.scope != "admin":
             raise InsufficientScope()
         ticket = await self.admission.admit(principal, ADMIN_API)

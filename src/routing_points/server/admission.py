@@ -8,34 +8,16 @@ lets the limit policy admit the call atomically. Routes never check limits thems
 from __future__ import annotations
 
 import hmac
-import re
 from collections.abc import Awaitable, Callable
 
-from starlette.datastructures import Headers
 from starlette.responses import Response
 
 from routing_points.limits.policy import LimitPolicy, Ticket
 from routing_points.server.errors import ApiError, InvalidToken, MissingToken
 from routing_points.server.guard import CLIENT_CLOSED, ClientDisconnected
+from routing_points.server.incoming import Incoming
 from routing_points.store.reader import Principal, Reader
 from routing_points.store.secrets import hash_secret
-
-_HOST_OPERATION = re.compile(r"^wv([0-9]{4})\.", re.IGNORECASE)
-_SERVER_HEADERS = ("wolkvox_server", "wolkvox-server")
-
-
-def named_operations(headers: Headers) -> list[str]:
-    """Every operation the request names; a value that names none is kept as it is."""
-    named: list[str] = []
-    for header in _SERVER_HEADERS:
-        value = headers.get(header, "").strip()
-        if value:
-            digits = value.removeprefix("wv").removeprefix("WV")
-            named.append(digits.zfill(4) if digits.isdigit() and len(digits) <= 4 else value)
-    host = _HOST_OPERATION.match(headers.get("host", ""))
-    if host is not None:
-        named.append(host.group(1))
-    return named
 
 
 class Admission:
@@ -43,15 +25,13 @@ class Admission:
         self.reader = reader
         self.policy = policy
 
-    async def authenticate(self, headers: Headers) -> Principal:
-        secret = headers.get("wolkvox-token", "").strip()
-        if not secret:
+    async def authenticate(self, incoming: Incoming) -> Principal:
+        if not incoming.token:
             raise MissingToken()
-        digest = hash_secret(secret)
-        principal = await self.reader.principal(digest)
+        principal = await self.reader.principal(hash_secret(incoming.token))
         if principal is None:
             raise InvalidToken()
-        for nomenclature in named_operations(headers):
+        for nomenclature in incoming.named:
             # Same answer as an unknown token: never reveal whether the other one exists.
             if not hmac.compare_digest(nomenclature, principal.nomenclature):
                 raise InvalidToken()

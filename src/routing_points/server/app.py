@@ -28,9 +28,10 @@ from routing_points.server.errors import (
     InternalError,
     MethodNotAllowed,
     NotFound,
-    ServiceUnavailable,
     envelope_response,
+    error_response,
 )
+from routing_points.server.fastpath import InformationFastPath
 from routing_points.server.metrics import metrics_off
 from routing_points.server.openapi import openapi_document
 from routing_points.server.routes import ENDPOINT
@@ -42,8 +43,9 @@ logger = logging.getLogger("routing_points.server")
 
 
 async def _api_error(_request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, ApiError)
-    return envelope_response(exc)
+    response = error_response(exc)
+    assert response is not None
+    return response
 
 
 async def _http_error(_request: Request, exc: Exception) -> Response:
@@ -58,11 +60,6 @@ async def _http_error(_request: Request, exc: Exception) -> Response:
         error = ApiError(HTTPStatus(exc.status_code).phrase.upper())
         error.status = exc.status_code
     return envelope_response(error)
-
-
-async def _store_unavailable(_request: Request, exc: Exception) -> Response:
-    logger.warning("store unavailable: %s", exc)
-    return envelope_response(ServiceUnavailable("THE STORE IS UNAVAILABLE"))
 
 
 async def _unexpected_error(_request: Request, exc: Exception) -> Response:
@@ -135,11 +132,14 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock)
                 methods=["GET"],
             ),
         ],
-        middleware=[Middleware(AccessLogMiddleware)] if settings.access_log else [],
+        middleware=[
+            *([Middleware(AccessLogMiddleware)] if settings.access_log else []),
+            Middleware(InformationFastPath, services=services),
+        ],
         exception_handlers={
             ApiError: _api_error,
             HTTPException: _http_error,
-            StoreUnavailable: _store_unavailable,
+            StoreUnavailable: _api_error,
             Exception: _unexpected_error,
         },
         lifespan=lifespan,

@@ -24,10 +24,15 @@ place, `envelope_response`, and nowhere else::
 
 from __future__ import annotations
 
+import logging
 from http import HTTPStatus
 
 import orjson
 from starlette.responses import Response
+
+from routing_points.store.reader import StoreUnavailable
+
+logger = logging.getLogger("routing_points.server")
 
 RawHeaders = list[tuple[bytes, bytes]]
 
@@ -172,3 +177,13 @@ def envelope_response(exc: ApiError) -> Response:
     )
     response.raw_headers.extend(exc.headers)
     return response
+
+
+def error_response(exc: Exception) -> Response | None:
+    """The envelope for an error the API answers, or None for a bug (which is a 500)."""
+    if isinstance(exc, ApiError):
+        return envelope_response(exc)
+    if isinstance(exc, StoreUnavailable):
+        logger.warning("store unavailable: %s", exc)
+        return envelope_response(ServiceUnavailable("THE STORE IS UNAVAILABLE"))
+    return None

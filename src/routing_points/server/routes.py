@@ -8,18 +8,18 @@ will be answered 304 is admitted at cost 0: it takes a slot but no budget.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from functools import partial
 
-from starlette.datastructures import QueryParams
-from starlette.requests import Request
 from starlette.responses import Response
+from starlette.types import Receive, Scope
 
 from routing_points.limits.policy import Ticket
 from routing_points.server.admission import Admission
 from routing_points.server.errors import ApiError, InvalidParameters, UnknownApi
 from routing_points.server.guard import ConsumptionGuard
+from routing_points.server.incoming import query_params, scan
 from routing_points.server.metrics import Metrics
 from routing_points.server.pages import (
     Page,
@@ -34,6 +34,7 @@ from routing_points.store.reader import Principal
 from routing_points.store.records import MAX_RP_ID
 
 ENDPOINT = "/api/v2/information.php"
+ETAG_CACHE_SIZE = 10_000
 ROUTING_POINTS = "routing_points"
 TOKEN_INFO = "token_info"  # noqa: S105 (an api name, not a secret)
 
@@ -44,7 +45,7 @@ class PointsQuery:
     after: int
 
 
-def _integer(params: QueryParams, name: str) -> int | None:
+def _integer(params: Mapping[str, str], name: str) -> int | None:
     value = params.get(name, "").strip()
     if not value:
         return None
@@ -53,7 +54,7 @@ def _integer(params: QueryParams, name: str) -> int | None:
     return int(value)
 
 
-def parse_points_query(params: QueryParams) -> PointsQuery:
+def parse_points_query(params: Mapping[str, str]) -> PointsQuery:
     return PointsQuery(_integer(params, "routing"), _integer(params, "after") or 0)
 
 
@@ -77,10 +78,12 @@ class InformationEndpoint:
         self.cache = cache
         self.guard = guard
         self.metrics = metrics
+        self._etags: dict[tuple[str, int, int | None, int], str] = {}
 
-    async def __call__(self, request: Request) -> Response:
-        principal = await self.admission.authenticate(request.headers)
-        params = request.query_params
+    async def __call__(self, scope: Scope, receive: Receive) -> Response:
+        incoming = scan(scope["headers"])
+        principal = await self.admission.authenticate(incoming)
+        params = query_params(scope["query_string"])
         api = params.get("api", "")
         deferred: ApiError | None = None
         query: PointsQuery | None = None
@@ -92,8 +95,8 @@ class InformationEndpoint:
             except ApiError as exc:
                 deferred = exc
             else:
-                etag = page_etag(principal, query.routing, query.after, self.renderer.cap)
-                if_none_match = request.headers.get("if-none-match")
+                etag = self._etag(principal, query)
+                if_none_match = incoming.if_none_match
                 if if_none_match is not None and etag_matches(if_none_match, etag):
                     cost = 0
         elif api != TOKEN_INFO:
@@ -102,12 +105,23 @@ class InformationEndpoint:
         if cost and self.metrics is not None:
             self.metrics.consumed(principal.nomenclature, ticket.operation_used)
         return await self.admission.serve(
-            ticket, partial(self._answer, request, principal, query, etag, ticket, deferred)
+            ticket, partial(self._answer, receive, principal, query, etag, ticket, deferred)
         )
+
+    def _etag(self, principal: Principal, query: PointsQuery) -> str:
+        key = (principal.etag_salt, principal.version, query.routing, query.after)
+        etag = self._etags.get(key)
+        if etag is None:
+            if len(self._etags) > ETAG_CACHE_SIZE:
+                self._etags.clear()
+            etag = self._etags[key] = page_etag(
+                principal, query.routing, query.after, self.renderer.cap
+            )
+        return etag
 
     async def _answer(
         self,
-        request: Request,
+        receive: Receive,
         principal: Principal,
         query: PointsQuery | None,
         etag: str | None,
@@ -134,7 +148,7 @@ class InformationEndpoint:
                 respond = partial(self._page_response, page, etag, ticket)
         if instant and not self.guard.injects_faults:
             return await respond()
-        return await self.guard.run(respond, request.receive)
+        return await self.guard.run(respond, receive)
 
     async def _render(
         self, key: PageKey, principal: Principal, query: PointsQuery, etag: str, ticket: Ticket

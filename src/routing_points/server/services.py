@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
+from functools import partial
 
 import orjson
 from sqlalchemy import Engine
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.types import Receive, Scope
 
 from routing_points.clock import Clock
 from routing_points.limits.backend import BackendUnavailable, LimitBackend
@@ -23,6 +25,7 @@ from routing_points.server.admin import AdminEndpoints
 from routing_points.server.admission import Admission
 from routing_points.server.errors import ApiError
 from routing_points.server.guard import ConsumptionGuard
+from routing_points.server.incoming import query_params
 from routing_points.server.metrics import Metrics
 from routing_points.server.pages import PageCache, PageRenderer
 from routing_points.server.routes import InformationEndpoint
@@ -101,12 +104,17 @@ class Services:
         self.reader = self.limits = self._endpoint = self._admin = self.engine = None
 
     async def information(self, request: Request) -> Response:
+        return await self.respond(request.scope, request.receive)
+
+    async def respond(self, scope: Scope, receive: Receive) -> Response:
+        """The answer to information.php: the fast path calls this without a Request."""
         endpoint = self._endpoint
         if endpoint is None:
             raise NotStarted("the app's lifespan has not started")
         if self.metrics is None:
-            return await endpoint(request)
-        return await self._measured(request.query_params.get("api", ""), endpoint, request)
+            return await endpoint(scope, receive)
+        api = query_params(scope["query_string"]).get("api", "")
+        return await self._measured(api, partial(endpoint, scope, receive))
 
     def admin_endpoint(self, name: str) -> Callable[[Request], Awaitable[Response]]:
         """A route endpoint for one admin handler, bound once the services have started."""
@@ -117,17 +125,15 @@ class Services:
             handler: Callable[[Request], Awaitable[Response]] = getattr(self._admin, name)
             if self.metrics is None:
                 return await handler(request)
-            return await self._measured("admin", handler, request)
+            return await self._measured("admin", partial(handler, request))
 
         return endpoint
 
-    async def _measured(
-        self, api: str, handler: Callable[[Request], Awaitable[Response]], request: Request
-    ) -> Response:
+    async def _measured(self, api: str, handler: Callable[[], Awaitable[Response]]) -> Response:
         assert self.metrics is not None
         started, status, refusal = time.perf_counter(), 500, None
         try:
-            response = await handler(request)
+            response = await handler()
             status = response.status_code
             return response
         except ApiError as exc:

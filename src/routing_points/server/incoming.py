@@ -1,0 +1,56 @@
+"""What the hot path needs from a request, read in one pass and without Starlette's Request.
+
+ASGI hands headers over as a list of lowercase byte pairs; a single scan picks out the
+five that matter instead of five linear lookups. Query strings repeat (every poller asks
+the same thing), so they are parsed once and cached.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from urllib.parse import parse_qsl
+
+_HOST_OPERATION = re.compile(rb"^wv([0-9]{4})\.", re.IGNORECASE)
+
+
+@dataclass(slots=True)
+class Incoming:
+    token: str = ""
+    # Every operation the request names: wolkvox_server / wolkvox-server, or a wvNNNN. Host.
+    named: list[str] = field(default_factory=list)
+    if_none_match: str | None = None
+
+
+def _nomenclature(value: bytes) -> str:
+    """ "0032", "32" and "wv0032" name 0032; anything else is kept, to be refused."""
+    text = value.decode("latin-1").strip()
+    digits = text[2:] if text[:2].lower() == "wv" else text
+    return digits.zfill(4) if digits.isdigit() and len(digits) <= 4 else text
+
+
+def scan(headers: Iterable[tuple[bytes, bytes]]) -> Incoming:
+    incoming = Incoming()
+    for name, value in headers:
+        if name == b"wolkvox-token":
+            incoming.token = value.decode("latin-1").strip()
+        elif name in (b"wolkvox_server", b"wolkvox-server"):
+            if value.strip():
+                incoming.named.append(_nomenclature(value))
+        elif name == b"host":
+            if value[:2].lower() == b"wv":
+                match = _HOST_OPERATION.match(value)
+                if match is not None:
+                    incoming.named.append(match.group(1).decode())
+        elif name == b"if-none-match":
+            incoming.if_none_match = value.decode("latin-1")
+    return incoming
+
+
+@functools.lru_cache(maxsize=4096)
+def query_params(raw: bytes) -> Mapping[str, str]:
+    """The query string's parameters (the last value of a repeated one), read-only."""
+    return MappingProxyType(dict(parse_qsl(raw.decode("latin-1"), keep_blank_values=True)))
