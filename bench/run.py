@@ -179,9 +179,9 @@ def parse_wrk(output: str) -> Load:
     )
 
 
-def token_script(tokens: list[str]) -> Path:
+def token_script(tokens: list[str], name: str) -> Path:
     """A wrk script that rotates through many tokens, so none has 2 requests in flight."""
-    path = WORK / "tokens.lua"
+    path = WORK / f"tokens-{name}.lua"
     listed = ",\n".join(f'  "{token}"' for token in tokens)
     path.write_text(
         f"tokens = {{\n{listed}\n}}\ncounter = 0\n"
@@ -327,7 +327,7 @@ class Bench:
 
     def small_answer(self, fixture: Fixture) -> None:
         """B1 and B3: 25 points, many tokens, ours against the floor and the peer."""
-        script = token_script(fixture.small_tokens)
+        script = token_script(fixture.small_tokens, "embedded")
         ports = {name: free_port() for name in ("ours", "off", "floor", "peer")}
         body = WORK / "small.json"
         # One server per SQLite file: the limits-off server reads a copy.
@@ -471,7 +471,7 @@ class Bench:
                             label,
                             f"http://127.0.0.1:{ports[name]}{ENDPOINT}",
                             32,
-                            script=token_script(used),
+                            script=token_script(used, name),
                         )
             self.ratios["B4 PG+Redis 2 workers / embedded 1 worker (req/s)"] = (
                 self.cases["B4 PG+Redis, 2 workers"].median

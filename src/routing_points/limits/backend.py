@@ -40,7 +40,7 @@ class AdmitRequest:
     day_ttl_s: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen either: one per request too
 class AdmitResult:
     outcome: Outcome
     token_used: int

@@ -52,7 +52,9 @@ class LocalLimits:
         return current
 
     async def admit(self, request: AdmitRequest) -> AdmitResult:
-        counters = await self._day(request.operation_id, request.day)
+        counters = self._days.get(request.operation_id)
+        if counters is None or counters.day != request.day:
+            counters = await self._day(request.operation_id, request.day)
         token_id = request.token_id
         token_used = counters.token_used.get(token_id, 0)
         operation_used = counters.operation_used
@@ -79,13 +81,17 @@ class LocalLimits:
             except BaseException:
                 counters.token_used[token_id] -= cost
                 counters.operation_used -= cost
-                await self.release(token_id, "local")
+                self.release_now(token_id)
                 raise
             if request.interval_key is not None:
                 self._last_consumption[request.interval_key] = request.now
         return AdmitResult(Outcome.ADMITTED, token_used, operation_used, lease="local")
 
     async def release(self, token_id: int, lease: str) -> None:
+        self.release_now(token_id)
+
+    def release_now(self, token_id: int) -> None:
+        """Release without awaiting: memory is all there is to update."""
         remaining = self._in_flight[token_id] - 1
         if remaining > 0:
             self._in_flight[token_id] = remaining

@@ -9,11 +9,12 @@ fields showing the daily budget and what is left of it.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from routing_points.clock import Clock
 from routing_points.limits.backend import AdmitRequest, BackendUnavailable, LimitBackend, Outcome
-from routing_points.limits.calendar import QuotaCalendar, QuotaDay
+from routing_points.limits.calendar import QuotaCalendar
 from routing_points.server.errors import (
     PollTooSoon,
     RawHeaders,
@@ -51,6 +52,9 @@ class LimitPolicy:
         self._poll_header = (b"x-poll-interval", str(settings.poll_interval_s).encode())
         self._lease_s = settings.consumption_timeout_s + settings.lease_margin_s
         self._degraded_header = (b"x-limits", b"degraded")
+        self._policy_headers: dict[tuple[int, int | None], tuple[bytes, bytes]] = {}
+        # Backends whose release needs no I/O offer it synchronously: a coroutine less.
+        self._release_now: Callable[[int], None] | None = getattr(backend, "release_now", None)
 
     def limits_of(self, principal: Principal) -> tuple[int, int]:
         """(the operation's daily budget, the most this token may use of it today)."""
@@ -67,20 +71,21 @@ class LimitPolicy:
             )
         now = self.clock()
         quota_day = self.calendar.day(principal.timezone, now)
+        reset = quota_day.seconds_left(now)
         interval = self.settings.min_poll_interval_s
-        request = AdmitRequest(
-            token_id=principal.token_id,
-            operation_id=principal.operation_id,
-            day=quota_day.day,
-            cost=cost,
-            operation_limit=operation_limit,
-            token_limit=principal.daily_limit,
-            max_in_flight=self.settings.max_in_flight_per_token,
-            lease_s=self._lease_s,
-            interval_key=f"{principal.token_id}:{api}" if interval > 0 else None,
-            min_interval_s=interval,
-            now=now,
-            day_ttl_s=quota_day.seconds_left(now) + 3600,
+        request = AdmitRequest(  # positional: this runs on every request
+            principal.token_id,
+            principal.operation_id,
+            quota_day.day,
+            cost,
+            operation_limit,
+            principal.daily_limit,
+            self.settings.max_in_flight_per_token,
+            self._lease_s,
+            f"{principal.token_id}:{api}" if interval > 0 else None,
+            interval,
+            now,
+            reset + 3600,
         )
         try:
             result = await self.backend.admit(request)
@@ -98,8 +103,7 @@ class LimitPolicy:
                 cost=cost,
             )
         headers = self._headers(
-            quota_day,
-            now,
+            reset,
             operation_limit,
             token_limit,
             principal.daily_limit,
@@ -125,13 +129,16 @@ class LimitPolicy:
         if result.outcome is Outcome.INTERVAL:
             retry = str(max(1, int(result.retry_after_s + 0.999))).encode()
             raise PollTooSoon(interval, headers=[*headers, (b"retry-after", retry)])
-        retry = str(quota_day.seconds_left(now)).encode()
+        retry = str(reset).encode()
         raise TokenLimitExceeded(headers=[*headers, (b"retry-after", retry)])
 
     async def release(self, ticket: Ticket) -> None:
         if ticket.lease is not None:
             lease, ticket.lease = ticket.lease, None
-            await self.backend.release(ticket.principal.token_id, lease)
+            if self._release_now is not None:
+                self._release_now(ticket.principal.token_id)
+            else:
+                await self.backend.release(ticket.principal.token_id, lease)
 
     async def usage(self, principal: Principal) -> tuple[int, int]:
         """(token used today, operation used today) without consuming anything."""
@@ -139,26 +146,33 @@ class LimitPolicy:
         usage = await self.backend.usage(principal.operation_id, principal.token_id, quota_day.day)
         return usage.token_used, usage.operation_used
 
+    def _policy_header(self, operation_limit: int, own_limit: int | None) -> tuple[bytes, bytes]:
+        """RateLimit-Policy: the same few values for every call, so built once each."""
+        key = (operation_limit, own_limit)
+        header = self._policy_headers.get(key)
+        if header is None:
+            policy = f'"daily";q={operation_limit};w={DAY_WINDOW_S}'
+            if own_limit is not None:
+                policy += f', "token";q={own_limit};w={DAY_WINDOW_S}'
+            header = self._policy_headers[key] = (b"ratelimit-policy", policy.encode())
+        return header
+
     def _headers(
         self,
-        quota_day: QuotaDay,
-        now: float,
+        reset: int,
         operation_limit: int,
         token_limit: int,
         own_limit: int | None,
         token_used: int,
         operation_used: int,
     ) -> RawHeaders:
-        reset = quota_day.seconds_left(now)
         operation_left = max(0, operation_limit - operation_used)
-        policy = f'"daily";q={operation_limit};w={DAY_WINDOW_S}'
         state = f'"daily";r={operation_left};t={reset}'
         if own_limit is not None:
             token_left = max(0, min(token_limit - token_used, operation_left))
-            policy += f', "token";q={own_limit};w={DAY_WINDOW_S}'
             state += f', "token";r={token_left};t={reset}'
         return [
             self._poll_header,
-            (b"ratelimit-policy", policy.encode()),
+            self._policy_header(operation_limit, own_limit),
             (b"ratelimit", state.encode()),
         ]
