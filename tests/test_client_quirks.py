@@ -300,3 +300,23 @@ def test_the_error_kinds_stay_distinct() -> None:
         assert not any(issubclass(kind, other) for other in others)  # type: ignore[arg-type]
     assert issubclass(sdk.QuotaExceeded, sdk.ContractError)
     assert issubclass(sdk.ServiceUnavailable, sdk.HTTPStatusError)
+
+
+def test_bulk_conversion_matches_one_by_one_and_restores_the_collector() -> None:
+    import gc
+
+    records = [
+        RECORD,
+        {**RECORD, "rp_id": "7", "ivr_active": "YES ", "last_use": " 2026-11-20 14:03:11 "},
+        {**RECORD, "rp_id": 8, "chat_active": True, "last_use": ""},
+    ]
+    assert sdk.RoutingPoint.from_records(records) == [
+        sdk.RoutingPoint.from_record(record) for record in records
+    ]
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        sdk.RoutingPoint.from_records(records)
+        assert not gc.isenabled()  # it was off: it stays off
+    finally:
+        gc.enable()

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import gc
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 FIELDS = (
     "rp_id",
@@ -33,14 +34,17 @@ def _moment(value: Any) -> datetime | None:
     """The service's local wall time "YYYY-MM-DD HH:MM:SS", naive; empty means never used."""
     if not value:
         return None
+    if type(value) is str and len(value) == 19 and value[4] == "-":
+        return datetime.fromisoformat(value)  # the usual case, without copies
     text = str(value).strip()
     if not text or text.startswith("0000-00-00"):
         return None
     return datetime.fromisoformat(text)
 
 
-@dataclass(frozen=True, slots=True)
-class RoutingPoint:
+class RoutingPoint(NamedTuple):
+    """One routing point, typed. A named tuple: 60,000 of them are cheap to build."""
+
     rp_id: int
     rp_name: str
     ivr_active: bool
@@ -52,15 +56,57 @@ class RoutingPoint:
 
     @classmethod
     def from_record(cls, record: Mapping[str, Any]) -> RoutingPoint:
+        get = record.get
+        name = get("rp_name", "")
         return cls(
             int(record["rp_id"]),
-            str(record.get("rp_name", "")),
-            _flag(record.get("ivr_active")),
-            _flag(record.get("chat_active")),
-            _flag(record.get("interaction_active")),
-            _flag(record.get("crm_active")),
-            _moment(record.get("last_use")),
+            name if type(name) is str else str(name),
+            _flag(get("ivr_active")),
+            _flag(get("chat_active")),
+            _flag(get("interaction_active")),
+            _flag(get("crm_active")),
+            _moment(get("last_use")),
         )
+
+    @classmethod
+    def from_records(cls, records: Iterable[Mapping[str, Any]]) -> list[RoutingPoint]:
+        """Many at once: the usual "yes"/"no" and "YYYY-MM-DD HH:MM:SS" without calls.
+
+        The cyclic garbage collector is paused meanwhile: these tuples of strings, numbers
+        and datetimes cannot form cycles, and 60,000 new objects would otherwise set off
+        collections that walk the whole heap, again and again.
+        """
+        collecting = gc.isenabled()
+        gc.disable()
+        try:
+            return cls._build(records)
+        finally:
+            if collecting:
+                gc.enable()
+
+    @classmethod
+    def _build(cls, records: Iterable[Mapping[str, Any]]) -> list[RoutingPoint]:
+        new, flag, moment, parse = tuple.__new__, _flag, _moment, datetime.fromisoformat
+        points: list[RoutingPoint] = []
+        append = points.append
+        for record in records:
+            get = record.get
+            name, last_use = get("rp_name", ""), get("last_use")
+            flags = []
+            for field_name in ("ivr_active", "chat_active", "interaction_active", "crm_active"):
+                value = get(field_name)
+                flags.append(True if value == "yes" else False if value == "no" else flag(value))
+            if type(last_use) is str and len(last_use) == 19 and last_use[4] == "-":
+                when: datetime | None = parse(last_use)
+            else:
+                when = moment(last_use)
+            append(
+                new(
+                    cls,
+                    (int(record["rp_id"]), name if type(name) is str else str(name), *flags, when),
+                )
+            )
+        return points
 
     def to_record(self) -> dict[str, str]:
         """The contract's record: every value a string."""
@@ -124,7 +170,7 @@ class Page:
     @property
     def points(self) -> list[RoutingPoint]:
         if self._points is None:
-            self._points = [RoutingPoint.from_record(record) for record in self.records]
+            self._points = RoutingPoint.from_records(self.records)
         return self._points
 
 

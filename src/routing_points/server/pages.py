@@ -91,7 +91,7 @@ class PageRenderer:
         next_after: int | None = None
         if len(rows) > self.cap:
             rows = rows[: self.cap]
-            next_after = int(rows[-1][0])
+            next_after = rows[-1][0]
         msg = records_found(len(rows))
         if next_after is not None:
             msg += f" (truncated at {self.cap}: more records follow after rp_id {next_after})"

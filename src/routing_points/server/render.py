@@ -2,12 +2,13 @@
 
 The envelope is assembled from pre-encoded pieces around one `orjson.dumps` of the data,
 and local times are formatted without a datetime per row: a zone's UTC offset is cached
-per quarter hour (every real-world transition falls on one), and each day's date prefix
-is formatted once.
+per quarter hour (every real-world transition falls on one), each day's date is formatted
+once, and each second of a day's "HH:MM:SS" is looked up.
 """
 
 from __future__ import annotations
 
+import functools
 from datetime import UTC, date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -20,6 +21,12 @@ _EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
 _BUCKET_S = 900
 
 
+@functools.cache
+def _clock_faces() -> list[str]:
+    """ "HH:MM:SS" for every second of a day: built once, on the first render."""
+    return [f"{h:02d}:{m:02d}:{s:02d}" for h in range(24) for m in range(60) for s in range(60)]
+
+
 class LocalTimes:
     """Epoch seconds -> "YYYY-MM-DD HH:MM:SS" on the wall clock of one zone."""
 
@@ -27,18 +34,16 @@ class LocalTimes:
         self.zone = zone
         self._offsets: dict[int, int] = {}
         self._dates: dict[int, str] = {}
+        self._faces = _clock_faces()
 
     def _offset(self, epoch: int) -> int:
         bucket = epoch // _BUCKET_S
-        offset = self._offsets.get(bucket)
-        if offset is not None:
-            return offset
         first = self._exact_offset(bucket * _BUCKET_S)
         last = self._exact_offset(bucket * _BUCKET_S + _BUCKET_S - 1)
         if first == last:
             self._offsets[bucket] = first
             return first
-        return self._exact_offset(epoch)
+        return self._exact_offset(epoch)  # a transition inside this quarter hour
 
     def _exact_offset(self, epoch: int) -> int:
         delta = datetime.fromtimestamp(epoch, UTC).astimezone(self.zone).utcoffset()
@@ -47,24 +52,29 @@ class LocalTimes:
     def __call__(self, epoch: int | None) -> str:
         if epoch is None:
             return ""
-        day, second = divmod(epoch + self._offset(epoch), 86_400)
+        offset = self._offsets.get(epoch // _BUCKET_S)
+        if offset is None:
+            offset = self._offset(epoch)
+        day, second = divmod(epoch + offset, 86_400)
         prefix = self._dates.get(day)
         if prefix is None:
-            prefix = self._dates[day] = date.fromordinal(day + _EPOCH_ORDINAL).isoformat()
-        hour, rest = divmod(second, 3600)
-        minute, second = divmod(rest, 60)
-        return f"{prefix} {hour:02d}:{minute:02d}:{second:02d}"
+            prefix = self._dates[day] = date.fromordinal(day + _EPOCH_ORDINAL).isoformat() + " "
+        return prefix + self._faces[second]
+
+
+_YES_NO = ("no", "yes")
 
 
 def point_records(rows: list[PointRow], local_time: LocalTimes) -> list[dict[str, str]]:
+    yes_no = _YES_NO
     return [
         {
-            "rp_id": row[0],
+            "rp_id": str(row[0]),
             "rp_name": row[1],
-            "ivr_active": row[2],
-            "chat_active": row[3],
-            "interaction_active": row[4],
-            "crm_active": row[5],
+            "ivr_active": yes_no[row[2]],
+            "chat_active": yes_no[row[3]],
+            "interaction_active": yes_no[row[4]],
+            "crm_active": yes_no[row[5]],
             "last_use": local_time(row[6]),
         }
         for row in rows

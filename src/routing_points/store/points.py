@@ -143,12 +143,14 @@ def _new_ids_without_name(
 
 
 def contract_row(row: Any) -> PointRow:
-    """A stored routing point as the hot path reads it: the contract's strings."""
-    flags = (row.ivr_active, row.chat_active, row.interaction_active, row.crm_active)
+    """A stored routing point as the hot path reads it: the raw columns, in order."""
     return (
-        str(row.rp_id),
+        row.rp_id,
         row.rp_name,
-        *("yes" if flag else "no" for flag in flags),
+        int(row.ivr_active),
+        int(row.chat_active),
+        int(row.interaction_active),
+        int(row.crm_active),
         row.last_use_at,
     )
 
