@@ -16,6 +16,7 @@ Keys, under the configured prefix:
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import secrets
 from typing import Any
@@ -83,6 +84,8 @@ class RedisLimits:
         self._redis = client
         self._prefix = prefix
         self._admit = client.register_script(_ADMIT)
+        self._releases: list[tuple[str, str]] = []
+        self._sending: set[asyncio.Future[None]] = set()
 
     @classmethod
     def from_url(cls, url: str, prefix: str, timeout_s: float) -> RedisLimits:
@@ -134,9 +137,27 @@ class RedisLimits:
         )
 
     async def release(self, token_id: int, lease: str) -> None:
-        # Unreachable: the lease expires by itself.
+        """Give the slot back: one ZREM, sent with the other releases of this loop turn.
+
+        The request does not wait for it: a release that cannot reach Redis is covered by
+        the lease, which expires by itself.
+        """
+        if not self._releases:
+            asyncio.get_running_loop().call_soon(self._send_releases)
+        self._releases.append((self._slots(token_id), lease))
+
+    def _send_releases(self) -> None:
+        releases, self._releases = self._releases, []
+        task = asyncio.ensure_future(self._zrem_all(releases))
+        self._sending.add(task)
+        task.add_done_callback(self._sending.discard)
+
+    async def _zrem_all(self, releases: list[tuple[str, str]]) -> None:
         with contextlib.suppress(RedisError, OSError):
-            await self._redis.zrem(self._slots(token_id), lease)
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for key, lease in releases:
+                    pipe.zrem(key, lease)
+                await pipe.execute()
 
     async def usage(self, operation_id: int, token_id: int, day: str) -> Usage:
         try:
@@ -156,4 +177,8 @@ class RedisLimits:
             raise BackendUnavailable(f"{type(exc).__name__}: {exc}") from exc
 
     async def close(self) -> None:
+        if self._releases:
+            self._send_releases()
+        if self._sending:
+            await asyncio.gather(*self._sending, return_exceptions=True)
         await self._redis.aclose()

@@ -73,17 +73,21 @@ def _now() -> int:
     return int(time.time())
 
 
+# The columns of `Operation`, in its field order.
+OPERATION_COLUMNS = (
+    operations.c.id,
+    operations.c.nomenclature,
+    operations.c.name,
+    operations.c.licenses,
+    operations.c.timezone,
+    operations.c.version,
+)
+
+
 def operation_row(conn: Connection, nomenclature: str) -> Operation:
     """The operation, or NotFound; for use inside a caller's transaction."""
     row = conn.execute(
-        select(
-            operations.c.id,
-            operations.c.nomenclature,
-            operations.c.name,
-            operations.c.licenses,
-            operations.c.timezone,
-            operations.c.version,
-        ).where(operations.c.nomenclature == nomenclature)
+        select(*OPERATION_COLUMNS).where(operations.c.nomenclature == nomenclature)
     ).one_or_none()
     if row is None:
         raise NotFound(f"operation {nomenclature} does not exist")
@@ -129,16 +133,7 @@ def add_operation(
 
 def list_operations(engine: Engine) -> list[Operation]:
     with engine.connect() as conn:
-        rows = conn.execute(
-            select(
-                operations.c.id,
-                operations.c.nomenclature,
-                operations.c.name,
-                operations.c.licenses,
-                operations.c.timezone,
-                operations.c.version,
-            ).order_by(operations.c.nomenclature)
-        ).all()
+        rows = conn.execute(select(*OPERATION_COLUMNS).order_by(operations.c.nomenclature)).all()
     return [Operation(*row) for row in rows]
 
 

@@ -55,6 +55,12 @@ UNAVAILABLE = (
 )
 
 
+async def _keep_session(_connection: Any) -> None:
+    """No reset when a connection returns to the pool: these sessions only ever run SELECTs
+    and one upsert, and change no session state, so asyncpg's reset would be a round trip
+    for nothing on every request. (The advisory-lock connection is only released at close.)"""
+
+
 def asyncpg_dsn(database_url: str) -> str:
     url = make_url(database_url).set(drivername="postgresql")
     return url.render_as_string(hide_password=False)
@@ -76,6 +82,7 @@ class PostgresReader:
             max_size=max_size,
             timeout=timeout_s,
             command_timeout=None,
+            reset=_keep_session,
         )
         return cls(pool, timeout_s)
 
