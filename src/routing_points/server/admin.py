@@ -92,7 +92,7 @@ class AdminEndpoints:
         principal = await self.admission.authenticate(scan(request.scope["headers"]))
         if principal.scope != "admin":
             raise InsufficientScope()
-        ticket = await self.admission.admit(principal, ADMIN_API)
+        ticket = await self.admission.admit(principal, ADMIN_API, 1)
 
         async def respond() -> Response:
             payload = await self._body(request, started) if with_body else None
