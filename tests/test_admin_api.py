@@ -400,3 +400,25 @@ def test_a_killed_server_leaves_an_upload_all_or_nothing(
         renamed = sum(row.rp_name.startswith(f"After{delay} ") for row in rows)
         assert renamed in (0, 10_000), (delay, renamed)
         assert len(rows) == 10_002
+
+
+def test_numbers_too_long_for_int_are_refused_cleanly(http: httpx.Client, operation: Admin) -> None:
+    """Python refuses int() on thousands of digits; each must stay a 4xx, never a 500."""
+    huge = "9" * 5000
+    token = headers(operation.token)
+    read = http.get(f"{POINTS}&routing={huge}", headers=token)
+    assert read.status_code == 400
+    patch = http.patch(f"{ADMIN}/routing_points/{huge}", json={"crm_active": "yes"}, headers=token)
+    assert patch.status_code == 404
+    bulk = http.post(
+        f"{ADMIN}/routing_points/bulk", json=[{"rp_id": huge, "rp_name": "x"}], headers=token
+    )
+    assert bulk.status_code == 400
+    assert bulk.json()["msg"].startswith("RECORD AT INDEX 0: RP_ID:")
+    report = http.get(
+        f"{ADMIN}/usage_report?date_ini=20261101000000&date_end=20261102000000&routing={huge}",
+        headers=token,
+    )
+    assert report.status_code == 400
+    word = http.delete(f"{ADMIN}/routing_points/abc", headers=token)
+    assert word.status_code == 404

@@ -39,7 +39,7 @@ def test_every_route_is_described(database_url: str) -> None:
     app = create_app(make_settings(database_url))
     paths = openapi_document(make_settings(database_url))["paths"]
     routes = {
-        route.path.replace(":int", "")
+        route.path.replace(":rp_id", "")
         for route in app.routes
         if isinstance(route, Route) and route.path not in ("/openapi.json", "/docs", "/metrics")
     }

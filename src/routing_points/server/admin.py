@@ -59,6 +59,13 @@ def _store_error(exc: store_admin.StoreError) -> ApiError:
     return BadRequest(message)
 
 
+def _digits(text: str) -> int | None:
+    """A non-negative integer that fits a BIGINT, or None (long strings never reach int())."""
+    if text.isascii() and text.isdigit() and len(text) <= 19 and int(text) <= MAX_RP_ID:
+        return int(text)
+    return None
+
+
 def _path_rp_id(request: Request) -> int:
     rp_id = int(request.path_params["rp_id"])
     if not 0 < rp_id <= MAX_RP_ID:
@@ -271,11 +278,9 @@ class AdminEndpoints:
             if end - start > days * 86_400:
                 raise InvalidParameters(f"THE DATE RANGE EXCEEDS {days} DAYS")
             routing_text = request.query_params.get("routing", "").strip()
-            if routing_text and not (
-                routing_text.isascii() and routing_text.isdigit() and int(routing_text) <= MAX_RP_ID
-            ):
+            routing = _digits(routing_text) if routing_text else None
+            if routing_text and routing is None:
                 raise InvalidParameters("ROUTING MUST BE A NON-NEGATIVE INTEGER")
-            routing = int(routing_text) if routing_text else None
             rows = await self._store(
                 lambda: store_usage.usage_report(
                     self.engine, principal.nomenclature, start, end, routing

@@ -13,6 +13,7 @@ from http import HTTPStatus
 
 import orjson
 from starlette.applications import Starlette
+from starlette.convertors import Convertor, register_url_convertor
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
@@ -78,14 +79,27 @@ DOCS_PAGE = """<!doctype html>
 """
 
 
+class RoutingPointId(Convertor[int]):
+    """1 to 19 digits: "bulk" is another route, and int() never sees thousands of digits."""
+
+    regex = "[0-9]{1,19}"
+
+    def convert(self, value: str) -> int:
+        return int(value)
+
+    def to_string(self, value: int) -> str:
+        return str(value)
+
+
 def admin_routes(services: Services) -> list[Route]:
+    register_url_convertor("rp_id", RoutingPointId())  # idempotent
     return [
         Route(f"{ADMIN}/routing_points", services.admin_endpoint("create_point"), methods=["POST"]),
         Route(
             f"{ADMIN}/routing_points/bulk", services.admin_endpoint("bulk_upsert"), methods=["POST"]
         ),
         Route(
-            f"{ADMIN}/routing_points/{{rp_id:int}}",
+            f"{ADMIN}/routing_points/{{rp_id:rp_id}}",
             services.admin_endpoint("point"),
             methods=["PATCH", "DELETE"],
         ),

@@ -50,7 +50,17 @@ def scan(headers: Iterable[tuple[bytes, bytes]]) -> Incoming:
     return incoming
 
 
-@functools.lru_cache(maxsize=4096)
+# Pollers repeat short query strings; long ones are parsed every time, never kept.
+CACHED_QUERY_BYTES = 256
+
+
+def _parse(raw: bytes) -> Mapping[str, str]:
+    return MappingProxyType(dict(parse_qsl(raw.decode("latin-1"), keep_blank_values=True)))
+
+
+_parse_cached = functools.lru_cache(maxsize=4096)(_parse)
+
+
 def query_params(raw: bytes) -> Mapping[str, str]:
     """The query string's parameters (the last value of a repeated one), read-only."""
-    return MappingProxyType(dict(parse_qsl(raw.decode("latin-1"), keep_blank_values=True)))
+    return _parse_cached(raw) if len(raw) <= CACHED_QUERY_BYTES else _parse(raw)

@@ -49,7 +49,7 @@ def _integer(params: Mapping[str, str], name: str) -> int | None:
     value = params.get(name, "").strip()
     if not value:
         return None
-    if not value.isascii() or not value.isdigit() or int(value) > MAX_RP_ID:
+    if not (value.isascii() and value.isdigit() and len(value) <= 19 and int(value) <= MAX_RP_ID):
         raise InvalidParameters(f"{name.upper()} MUST BE A NON-NEGATIVE INTEGER")
     return int(value)
 

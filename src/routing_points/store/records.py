@@ -54,8 +54,9 @@ def rp_id(value: Any) -> int:
         value = int(value)  # JSON's 101.0 is the integer 101
     if isinstance(value, str):
         text = value.strip()
-        if not text.isascii() or not text.isdigit():
-            raise InvalidValue("rp_id", f"{value!r} is not a positive integer")
+        # The length first: int() refuses strings of thousands of digits with a ValueError.
+        if not text.isascii() or not text.isdigit() or len(text) > 19:
+            raise InvalidValue("rp_id", f"{value[:40]!r} is not a positive integer")
         value = int(text)
     if not isinstance(value, int) or not 0 < value <= MAX_RP_ID:
         raise InvalidValue("rp_id", f"{value!r} is not a positive integer")
