@@ -51,18 +51,10 @@ class AdmitResult:
     retry_after_s: float = 0.0
 
 
-@dataclass(frozen=True, slots=True)
-class Usage:
-    token_used: int
-    operation_used: int
-
-
 class LimitBackend(Protocol):
     async def admit(self, request: AdmitRequest) -> AdmitResult: ...
 
     async def release(self, token_id: int, lease: str) -> None: ...
-
-    async def usage(self, operation_id: int, token_id: int, day: str) -> Usage: ...
 
     async def ping(self) -> None: ...
 

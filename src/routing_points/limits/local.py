@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Protocol
 
-from routing_points.limits.backend import AdmitRequest, AdmitResult, Outcome, Usage
+from routing_points.limits.backend import AdmitRequest, AdmitResult, Outcome
 
 
 class CounterStore(Protocol):
@@ -97,10 +97,6 @@ class LocalLimits:
             self._in_flight[token_id] = remaining
         else:
             del self._in_flight[token_id]
-
-    async def usage(self, operation_id: int, token_id: int, day: str) -> Usage:
-        counters = await self._day(operation_id, day)
-        return Usage(counters.token_used.get(token_id, 0), counters.operation_used)
 
     def in_flight(self, token_id: int) -> int:
         return self._in_flight.get(token_id, 0)

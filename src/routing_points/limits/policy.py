@@ -140,12 +140,6 @@ class LimitPolicy:
             else:
                 await self.backend.release(ticket.principal.token_id, lease)
 
-    async def usage(self, principal: Principal) -> tuple[int, int]:
-        """(token used today, operation used today) without consuming anything."""
-        quota_day = self.calendar.day(principal.timezone, self.clock())
-        usage = await self.backend.usage(principal.operation_id, principal.token_id, quota_day.day)
-        return usage.token_used, usage.operation_used
-
     def _policy_header(self, operation_limit: int, own_limit: int | None) -> tuple[bytes, bytes]:
         """RateLimit-Policy: the same few values for every call, so built once each."""
         key = (operation_limit, own_limit)

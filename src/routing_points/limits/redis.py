@@ -29,7 +29,6 @@ from routing_points.limits.backend import (
     AdmitResult,
     BackendUnavailable,
     Outcome,
-    Usage,
 )
 
 _ADMIT = """
@@ -158,17 +157,6 @@ class RedisLimits:
                 for key, lease in releases:
                     pipe.zrem(key, lease)
                 await pipe.execute()
-
-    async def usage(self, operation_id: int, token_id: int, day: str) -> Usage:
-        try:
-            values = await self._redis.hmget(self._used(operation_id, day), ["op", f"t:{token_id}"])
-        except (RedisError, OSError) as exc:
-            raise BackendUnavailable(f"{type(exc).__name__}: {exc}") from exc
-        operation_used, token_used = (int(value or 0) for value in values)
-        return Usage(token_used, operation_used)
-
-    async def in_flight_async(self, token_id: int) -> int:
-        return int(await self._redis.zcard(self._slots(token_id)))
 
     async def ping(self) -> None:
         try:

@@ -36,7 +36,7 @@ from routing_points.server.errors import (
     PayloadTooLarge,
 )
 from routing_points.server.guard import ConsumptionGuard
-from routing_points.server.incoming import scan
+from routing_points.server.incoming import non_negative_id, scan
 from routing_points.server.render import LocalTimes, point_records
 from routing_points.settings import Settings
 from routing_points.store import admin as store_admin
@@ -57,13 +57,6 @@ def _store_error(exc: store_admin.StoreError) -> ApiError:
     if isinstance(exc, store_admin.Conflict):
         return Conflict(message)
     return BadRequest(message)
-
-
-def _digits(text: str) -> int | None:
-    """A non-negative integer that fits a BIGINT, or None (long strings never reach int())."""
-    if text.isascii() and text.isdigit() and len(text) <= 19 and int(text) <= MAX_RP_ID:
-        return int(text)
-    return None
 
 
 def _path_rp_id(request: Request) -> int:
@@ -278,7 +271,7 @@ class AdminEndpoints:
             if end - start > days * 86_400:
                 raise InvalidParameters(f"THE DATE RANGE EXCEEDS {days} DAYS")
             routing_text = request.query_params.get("routing", "").strip()
-            routing = _digits(routing_text) if routing_text else None
+            routing = non_negative_id(routing_text) if routing_text else None
             if routing_text and routing is None:
                 raise InvalidParameters("ROUTING MUST BE A NON-NEGATIVE INTEGER")
             rows = await self._store(

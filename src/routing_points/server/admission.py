@@ -40,9 +40,6 @@ class Admission:
                 raise InvalidToken()
         return principal
 
-    async def release(self, ticket: Ticket) -> None:
-        await self.policy.release(ticket)
-
     async def serve(self, ticket: Ticket, respond: Callable[[], Awaitable[Response]]) -> Response:
         """Answer an admitted call: its refusals carry the budget headers too, its client
         may hang up, and its slot is released however it ends."""

@@ -15,6 +15,7 @@ from typing import TypeVar
 
 from starlette.types import Receive
 
+from routing_points.futures import discard_outcome
 from routing_points.server.errors import ConsumptionTimeout, ServiceUnavailable
 from routing_points.settings import Settings
 
@@ -52,7 +53,7 @@ class ConsumptionGuard:
             )
         finally:
             watcher.cancel()
-            watcher.add_done_callback(_discard_outcome)
+            watcher.add_done_callback(discard_outcome)
         if task in done:
             return task.result()
         task.cancel()
@@ -70,8 +71,3 @@ class ConsumptionGuard:
                 headers=[(b"x-sandbox-fault", b"failure")],
             )
         return await work()
-
-
-def _discard_outcome(task: asyncio.Future[None]) -> None:
-    if not task.cancelled():
-        task.exception()

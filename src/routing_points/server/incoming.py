@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from urllib.parse import parse_qsl
 
+from routing_points.store.records import MAX_RP_ID
+
 _HOST_OPERATION = re.compile(rb"^wv([0-9]{4})\.", re.IGNORECASE)
 
 
@@ -48,6 +50,14 @@ def scan(headers: Iterable[tuple[bytes, bytes]]) -> Incoming:
         elif name == b"if-none-match":
             incoming.if_none_match = value.decode("latin-1")
     return incoming
+
+
+def non_negative_id(text: str) -> int | None:
+    """A non-negative integer that fits a BIGINT, or None. The length is checked first:
+    int() refuses strings of thousands of digits with a ValueError."""
+    if text.isascii() and text.isdigit() and len(text) <= 19 and int(text) <= MAX_RP_ID:
+        return int(text)
+    return None
 
 
 # Pollers repeat short query strings; long ones are parsed every time, never kept.

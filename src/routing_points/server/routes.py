@@ -19,7 +19,7 @@ from routing_points.limits.policy import Ticket
 from routing_points.server.admission import Admission
 from routing_points.server.errors import ApiError, InvalidParameters, UnknownApi
 from routing_points.server.guard import ConsumptionGuard
-from routing_points.server.incoming import query_params, scan
+from routing_points.server.incoming import non_negative_id, query_params, scan
 from routing_points.server.metrics import Metrics
 from routing_points.server.pages import (
     Page,
@@ -31,7 +31,6 @@ from routing_points.server.pages import (
 )
 from routing_points.server.render import records_found, success_body
 from routing_points.store.reader import Principal
-from routing_points.store.records import MAX_RP_ID
 
 ENDPOINT = "/api/v2/information.php"
 ETAG_CACHE_SIZE = 10_000
@@ -49,9 +48,10 @@ def _integer(params: Mapping[str, str], name: str) -> int | None:
     value = params.get(name, "").strip()
     if not value:
         return None
-    if not (value.isascii() and value.isdigit() and len(value) <= 19 and int(value) <= MAX_RP_ID):
+    number = non_negative_id(value)
+    if number is None:
         raise InvalidParameters(f"{name.upper()} MUST BE A NON-NEGATIVE INTEGER")
-    return int(value)
+    return number
 
 
 def parse_points_query(params: Mapping[str, str]) -> PointsQuery:

@@ -14,8 +14,9 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
+from routing_points.futures import discard_outcome
 from routing_points.store.engine import configure_sqlite_connection
 from routing_points.store.reader import (
     PAGE_COLUMNS,
@@ -171,7 +172,7 @@ class SqliteReader:
         except asyncio.CancelledError:
             # The time limit (or a disconnect) cancelled the consumption: stop the query too.
             connection.interrupt()
-            future.add_done_callback(_discard_outcome)
+            future.add_done_callback(discard_outcome)
             raise
 
     async def ping(self) -> None:
@@ -181,9 +182,3 @@ class SqliteReader:
         self._page_thread.shutdown(wait=True)
         self._page_connection.close()
         self.loop_connection.close()
-
-
-def _discard_outcome(future: asyncio.Future[Any]) -> None:
-    """An abandoned read's result or error is of no use to anyone: do not log it."""
-    if not future.cancelled():
-        future.exception()

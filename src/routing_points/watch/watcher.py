@@ -82,14 +82,25 @@ class Watcher:
         self.metrics = metrics
         self.webhook = webhook
         self.interval_s = policy.requested_s
+        self._loaded = False
+        self._baseline: tuple[str | None, dict[int, RoutingPoint]] | None = None
         self._explained = ""
 
     def _now_local(self) -> datetime:
         return datetime.now(self.timezone).replace(tzinfo=None)
 
+    def _newest(self) -> tuple[str | None, dict[int, RoutingPoint]] | None:
+        """The newest snapshot's ETag and points: read from the history once, at start
+        (so a restarted watcher compares with what it stored), then kept by `poll`."""
+        if not self._loaded:
+            latest = self.history.latest(self.server)
+            self._baseline = None if latest is None else (latest.etag, latest.points())
+            self._loaded = True
+        return self._baseline
+
     def poll(self) -> PollResult:
-        latest = self.history.latest(self.server)
-        etag = latest.etag if latest is not None else None
+        newest = self._newest()
+        etag = newest[0] if newest is not None else None
         records: list[dict[str, object]] = []
         not_modified, new_etag = False, None
         for index, page in enumerate(self.client.iter_routing_points(if_none_match=etag)):
@@ -98,13 +109,13 @@ class Watcher:
             records.extend(page.records)
         now = time.time()
         if not_modified:
-            assert latest is not None
-            points = latest.points()
+            assert newest is not None
+            points = newest[1]
             changes = []
         else:
-            points = {p.rp_id: p for p in map(RoutingPoint.from_record, records)}
+            points = {p.rp_id: p for p in RoutingPoint.from_records(records)}
             # The first snapshot is the baseline: nothing has changed yet.
-            changes = changes_between(latest.points(), points) if latest is not None else []
+            changes = changes_between(newest[1], points) if newest is not None else []
         already_stale = self.history.stale(self.server)
         # A point used again since it went stale may go stale again later.
         for change in changes:
@@ -124,6 +135,8 @@ class Watcher:
                 stale=stale,
                 now=now,
             )
+            if not not_modified:
+                self._baseline = (new_etag, points)
         for event in stored:
             self.out.write(orjson.dumps(event.as_dict()).decode() + "\n")
         self.out.flush()
