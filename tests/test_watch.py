@@ -10,7 +10,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -29,6 +29,11 @@ from tests.conftest import add_tenant, free_port, point
 from tests.processes import COMMAND, ServerProcess, cli, wait_for_port
 
 pytestmark = pytest.mark.slow
+
+# Dates relative to today (UTC, the operation's zone and the watcher's --timezone here), so the
+# suite means the same on any day: used two days ago, used again yesterday.
+LAST_USE = (datetime.now(UTC) - timedelta(days=2)).strftime("%Y-%m-%d %H:%M:%S")
+USED_AGAIN = (datetime.now(UTC) - timedelta(days=1)).strftime("%Y-%m-%d %H:%M:%S")
 
 
 @dataclass
@@ -52,6 +57,8 @@ class Watched:
             str(self.history),
             "--every",
             "1",
+            "--timezone",
+            "UTC",
             *extra,
         )
 
@@ -62,7 +69,7 @@ def watched(tmp_path: Path, database_url: str, engine: Engine) -> Iterator[Watch
         engine,
         "0032",
         [
-            point(101, "Sales line", last_use="2026-11-20 14:03:11"),
+            point(101, "Sales line", last_use=LAST_USE),
             point(102, "Support chat"),
             point(1000, "Night shift"),
         ],
@@ -97,7 +104,7 @@ def change_everything(watched: Watched) -> None:
         assert http.delete("/api/v2/admin/routing_points/1000").status_code == 200
         used = http.post(
             "/api/v2/admin/usage_events",
-            json=[{"rp_id": "101", "channel": "ivr", "at": "2026-11-26 09:00:00"}],
+            json=[{"rp_id": "101", "channel": "ivr", "at": USED_AGAIN}],
         )
         assert used.status_code == 200
 
@@ -121,8 +128,8 @@ def test_events_in_order_and_none_repeated_after_a_restart(watched: Watched) -> 
         ("added", 103, None),
         ("removed", 1000, None),
     ]
-    assert events[1]["old"] == "2026-11-20 14:03:11"
-    assert events[1]["new"] == "2026-11-26 09:00:00"
+    assert events[1]["old"] == LAST_USE
+    assert events[1]["new"] == USED_AGAIN
     assert events[2]["old"] == "Support chat"
     assert events[2]["new"] == "Support"
     assert [e["id"] for e in events] == sorted(e["id"] for e in events)

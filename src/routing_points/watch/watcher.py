@@ -124,7 +124,10 @@ class Watcher:
         stale_changes, stale = newly_stale(
             points.values(), already_stale, self._now_local(), self.stale_after
         )
-        changes += stale_changes
+        # The first snapshot is a silent baseline: points already stale then are remembered
+        # as stale, not reported.
+        if newest is not None:
+            changes += stale_changes
         stored: list[Event] = []
         if not not_modified or changes or stale != already_stale:
             stored = self.history.record(
