@@ -39,6 +39,8 @@ def test_every_benchmark_case_runs(tmp_path: Path) -> None:
         "B1 peer",
         "B3 limits off",
         "B2 cold",
+        "B2 same bytes, bare ASGI",
+        "B2 6 concurrent cold, wall",
         "B2 warm",
         "B2 static bytes",
         "B2 peak RSS",
@@ -46,3 +48,14 @@ def test_every_benchmark_case_runs(tmp_path: Path) -> None:
         "B5 typed objects",
     ):
         assert f"| {case} |" in report, case
+    # Every ratio is reported with its spread, and the CPU ratios are there.
+    for ratio in (
+        "B3 limits on / limits off (CPU per request)",
+        "B4 PG+Redis 1 worker / embedded (CPU per request)",
+        "B2 cold / same-bytes floor",
+        "B2 6 concurrent cold / 1 cold (server CPU)",
+    ):
+        row = next(line for line in report.splitlines() if line.startswith(f"| {ratio} |"))
+        median, spread = (cell.strip() for cell in row.split("|")[2:4])
+        low, high = (float(value) for value in spread.split("-"))
+        assert low <= float(median) <= high, row

@@ -8,16 +8,23 @@ unchanged operation is answered from the cache without touching its rows.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from collections import OrderedDict
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
+from routing_points.futures import discard_outcome
 from routing_points.server.errors import ResultTooLarge
 from routing_points.server.render import LocalTimes, point_records, records_found, success_body
-from routing_points.store.reader import Principal, Reader
+from routing_points.store.reader import PointRow, Principal, Reader
 
 PageKey = tuple[int, int, int | None, int]  # operation, version, routing, after
+
+# Pages of more records than this are built in a worker thread, so that a big render never
+# holds the event loop; smaller ones cost less than the thread hop.
+BUILD_OFF_LOOP_ROWS = 2_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +80,31 @@ class PageCache:
         return len(self._pages)
 
 
+class SharedRenders:
+    """Concurrent requests for one page key share one render.
+
+    Right after a change, every client asks for the new version at about the same time; the
+    first starts the render, the others wait for the same result. The render runs as a task
+    of its own, so a waiter that gives up (its time limit, a disconnect) does not cancel it
+    for the others.
+    """
+
+    def __init__(self) -> None:
+        self._running: dict[PageKey, asyncio.Task[Page]] = {}
+
+    async def get(self, key: PageKey, render: Callable[[], Awaitable[Page]]) -> Page:
+        task = self._running.get(key)
+        if task is None:
+            task = asyncio.ensure_future(render())
+            self._running[key] = task
+            task.add_done_callback(lambda _done: self._running.pop(key, None))
+            task.add_done_callback(discard_outcome)
+        return await asyncio.shield(task)
+
+    def __len__(self) -> int:
+        return len(self._running)
+
+
 class PageRenderer:
     def __init__(self, reader: Reader, cap: int, max_bytes: int) -> None:
         self.reader = reader
@@ -95,7 +127,15 @@ class PageRenderer:
         msg = records_found(len(rows))
         if next_after is not None:
             msg += f" (truncated at {self.cap}: more records follow after rp_id {next_after})"
-        body = success_body(msg, point_records(rows, self.local_times(principal.timezone)))
+        local_times = self.local_times(principal.timezone)
+        if len(rows) > BUILD_OFF_LOOP_ROWS:
+            body = await asyncio.to_thread(self._build, msg, rows, local_times)
+        else:
+            body = self._build(msg, rows, local_times)
         if len(body) > self.max_bytes:
             raise ResultTooLarge(self.max_bytes)
         return Page(body, len(rows), next_after)
+
+    @staticmethod
+    def _build(msg: str, rows: list[PointRow], local_times: LocalTimes) -> bytes:
+        return success_body(msg, point_records(rows, local_times))

@@ -26,6 +26,7 @@ from routing_points.server.pages import (
     PageCache,
     PageKey,
     PageRenderer,
+    SharedRenders,
     etag_matches,
     page_etag,
 )
@@ -79,6 +80,7 @@ class InformationEndpoint:
         self.guard = guard
         self.metrics = metrics
         self._etags: dict[tuple[str, int, int | None, int], str] = {}
+        self._renders = SharedRenders()
 
     async def __call__(self, scope: Scope, receive: Receive) -> Response:
         incoming = scan(scope["headers"])
@@ -153,8 +155,12 @@ class InformationEndpoint:
     async def _render(
         self, key: PageKey, principal: Principal, query: PointsQuery, etag: str, ticket: Ticket
     ) -> Response:
-        page = await self.renderer.render(principal, query.routing, query.after)
-        self.cache.put(key, page)
+        async def render() -> Page:
+            page = await self.renderer.render(principal, query.routing, query.after)
+            self.cache.put(key, page)
+            return page
+
+        page = await self._renders.get(key, render)
         return await self._page_response(page, etag, ticket)
 
     async def _page_response(self, page: Page, etag: str, ticket: Ticket) -> Response:

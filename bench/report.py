@@ -1,0 +1,109 @@
+"""bench/RESULTS.md: every ratio with its spread, every case, and how each was taken."""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import subprocess
+import time
+from pathlib import Path
+
+from bench.cases import Bench
+
+HOW = """\
+## How these figures were taken
+
+- Every load case runs with `wrk -t1` on the same 2 cores as the servers, on 127.0.0.1.
+- **Paired, alternating rounds.** Ours and every reference of a group run once per round, one
+  after the other; each round starts with the next one in turn. A ratio is taken *within* a
+  round, and the table gives the median of the rounds and their spread [min-max].
+- **CPU per request** is the user+system CPU time, read from /proc through psutil before and
+  after each load, of every process serving it: the server and its workers, the PostgreSQL
+  backends of the benchmark's own database, and a redis-server started for the benchmark
+  alone; divided by the requests wrk completed. It is far less disturbed than req/s by a
+  neighbour on the shared machine. A CPU ratio above 1 means ours costs more.
+- **B2 cold** changes one point through the store, then times one GET of the whole 60,000-point
+  answer on a new connection with httpx; its floor is the same bytes served by a bare ASGI app
+  (bench/apps/floor.py, on the same uvicorn) and fetched by the same client. **B2 6 concurrent
+  cold** changes a point, then six clients ask at once: the server's CPU for them, over its CPU
+  for one client after a change.
+- **B5** alternates the two steps in one process, with a garbage collection before each.
+"""
+
+
+def render(bench: Bench) -> str:
+    lines = [
+        "# Benchmark results",
+        "",
+        f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} by "
+        f"`scripts/bench{' --quick' if bench.quick else ''}`: {bench.rounds} paired round(s) "
+        f"of {bench.duration:g} s per load case.",
+        "",
+        "## Machine",
+        "",
+        f"- {os.cpu_count()} cores, {_cpu_model()}, {_memory()}",
+        f"- Python {platform.python_version()}, {_versions()}",
+        f"- wrk: `{_wrk_version()}`, on the same cores as the servers",
+        "",
+        "## Ratios against the targets",
+        "",
+        "| ratio | median | spread | rounds | target | | measured as |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for ratio in bench.ratios.values():
+        target = f"{ratio.sense} {ratio.target:g}" if ratio.target else "(reported)"
+        verdict = ("met" if ratio.met else "**missed**") if ratio.target else ""
+        spread = f"{min(ratio.values):.2f}-{max(ratio.values):.2f}"
+        lines.append(
+            f"| {ratio.name} | {ratio.median:.2f} | {spread} | {len(ratio.values)} | {target} "
+            f"| {verdict} | {ratio.how} |"
+        )
+    lines += [
+        "",
+        "## Every case",
+        "",
+        "| case | median | unit | per round | CPU µs/request | p50 ms | p99 ms |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for case in bench.cases.values():
+        runs = ", ".join(f"{value:.1f}" for value in case.values)
+        cpu = p50 = p99 = ""
+        if case.loads:
+            cpu = f"{statistics.median(load.cpu_us_per_request for load in case.loads):.0f}"
+            p50 = f"{statistics.median(load.p50_ms for load in case.loads):.2f}"
+            p99 = f"{statistics.median(load.p99_ms for load in case.loads):.2f}"
+        median = statistics.median(case.values)
+        lines.append(
+            f"| {case.name} | {median:.1f} | {case.measure} | {runs} | {cpu} | {p50} | {p99} |"
+        )
+    lines += ["", HOW, "## Commands", "", "```", *bench.commands, "```", ""]
+    return "\n".join(lines)
+
+
+def _cpu_model() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor()
+
+
+def _memory() -> str:
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemTotal"):
+            return f"{int(line.split()[1]) / 1024 / 1024:.0f} GiB"
+    return "?"
+
+
+def _versions() -> str:
+    from importlib.metadata import version
+
+    return ", ".join(
+        f"{name} {version(name)}"
+        for name in ("uvicorn", "starlette", "fastapi", "sqlalchemy", "orjson", "redis")
+    )
+
+
+def _wrk_version() -> str:
+    result = subprocess.run(["wrk", "-v"], capture_output=True, text=True, check=False)
+    return (result.stdout or result.stderr).splitlines()[0].strip()
