@@ -369,6 +369,9 @@ def test_a_change_through_one_server_is_seen_by_all(
         }
         assert len(tags) == 1
         point_store.set_point(engine, "0032", 1, {"rp_name": "After"})
+        # Each worker caches tokens with their operation's version, and forgets them when
+        # PostgreSQL notifies a change: within a second, every worker serves the change.
+        time.sleep(1.0)
         answers = [
             http.get(s.url + POINTS, headers=headers(tenant.token))
             for s in servers
@@ -378,3 +381,30 @@ def test_a_change_through_one_server_is_seen_by_all(
     assert len({a.headers["etag"] for a in answers}) == 1
     assert answers[0].headers["etag"] not in tags
     assert os.environ.get("PROMETHEUS_MULTIPROC_DIR") is None
+
+
+def test_a_revocation_is_refused_by_every_worker_within_a_second(
+    database_url: str,
+    engine: Engine,
+    redis_namespace: RedisNamespace,
+    processes: list[ServerProcess],
+) -> None:
+    tenant = add_tenant(engine, "0032", [point(1)])
+    servers = [serve(processes, database_url, redis_namespace, "--workers", "2") for _ in range(2)]
+    with httpx.Client() as http:
+        warm = [
+            http.get(s.url + POINTS, headers=headers(tenant.token)).status_code
+            for s in servers
+            for _ in range(8)
+        ]
+        assert warm == [200] * 16  # every worker has the token cached
+        revoked = cli("tokens", "revoke", str(tenant.token_id), "--database", database_url)
+        assert revoked.returncode == 0, revoked.stderr
+        time.sleep(1.0)
+        after = [
+            http.get(s.url + POINTS, headers=headers(tenant.token))
+            for s in servers
+            for _ in range(8)
+        ]
+    assert [a.status_code for a in after] == [403] * 16, "served 1 s after its revocation"
+    assert {a.json()["msg"] for a in after} == {"PLEASE VALIDATE TOKEN"}

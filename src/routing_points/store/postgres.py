@@ -12,6 +12,7 @@ from typing import Any
 import asyncpg
 from sqlalchemy.engine import make_url
 
+from routing_points.store.principals import ChangeListener, PrincipalCache
 from routing_points.store.reader import (
     PAGE_COLUMNS,
     PRINCIPAL_COLUMNS,
@@ -71,6 +72,8 @@ class PostgresReader:
         self.pool = pool
         self._acquire_timeout_s = acquire_timeout_s
         self._lock_connection: Any = None
+        self.principals = PrincipalCache(self._principal)
+        self._listener: ChangeListener | None = None
 
     @classmethod
     async def connect(
@@ -84,7 +87,10 @@ class PostgresReader:
             command_timeout=None,
             reset=_keep_session,
         )
-        return cls(pool, timeout_s)
+        reader = cls(pool, timeout_s)
+        reader._listener = ChangeListener(asyncpg_dsn(database_url), reader.principals, timeout_s)
+        reader._listener.start()
+        return reader
 
     async def _fetch(self, sql: str, *args: Any) -> list[Any]:
         try:
@@ -94,6 +100,11 @@ class PostgresReader:
             raise StoreUnavailable(f"{type(exc).__name__}: {exc}") from exc
 
     async def principal(self, secret_hash: str) -> Principal | None:
+        """The live token with this digest: from this worker's cache while PostgreSQL's
+        change notifications reach it (store/principals.py), else from the database."""
+        return await self.principals.get(secret_hash)
+
+    async def _principal(self, secret_hash: str) -> Principal | None:
         rows = await self._fetch(_PRINCIPAL_SQL, secret_hash)
         return Principal(*rows[0]) if rows else None
 
@@ -129,6 +140,8 @@ class PostgresReader:
         await self._fetch("SELECT 1")
 
     async def close(self) -> None:
+        if self._listener is not None:
+            await self._listener.close()
         if self._lock_connection is not None:
             await self.pool.release(self._lock_connection)
             self._lock_connection = None
