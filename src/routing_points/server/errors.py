@@ -1,7 +1,7 @@
 """Every refusal the server answers, each with its HTTP status and the contract's `msg`.
 
 They become the contract's envelope (`{"code", "error", "msg", "data": null}`) in one
-place, `envelope_response`, and nowhere else::
+place, `envelope_response`, and nowhere else. Their `msg` strings are `contract.py`'s::
 
     ApiError
     ├── BadRequest (400)                BAD REQUEST
