@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import pytest
 from sqlalchemy import Engine, insert, inspect, text
 
 from routing_points.store.engine import create_sync_engine
@@ -31,11 +32,21 @@ def _shape(engine: Engine, table: str) -> dict[str, Any]:
     }
 
 
-def test_a_new_history_is_created_by_the_migrations(tmp_path: Path) -> None:
-    history = History(str(tmp_path / "deep" / "history.db"))
+@pytest.mark.parametrize("store", ["sqlite", "postgresql"])
+def test_a_new_history_is_created_by_the_migrations(
+    store: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    if store == "postgresql":
+        location = str(request.getfixturevalue("postgres_url"))
+    else:
+        location = str(tmp_path / "deep" / "history.db")
+    history = History(location)
     try:
         tables = set(inspect(history.engine).get_table_names())
         assert tables == {*metadata.tables, VERSION_TABLE}
+        assert _version(history.engine) == CREATE_ALL_REVISION
+        # Opening it again is a no-op.
+        History(location).close()
         assert _version(history.engine) == CREATE_ALL_REVISION
     finally:
         history.close()
