@@ -16,17 +16,11 @@ from sqlalchemy import Engine
 
 from routing_points.store import admin
 from routing_points.store import points as point_store
-from tests.conftest import (
-    ENDPOINT,
-    LiveServer,
-    Tenant,
-    add_tenant,
-    free_port,
-    headers,
-    make_settings,
-    point,
-)
-from tests.processes import ServerProcess
+from tests.support.processes import ServerProcess
+from tests.support.seed import Tenant, add_tenant, point
+from tests.support.servers import LiveServer, headers, make_settings
+from tests.support.services import free_port
+from tests.support.wire import ENDPOINT
 
 ADMIN = "/api/v2/admin"
 POINTS = f"{ENDPOINT}?api=routing_points"

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import service_missing
+from tests.support.services import service_missing
 
 ROOT = Path(__file__).parent.parent
 

@@ -13,18 +13,11 @@ from sqlalchemy import Engine
 
 from routing_points.cli import main
 from routing_points.cli.consume import relative_age
-from tests.conftest import LiveServer, Tenant, add_tenant, free_port
-from tests.processes import cli
-
-FIELDS = [
-    "rp_id",
-    "rp_name",
-    "ivr_active",
-    "chat_active",
-    "interaction_active",
-    "crm_active",
-    "last_use",
-]
+from tests.support.processes import cli
+from tests.support.seed import Tenant, add_tenant
+from tests.support.servers import LiveServer
+from tests.support.services import free_port
+from tests.support.wire import FIELDS, SALES_LINE
 
 
 def test_get_json_is_exactly_the_records_as_sent(live: LiveServer, tenant: Tenant) -> None:
@@ -42,15 +35,7 @@ def test_get_json_is_exactly_the_records_as_sent(live: LiveServer, tenant: Tenan
     assert result.returncode == 0, result.stderr
     records = json.loads(result.stdout)
     assert [r["rp_id"] for r in records] == ["101", "102", "1000"]
-    assert records[0] == {
-        "rp_id": "101",
-        "rp_name": "Sales line",
-        "ivr_active": "yes",
-        "chat_active": "no",
-        "interaction_active": "yes",
-        "crm_active": "no",
-        "last_use": "2026-11-20 14:03:11",
-    }
+    assert records[0] == SALES_LINE
 
 
 def test_get_csv_has_a_header_in_contract_order(live: LiveServer, tenant: Tenant) -> None:

@@ -9,8 +9,9 @@ import pytest
 
 from routing_points.store import admin
 from routing_points.store.engine import create_sync_engine
-from tests.conftest import ENDPOINT, free_port
-from tests.processes import ServerProcess, cli
+from tests.support.processes import ServerProcess, cli
+from tests.support.services import free_port
+from tests.support.wire import ENDPOINT
 
 pytestmark = pytest.mark.slow
 

@@ -23,8 +23,9 @@ from routing_points.client import (
 )
 from routing_points.server import create_app
 from routing_points.store import points as point_store
-from tests.conftest import ENDPOINT, LiveServer, Tenant, add_tenant, make_settings, point
-from tests.test_limits import SpanRecorder, max_overlap
+from tests.support.seed import Tenant, add_tenant, point
+from tests.support.servers import LiveServer, SpanRecorder, make_settings, max_overlap
+from tests.support.wire import ENDPOINT
 
 NO_RETRY = RetryPolicy(max_retries=0)
 

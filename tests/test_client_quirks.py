@@ -24,17 +24,10 @@ from routing_points.client import (
     TransportError,
     UsageError,
 )
+from tests.support.wire import SALES_LINE
 
 FAST = RetryPolicy(max_retries=3, backoff_base_s=0.001, backoff_cap_s=0.01)
-RECORD = {
-    "rp_id": "101",
-    "rp_name": "Sales line",
-    "ivr_active": "yes",
-    "chat_active": "no",
-    "interaction_active": "yes",
-    "crm_active": "no",
-    "last_use": "2026-11-20 14:03:11",
-}
+RECORD = SALES_LINE
 
 
 class Script:

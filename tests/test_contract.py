@@ -13,22 +13,14 @@ from sqlalchemy import Engine
 
 from routing_points.store import admin
 from routing_points.store import points as point_store
-from tests.conftest import ENDPOINT, LiveServer, Tenant, add_tenant, headers, point
+from tests.support.seed import Tenant, add_tenant, point
+from tests.support.servers import LiveServer, headers
+from tests.support.wire import ENDPOINT, FIELDS, SALES_LINE
 
 pytestmark = [
     pytest.mark.anyio,
     # The same contract from both stores.
     pytest.mark.parametrize("database_url", ["sqlite", "postgresql"], indirect=True),
-]
-
-FIELDS = [
-    "rp_id",
-    "rp_name",
-    "ivr_active",
-    "chat_active",
-    "interaction_active",
-    "crm_active",
-    "last_use",
 ]
 
 
@@ -54,15 +46,7 @@ async def test_routing_points_answer_is_the_contract_envelope(
     for record in body["data"]:
         assert list(record) == FIELDS
         assert all(isinstance(value, str) for value in record.values())
-    assert body["data"][0] == {
-        "rp_id": "101",
-        "rp_name": "Sales line",
-        "ivr_active": "yes",
-        "chat_active": "no",
-        "interaction_active": "yes",
-        "crm_active": "no",
-        "last_use": "2026-11-20 14:03:11",
-    }
+    assert body["data"][0] == SALES_LINE
     assert body["data"][1]["last_use"] == ""
     assert body["data"][1]["chat_active"] == "yes"
 
@@ -266,7 +250,7 @@ async def test_request_ids_and_the_log_never_holds_the_token(
 ) -> None:
     from routing_points.server import create_app
     from routing_points.settings import Settings
-    from tests.conftest import asgi_client
+    from tests.support.servers import asgi_client
 
     app = create_app(Settings(database_url=database_url))
     caplog.set_level(logging.INFO, logger="routing_points.access")

@@ -5,7 +5,9 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from tests.conftest import ENDPOINT, LiveServer, Tenant, headers
+from tests.support.seed import Tenant
+from tests.support.servers import LiveServer, headers
+from tests.support.wire import ENDPOINT
 
 pytestmark = pytest.mark.anyio
 

@@ -17,16 +17,16 @@ from sqlalchemy import Engine
 from routing_points.clock import ManualClock
 from routing_points.store import admin
 from routing_points.store import points as point_store
-from tests.conftest import (
-    ENDPOINT,
+from tests.support.seed import Tenant, add_tenant, point
+from tests.support.servers import (
     LiveServer,
-    Tenant,
-    add_tenant,
+    SpanRecorder,
     gather_gets,
     headers,
     make_settings,
-    point,
+    max_overlap,
 )
+from tests.support.wire import ENDPOINT
 
 pytestmark = pytest.mark.anyio
 
@@ -47,38 +47,6 @@ def structured_list(value: str) -> dict[str, dict[str, int]]:
             parsed[key] = int(number)
         items[name.strip('"')] = parsed
     return items
-
-
-class SpanRecorder:
-    """ASGI wrapper noting when each request was being served and how it ended."""
-
-    def __init__(self, app: Any) -> None:
-        self.app = app
-        self.spans: list[tuple[float, float, int]] = []
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started, status = time.monotonic(), 0
-
-        async def record(message: Any) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        await self.app(scope, receive, record)
-        self.spans.append((started, time.monotonic(), status))
-
-
-def max_overlap(spans: list[tuple[float, float, int]]) -> int:
-    events = sorted([(s, 1) for s, _, _ in spans] + [(e, -1) for _, e, _ in spans])
-    current = peak = 0
-    for _, step in events:
-        current += step
-        peak = max(peak, current)
-    return peak
 
 
 STACKS = ["sqlite", "postgresql", "postgresql+redis"]

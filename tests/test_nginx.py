@@ -11,9 +11,11 @@ import httpx
 import pytest
 from sqlalchemy import Engine
 
-from tests.conftest import ENDPOINT, RedisNamespace, add_tenant, free_port, headers, point
-from tests.processes import ServerProcess, wait_for_port
-from tests.test_scale_out import server_env
+from tests.support.processes import ServerProcess, wait_for_port
+from tests.support.seed import add_tenant, point
+from tests.support.servers import headers, server_env
+from tests.support.services import RedisNamespace, free_port
+from tests.support.wire import ENDPOINT
 
 pytestmark = [
     pytest.mark.slow,
@@ -48,7 +50,7 @@ def nginx_binary() -> str:
         "/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None
     )
     if binary is None:
-        from tests.conftest import service_missing
+        from tests.support.services import service_missing
 
         service_missing("nginx", FileNotFoundError("nginx (apt-get install nginx)"))
     return binary

@@ -12,8 +12,9 @@ from starlette.routing import Mount, Route
 
 from routing_points.server import create_app
 from routing_points.server.openapi import openapi_document
-from tests.conftest import LiveServer, free_port, make_settings
-from tests.processes import ServerProcess, cli
+from tests.support.processes import ServerProcess, cli
+from tests.support.servers import LiveServer, make_settings
+from tests.support.services import free_port
 
 # What the fuzzing must never find: a 500, an undocumented status or content type, an
 # answer that breaks its schema, auth that is not enforced, a wrong Allow header. Not run:

@@ -18,18 +18,12 @@ from sqlalchemy.engine import make_url
 
 from routing_points.store import admin
 from routing_points.store import points as point_store
-from tests.conftest import (
-    ENDPOINT,
-    LiveServer,
-    RedisNamespace,
-    add_tenant,
-    free_port,
-    headers,
-    make_settings,
-    point,
-)
-from tests.faults import PrivateRedis, TcpProxy
-from tests.processes import ServerProcess, cli
+from tests.support.faults import PrivateRedis, TcpProxy
+from tests.support.processes import ServerProcess, cli
+from tests.support.seed import add_tenant, point
+from tests.support.servers import LiveServer, headers, make_settings, server_env
+from tests.support.services import RedisNamespace, free_port
+from tests.support.wire import ENDPOINT
 
 pytestmark = [
     pytest.mark.slow,
@@ -38,15 +32,6 @@ pytestmark = [
 
 POINTS = f"{ENDPOINT}?api=routing_points"
 TOKEN_INFO = f"{ENDPOINT}?api=token_info"
-
-
-def server_env(redis_namespace: RedisNamespace, **settings: Any) -> dict[str, str]:
-    env = {
-        "ROUTING_POINTS_REDIS_KEY_PREFIX": redis_namespace.prefix,
-        "ROUTING_POINTS_ACCESS_LOG": "false",
-    }
-    env.update({f"ROUTING_POINTS_{key.upper()}": str(value) for key, value in settings.items()})
-    return env
 
 
 @pytest.fixture

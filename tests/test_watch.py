@@ -25,8 +25,9 @@ from routing_points.store import admin
 from routing_points.store.schema import usage_counters
 from routing_points.watch.diff import changes_between, newly_stale
 from routing_points.watch.watcher import IntervalPolicy
-from tests.conftest import add_tenant, free_port, point
-from tests.processes import COMMAND, ServerProcess, cli, wait_for_port
+from tests.support.processes import COMMAND, ServerProcess, cli, wait_for_port
+from tests.support.seed import add_tenant, point
+from tests.support.services import free_port
 
 pytestmark = pytest.mark.slow
 

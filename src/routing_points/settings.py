@@ -1,7 +1,9 @@
 """The one typed settings object of the server.
 
 Every limit of the contract (section 6 of the API spec) is a setting here, with the
-vendor's value as its default, so tests and sandboxes can shrink them. Values come from
+vendor's value (from `contract`) as its default, so tests and sandboxes can shrink them.
+Every field has a `description`: the README's settings table is generated from them
+(`scripts/settings-doc`) and a test keeps the two equal. Values come from
 keyword arguments, then `ROUTING_POINTS_*` environment variables, then these defaults.
 """
 
@@ -13,56 +15,123 @@ from typing import Literal
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from routing_points import contract
+
 DEFAULT_DATABASE_URL = "sqlite:///routing-points.db"
 
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="ROUTING_POINTS_", extra="ignore")
 
-    database_url: str = DEFAULT_DATABASE_URL
-    # PostgreSQL: the pool of each worker, and how long to wait for the database.
-    database_pool_size: int = Field(default=10, ge=1)
-    database_timeout_s: float = Field(default=5.0, gt=0)
+    database_url: str = Field(
+        default=DEFAULT_DATABASE_URL,
+        description="the store (`sqlite:///...` or `postgresql://...`)",
+    )
+    database_pool_size: int = Field(
+        default=10, ge=1, description="PostgreSQL connections per worker"
+    )
+    database_timeout_s: float = Field(
+        default=5.0,
+        gt=0,
+        description="how long to wait for a PostgreSQL connection (new, or from the pool)",
+    )
 
-    # Redis holds the limits' state when set; otherwise they live in the one server process.
-    redis_url: str | None = None
-    redis_key_prefix: str = "rp"
-    redis_timeout_s: float = Field(default=1.0, gt=0)
-    # Redis unreachable: refuse with 503 (the default), or serve without limits.
-    redis_fail_open: bool = False
-    # A concurrency slot outlives the time limit by this much if its holder dies.
-    lease_margin_s: float = Field(default=5.0, ge=0)
+    redis_url: str | None = Field(
+        default=None,
+        description="Redis for the limits (needed for several workers); "
+        "unset, they live in the one server process",
+    )
+    redis_key_prefix: str = Field(
+        default="rp", description="namespace of the limits' keys in Redis"
+    )
+    redis_timeout_s: float = Field(
+        default=1.0,
+        gt=0,
+        description="how long one Redis connect or command may take before Redis counts as down",
+    )
+    redis_fail_open: bool = Field(
+        default=False,
+        description="Redis down: serve without limits (true) or refuse with 503 (false)",
+    )
+    lease_margin_s: float = Field(
+        default=5.0, ge=0, description="a dead worker's slot lives the time limit plus this"
+    )
 
-    # GET /metrics is off unless a bearer secret is set: it names operations.
-    metrics_token: str | None = None
+    metrics_token: str | None = Field(
+        default=None,
+        description="bearer secret for `GET /metrics`; unset, it is off (it names operations)",
+    )
 
-    # L8, L9: admission.
-    limits_enabled: bool = True
-    max_in_flight_per_token: int = Field(default=2, ge=1)
-    daily_calls_per_license: int = Field(default=1000, ge=1)
-    # L3, L4, L5, L6, L7.
-    max_records_per_response: int = Field(default=60_000, ge=1)
-    max_records_per_upload: int = Field(default=10_000, ge=1)
-    # Bytes of one admin request body: far above 10,000 records, far below harm.
-    max_upload_bytes: int = Field(default=32 * 1024 * 1024, ge=1024)
-    max_date_range_days: int = Field(default=31, ge=1)
-    max_response_bytes: int = Field(default=256 * 1024 * 1024, ge=256)
-    consumption_timeout_s: float = Field(default=60.0, gt=0)
-    # L2: advertised always, enforced only when min_poll_interval_s > 0.
-    poll_interval_s: int = Field(default=300, ge=0)
-    min_poll_interval_s: float = Field(default=0.0, ge=0)
-    # How long a client should wait after a concurrency refusal.
-    concurrency_retry_after_s: int = Field(default=1, ge=1)
+    limits_enabled: bool = Field(
+        default=True, description="switch admission limits (L8, L9) off (benchmarks)"
+    )
+    max_in_flight_per_token: int = Field(
+        default=contract.MAX_IN_FLIGHT_PER_TOKEN,
+        ge=1,
+        description="L8, simultaneous requests per token",
+    )
+    daily_calls_per_license: int = Field(
+        default=contract.DAILY_CALLS_PER_LICENSE,
+        ge=1,
+        description="L9, the daily budget is licenses x this",
+    )
+    max_records_per_response: int = Field(
+        default=contract.MAX_RECORDS_PER_RESPONSE,
+        ge=1,
+        description="L3, records in one answer; more are reachable with `after`",
+    )
+    max_records_per_upload: int = Field(
+        default=contract.MAX_RECORDS_PER_UPLOAD,
+        ge=1,
+        description="L4, admin uploads and event batches",
+    )
+    max_upload_bytes: int = Field(
+        default=32 * 1024 * 1024,
+        ge=1024,
+        description="the most one admin request body may weigh "
+        "(far above 10,000 records, far below harm)",
+    )
+    max_date_range_days: int = Field(
+        default=contract.MAX_DATE_RANGE_DAYS, ge=1, description="L5, the usage report"
+    )
+    max_response_bytes: int = Field(
+        default=contract.MAX_RESPONSE_BYTES, ge=256, description="L6, the weight of one answer"
+    )
+    consumption_timeout_s: float = Field(
+        default=contract.CONSUMPTION_TIMEOUT_S,
+        gt=0,
+        description="L7, the time one consumption may take",
+    )
+    poll_interval_s: int = Field(
+        default=contract.POLL_INTERVAL_S,
+        ge=0,
+        description="L2, advertised in `X-Poll-Interval`",
+    )
+    min_poll_interval_s: float = Field(
+        default=0.0, ge=0, description="L2 enforced per token and api; 0 is off"
+    )
+    concurrency_retry_after_s: int = Field(
+        default=1, ge=1, description="`retry-after` of a concurrency refusal (L8)"
+    )
 
-    # Rendered bodies kept per operation version, so unchanged reads skip the store.
-    body_cache_bytes: int = Field(default=128 * 1024 * 1024, ge=0)
+    body_cache_bytes: int = Field(
+        default=128 * 1024 * 1024,
+        ge=0,
+        description="rendered answers kept per operation version, so unchanged reads "
+        "skip the store",
+    )
 
-    # Sandbox fault injection: integrators see how their clients cope.
-    sandbox_latency_ms: float = Field(default=0.0, ge=0)
-    sandbox_failure_rate: float = Field(default=0.0, ge=0, le=1)
+    sandbox_latency_ms: float = Field(
+        default=0.0, ge=0, description="sandbox: delay inside every admitted call"
+    )
+    sandbox_failure_rate: float = Field(
+        default=0.0, ge=0, le=1, description="sandbox: share of admitted calls answered 503"
+    )
 
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
-    access_log: bool = True
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        default="INFO", description="the server's log level: DEBUG, INFO, WARNING or ERROR"
+    )
+    access_log: bool = Field(default=True, description="one log line per request")
 
     @field_validator("database_url")
     @classmethod

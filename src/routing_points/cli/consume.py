@@ -20,6 +20,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from routing_points import contract
 from routing_points.client import Client, RetryPolicy, errors
 from routing_points.client.models import FIELDS, RoutingPoint
 
@@ -27,13 +28,7 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 EXIT_OTHER, EXIT_AUTH, EXIT_QUOTA, EXIT_NETWORK = 1, 3, 4, 5
-TOKEN_INFO_FIELDS = (
-    "description",
-    "token_limit",
-    "token_use_today",
-    "all_token_today",
-    "available_consumption_options",
-)
+TOKEN_INFO_FIELDS = contract.TOKEN_INFO_FIELDS
 
 
 def exit_code(error: errors.RoutingPointsError) -> int:

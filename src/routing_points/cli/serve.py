@@ -19,6 +19,7 @@ from zoneinfo import ZoneInfo
 import click
 import uvicorn
 
+from routing_points import contract
 from routing_points.cli.common import database_option, open_store, settings_for, store_errors
 from routing_points.server import create_app
 from routing_points.settings import Settings
@@ -198,7 +199,7 @@ def demo(host: str, port: int, database_url: str | None) -> None:
         raise click.ClickException("the demo runs on a SQLite database only")
     with sole_server(settings):
         secret = create_demo_database(settings)
-    url = f"http://{host}:{port}/api/v2/information.php?api=routing_points"
+    url = f"http://{host}:{port}{contract.ENDPOINT}?api={contract.ROUTING_POINTS}"
     click.echo(f"demo operation {DEMO_SERVER} with {len(_DEMO_NAMES)} routing points")
     click.echo(f"token: {secret}")
     click.echo("try:")

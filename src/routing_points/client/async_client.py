@@ -8,6 +8,7 @@ from types import TracebackType
 
 import httpx
 
+from routing_points import contract
 from routing_points.client import errors
 from routing_points.client.base import ENDPOINT, BaseClient, Envelope, RetryPolicy, transport_error
 from routing_points.client.models import Page, RoutingPointList, TokenInfo
@@ -80,7 +81,7 @@ class AsyncClient(BaseClient):
 
     async def token_info(self) -> TokenInfo:
         """The calling token's counters. The service charges this call too."""
-        response, envelope = await self._call(ENDPOINT, {"api": "token_info"}, {})
+        response, envelope = await self._call(ENDPOINT, {"api": contract.TOKEN_INFO}, {})
         return self._token_info(response, envelope)
 
     async def _call(

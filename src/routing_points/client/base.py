@@ -18,21 +18,21 @@ from typing import Any
 import httpx
 import orjson
 
-from routing_points import __version__
+from routing_points import __version__, contract
 from routing_points.client import errors
 from routing_points.client.gate import MAX_IN_FLIGHT, TokenGate, gate_for
 from routing_points.client.models import Budget, Page, TokenInfo
 
-ENDPOINT = "/api/v2/information.php"
+ENDPOINT = contract.ENDPOINT
 SUCCESS_CODES = frozenset({200, "200", "0", "", 0})
 _NO_RECORDS = re.compile(r"\b(no|0) records?\b.*\bfound\b", re.IGNORECASE)
 _ERRORS_BY_MSG: tuple[tuple[str, type[errors.ContractError]], ...] = (
-    ("PLEASE ENTER THE WOLKVOX-TOKEN", errors.MissingToken),
-    ("PLEASE VALIDATE TOKEN", errors.InvalidToken),
-    ("TOKEN LIMIT EXCEEDED", errors.QuotaExceeded),
-    ("EXCEEDS THE LIMIT OF SIMULTANEOUS REQUESTS", errors.TooManySimultaneous),
-    ("THE API YOU WANT TO CONSULT DOES NOT EXIST", errors.UnknownApi),
-    ("SOME PARAMETERS ARE REQUIRED", errors.InvalidParameters),
+    (contract.MSG_MISSING_TOKEN, errors.MissingToken),
+    (contract.MSG_INVALID_TOKEN, errors.InvalidToken),
+    (contract.MSG_TOKEN_LIMIT_EXCEEDED, errors.QuotaExceeded),
+    (contract.MSG_TOO_MANY_SIMULTANEOUS, errors.TooManySimultaneous),
+    (contract.MSG_UNKNOWN_API, errors.UnknownApi),
+    (contract.MSG_INVALID_PARAMETERS, errors.InvalidParameters),
 )
 
 
@@ -263,7 +263,7 @@ class BaseClient:
 
     @staticmethod
     def _points_params(routing: int | None) -> dict[str, str]:
-        params = {"api": "routing_points"}
+        params = {"api": contract.ROUTING_POINTS}
         if routing is not None:
             params["routing"] = str(routing)
         return params

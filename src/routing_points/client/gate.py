@@ -14,7 +14,9 @@ import hashlib
 import threading
 from collections import deque
 
-MAX_IN_FLIGHT = 2
+from routing_points import contract
+
+MAX_IN_FLIGHT = contract.MAX_IN_FLIGHT_PER_TOKEN  # L8, the server's default
 
 
 class _Waiter:

@@ -8,15 +8,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, NamedTuple
 
-FIELDS = (
-    "rp_id",
-    "rp_name",
-    "ivr_active",
-    "chat_active",
-    "interaction_active",
-    "crm_active",
-    "last_use",
-)
+from routing_points import contract
+
+FIELDS = contract.FIELDS
 _TRUE = frozenset({"yes", "y", "si", "sí", "true", "1", "on", "active"})
 
 

@@ -8,6 +8,7 @@ from types import TracebackType
 
 import httpx
 
+from routing_points import contract
 from routing_points.client import errors
 from routing_points.client.base import ENDPOINT, BaseClient, Envelope, RetryPolicy, transport_error
 from routing_points.client.models import Page, RoutingPointList, TokenInfo
@@ -82,7 +83,7 @@ class Client(BaseClient):
 
     def token_info(self) -> TokenInfo:
         """The calling token's counters. The service charges this call too."""
-        response, envelope = self._call(ENDPOINT, {"api": "token_info"}, {})
+        response, envelope = self._call(ENDPOINT, {"api": contract.TOKEN_INFO}, {})
         return self._token_info(response, envelope)
 
     def _call(

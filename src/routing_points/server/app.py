@@ -23,6 +23,7 @@ from starlette.staticfiles import StaticFiles
 from swagger_ui_bundle import swagger_ui_path
 
 from routing_points.clock import Clock, system_clock
+from routing_points.contract import ENDPOINT
 from routing_points.server.accesslog import AccessLogMiddleware
 from routing_points.server.errors import (
     ApiError,
@@ -35,7 +36,6 @@ from routing_points.server.errors import (
 from routing_points.server.fastpath import InformationFastPath
 from routing_points.server.metrics import metrics_off
 from routing_points.server.openapi import openapi_document
-from routing_points.server.routes import ENDPOINT
 from routing_points.server.services import Services
 from routing_points.settings import Settings
 from routing_points.store.reader import StoreUnavailable

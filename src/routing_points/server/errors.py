@@ -1,7 +1,7 @@
 """Every refusal the server answers, each with its HTTP status and the contract's `msg`.
 
 They become the contract's envelope (`{"code", "error", "msg", "data": null}`) in one
-place, `envelope_response`, and nowhere else::
+place, `envelope_response`, and nowhere else. Their `msg` strings are `contract.py`'s::
 
     ApiError
     ├── BadRequest (400)                BAD REQUEST
@@ -30,6 +30,7 @@ from http import HTTPStatus
 import orjson
 from starlette.responses import Response
 
+from routing_points import contract
 from routing_points.store.reader import StoreUnavailable
 
 logger = logging.getLogger("routing_points.server")
@@ -39,7 +40,7 @@ RawHeaders = list[tuple[bytes, bytes]]
 
 class ApiError(Exception):
     status: int = 500
-    msg: str = "INTERNAL SERVER ERROR"
+    msg: str = contract.MSG_INTERNAL_ERROR
     # Why the limits refused, for metrics; None for errors that are not limit refusals.
     refusal: str | None = None
 
@@ -56,15 +57,15 @@ class ApiError(Exception):
 
 class BadRequest(ApiError):
     status = 400
-    msg = "BAD REQUEST"
+    msg = contract.MSG_BAD_REQUEST
 
 
 class UnknownApi(BadRequest):
-    msg = "THE API YOU WANT TO CONSULT DOES NOT EXIST"
+    msg = contract.MSG_UNKNOWN_API
 
 
 class InvalidParameters(BadRequest):
-    msg = "SOME PARAMETERS ARE REQUIRED"
+    msg = contract.MSG_INVALID_PARAMETERS
 
     def __init__(self, detail: str | None = None) -> None:
         super().__init__(f"{self.msg}: {detail}" if detail else None)
@@ -74,25 +75,25 @@ class ResultTooLarge(BadRequest):
     refusal = "size"
 
     def __init__(self, limit_bytes: int) -> None:
-        super().__init__(f"THE RESULT EXCEEDS THE SIZE LIMIT OF {_size(limit_bytes)}")
+        super().__init__(contract.result_too_large(_size(limit_bytes)))
 
 
 class MissingToken(ApiError):
     status = 401
-    msg = "PLEASE ENTER THE WOLKVOX-TOKEN"
+    msg = contract.MSG_MISSING_TOKEN
 
 
 class Forbidden(ApiError):
     status = 403
-    msg = "FORBIDDEN"
+    msg = contract.MSG_FORBIDDEN
 
 
 class InvalidToken(Forbidden):
-    msg = "PLEASE VALIDATE TOKEN"
+    msg = contract.MSG_INVALID_TOKEN
 
 
 class TokenLimitExceeded(Forbidden):
-    msg = "TOKEN LIMIT EXCEEDED"
+    msg = contract.MSG_TOKEN_LIMIT_EXCEEDED
     refusal = "budget"
 
 
@@ -100,54 +101,49 @@ class TooManySimultaneous(Forbidden):
     refusal = "concurrency"
 
     def __init__(self, limit: int, *, headers: RawHeaders | None = None) -> None:
-        super().__init__(
-            f"EXCEEDS THE LIMIT OF SIMULTANEOUS REQUESTS PER TOKEN ({limit})", headers=headers
-        )
+        super().__init__(contract.too_many_simultaneous(limit), headers=headers)
 
 
 class PollTooSoon(Forbidden):
     refusal = "interval"
 
     def __init__(self, interval_s: float, *, headers: RawHeaders | None = None) -> None:
-        super().__init__(
-            f"THE MINIMUM INTERVAL BETWEEN CONSUMPTIONS ({interval_s:g} SECONDS) HAS NOT ELAPSED",
-            headers=headers,
-        )
+        super().__init__(contract.poll_too_soon(interval_s), headers=headers)
 
 
 class InsufficientScope(Forbidden):
-    msg = "THIS TOKEN IS NOT ALLOWED TO USE THE ADMIN API"
+    msg = contract.MSG_INSUFFICIENT_SCOPE
 
 
 class NotFound(ApiError):
     status = 404
-    msg = "THE RESOURCE YOU ARE LOOKING FOR DOES NOT EXIST"
+    msg = contract.MSG_NOT_FOUND
 
 
 class MethodNotAllowed(ApiError):
     status = 405
-    msg = "METHOD NOT ALLOWED"
+    msg = contract.MSG_METHOD_NOT_ALLOWED
 
 
 class Conflict(ApiError):
     status = 409
-    msg = "CONFLICT"
+    msg = contract.MSG_CONFLICT
 
 
 class PayloadTooLarge(ApiError):
     status = 413
-    msg = "THE UPLOAD IS TOO LARGE"
+    msg = contract.MSG_UPLOAD_TOO_LARGE
     refusal = "upload"
 
 
 class InternalError(ApiError):
     status = 500
-    msg = "INTERNAL SERVER ERROR"
+    msg = contract.MSG_INTERNAL_ERROR
 
 
 class ServiceUnavailable(ApiError):
     status = 503
-    msg = "SERVICE UNAVAILABLE"
+    msg = contract.MSG_SERVICE_UNAVAILABLE
 
 
 class ConsumptionTimeout(ApiError):
@@ -155,7 +151,7 @@ class ConsumptionTimeout(ApiError):
     refusal = "time"
 
     def __init__(self, limit_s: float) -> None:
-        super().__init__(f"THE CONSUMPTION EXCEEDED THE TIME LIMIT OF {limit_s:g} SECONDS")
+        super().__init__(contract.consumption_timeout(limit_s))
 
 
 def _size(n: int) -> str:
@@ -185,5 +181,5 @@ def error_response(exc: Exception) -> Response | None:
         return envelope_response(exc)
     if isinstance(exc, StoreUnavailable):
         logger.warning("store unavailable: %s", exc)
-        return envelope_response(ServiceUnavailable("THE STORE IS UNAVAILABLE"))
+        return envelope_response(ServiceUnavailable(contract.MSG_STORE_UNAVAILABLE))
     return None

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from routing_points.contract import ENDPOINT
 from routing_points.server.errors import error_response
-from routing_points.server.routes import ENDPOINT
 from routing_points.server.services import Services
 
 

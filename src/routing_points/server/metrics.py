@@ -22,9 +22,10 @@ from prometheus_client import (
 from starlette.requests import Request
 from starlette.responses import Response
 
+from routing_points.contract import REPORTS
 from routing_points.server.errors import Forbidden, NotFound
 
-KNOWN_APIS = frozenset({"routing_points", "token_info"})
+KNOWN_APIS = frozenset(REPORTS)
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 
 

@@ -15,9 +15,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
+from routing_points.contract import records_found
 from routing_points.futures import discard_outcome
 from routing_points.server.errors import ResultTooLarge
-from routing_points.server.render import LocalTimes, point_records, records_found, success_body
+from routing_points.server.render import LocalTimes, point_records, success_body
 from routing_points.store.reader import PointRow, Principal, Reader
 
 PageKey = tuple[int, int, int | None, int]  # operation, version, routing, after

@@ -87,7 +87,3 @@ _HEAD = b'{"code":200,"error":null,"msg":'
 def success_body(msg: str, data: Any) -> bytes:
     """The contract's success envelope, in the vendor's key order."""
     return b"".join((_HEAD, orjson.dumps(msg), b',"data":', orjson.dumps(data), b"}"))
-
-
-def records_found(count: int) -> str:
-    return f"{count} records were found"

@@ -15,6 +15,13 @@ from functools import partial
 from starlette.responses import Response
 from starlette.types import Receive, Scope
 
+from routing_points.contract import (
+    ENDPOINT,
+    ROUTING_POINTS,
+    TOKEN_INFO,
+    TOKEN_INFO_FIELDS,
+    records_found,
+)
 from routing_points.limits.policy import Ticket
 from routing_points.server.admission import Admission
 from routing_points.server.errors import ApiError, InvalidParameters, UnknownApi
@@ -30,13 +37,10 @@ from routing_points.server.pages import (
     etag_matches,
     page_etag,
 )
-from routing_points.server.render import records_found, success_body
+from routing_points.server.render import success_body
 from routing_points.store.reader import Principal
 
-ENDPOINT = "/api/v2/information.php"
 ETAG_CACHE_SIZE = 10_000
-ROUTING_POINTS = "routing_points"
-TOKEN_INFO = "token_info"  # noqa: S105 (an api name, not a secret)
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,11 +199,12 @@ class InformationEndpoint:
                 ticket.operation_limit - ticket.operation_used,
             ),
         )
-        record = {
-            "description": ticket.principal.description,
-            "token_limit": str(ticket.token_limit),
-            "token_use_today": str(ticket.token_used),
-            "all_token_today": str(ticket.operation_used),
-            "available_consumption_options": str(available),
-        }
+        values = (
+            ticket.principal.description,
+            str(ticket.token_limit),
+            str(ticket.token_used),
+            str(ticket.operation_used),
+            str(available),
+        )
+        record = dict(zip(TOKEN_INFO_FIELDS, values, strict=True))
         return _json_response(success_body(records_found(1), [record]), ticket)

@@ -8,9 +8,11 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
+from routing_points import contract
+
 NOMENCLATURE = re.compile(r"^[0-9]{4}$")
-FLAG_FIELDS = ("ivr_active", "chat_active", "interaction_active", "crm_active")
-POINT_FIELDS = ("rp_id", "rp_name", *FLAG_FIELDS, "last_use")
+FLAG_FIELDS = contract.FLAG_FIELDS
+POINT_FIELDS = contract.FIELDS
 LAST_USE_FORMAT = "%Y-%m-%d %H:%M:%S"
 MAX_RP_ID = 2**63 - 1  # PostgreSQL's BIGINT
 # Instants the store keeps and every time zone can render: 1970 to the end of 9998.

@@ -5,7 +5,8 @@ compares with the newest stored snapshot, so a watcher killed at any moment and 
 neither loses nor repeats an event. Events wait in the same table until the webhook has
 taken them (`delivered_at`), which makes the table the delivery queue, in id order.
 
-SQLite by default, or any SQLAlchemy URL; the tables are created when missing.
+SQLite by default, or any SQLAlchemy URL; its schema is migrated with Alembic on open
+(`watch.migrate`).
 """
 
 from __future__ import annotations
@@ -16,65 +17,13 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from sqlalchemy import (
-    BigInteger,
-    Column,
-    Engine,
-    Float,
-    Index,
-    Integer,
-    MetaData,
-    String,
-    Table,
-    Text,
-    delete,
-    insert,
-    select,
-    update,
-)
+from sqlalchemy import Engine, delete, insert, select, update
 
 from routing_points.client.models import RoutingPoint
 from routing_points.store.engine import create_sync_engine
+from routing_points.watch import migrate
 from routing_points.watch.diff import Change
-
-metadata = MetaData()
-
-snapshots = Table(
-    "watch_snapshots",
-    metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("server", String(8), nullable=False),
-    Column("taken_at", Float, nullable=False),
-    Column("etag", String(128), nullable=True),
-    # The records exactly as the service sent them.
-    Column("records", Text, nullable=False),
-    Index("ix_watch_snapshots_server", "server", "id"),
-)
-
-events = Table(
-    "watch_events",
-    metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("server", String(8), nullable=False),
-    Column("snapshot_id", Integer, nullable=True),
-    Column("at", Float, nullable=False),
-    Column("kind", String(32), nullable=False),
-    Column("rp_id", BigInteger, nullable=False),
-    Column("rp_name", String(255), nullable=False),
-    Column("field", String(32), nullable=True),
-    Column("old", Text, nullable=True),
-    Column("new", Text, nullable=True),
-    Column("delivered_at", Float, nullable=True),
-    Index("ix_watch_events_server", "server", "id"),
-    Index("ix_watch_events_undelivered", "delivered_at", "id"),
-)
-
-stale_points = Table(
-    "watch_stale",
-    metadata,
-    Column("server", String(8), primary_key=True),
-    Column("rp_id", BigInteger, primary_key=True),
-)
+from routing_points.watch.schema import events, snapshots, stale_points
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,7 +72,7 @@ class History:
         if url.startswith("sqlite:///"):
             Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
         self.engine: Engine = create_sync_engine(url)
-        metadata.create_all(self.engine)
+        migrate.upgrade(self.engine)
 
     def close(self) -> None:
         self.engine.dispose()

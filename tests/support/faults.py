@@ -10,7 +10,7 @@ import threading
 import time
 from pathlib import Path
 
-from tests.conftest import free_port, service_missing
+from tests.support.services import free_port, service_missing
 
 
 class PrivateRedis:

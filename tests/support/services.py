@@ -1,0 +1,38 @@
+"""The shared PostgreSQL and Redis, free ports, and skipping where a service is missing."""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass
+from typing import Any, NoReturn
+
+import pytest
+
+RUNNING_IN_CI = os.environ.get("CI") == "true"
+POSTGRES_ADMIN_URL = os.environ.get(
+    "ROUTING_POINTS_TEST_POSTGRES", "postgresql://127.0.0.1:5432/test"
+)
+REDIS_TEST_URL = os.environ.get("ROUTING_POINTS_TEST_REDIS", "redis://127.0.0.1:6379/0")
+
+
+def service_missing(what: str, exc: BaseException) -> NoReturn:
+    """Skip where the service is not installed; in CI a missing service is a failure."""
+    if RUNNING_IN_CI:
+        pytest.fail(f"{what} is required in CI and is not reachable: {exc}")
+    pytest.skip(f"{what} is not reachable here ({exc}); CI runs these tests against it")
+
+
+@dataclass
+class RedisNamespace:
+    url: str
+    prefix: str
+
+    def settings(self) -> dict[str, Any]:
+        return {"redis_url": self.url, "redis_key_prefix": self.prefix}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
