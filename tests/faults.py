@@ -53,6 +53,13 @@ class PrivateRedis:
             time.sleep(0.02)
         raise RuntimeError("the private redis-server did not start")
 
+    def kill(self) -> None:
+        """kill -9: no shutdown, every key gone (nothing is saved)."""
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait(timeout=10)
+            self.process = None
+
     def stop(self) -> None:
         if self.process is not None:
             self.process.terminate()
@@ -62,7 +69,8 @@ class PrivateRedis:
 
 class TcpProxy:
     """127.0.0.1:port -> target, in threads. `cut()` drops every connection and refuses
-    new ones, as a lost network or a stopped database would; `restore()` undoes it."""
+    new ones, as a lost network or a stopped database would; `stall()` accepts and never
+    forwards, as a black-holed network would; `restore()` undoes either."""
 
     def __init__(self, target_host: str, target_port: int) -> None:
         self.target = (target_host, target_port)
@@ -70,6 +78,8 @@ class TcpProxy:
         self._listener: socket.socket | None = None
         self._connections: list[socket.socket] = []
         self._lock = threading.Lock()
+        self._flowing = threading.Event()
+        self._flowing.set()
 
     def start(self) -> TcpProxy:
         listener = socket.socket()
@@ -86,6 +96,7 @@ class TcpProxy:
                 client, _ = listener.accept()
             except OSError:
                 return
+            self._flowing.wait()  # stalled: the connection is accepted, nothing more
             try:
                 upstream = socket.create_connection(self.target, timeout=5)
             except OSError:
@@ -97,10 +108,10 @@ class TcpProxy:
             for source, sink in ((client, upstream), (upstream, client)):
                 threading.Thread(target=self._pump, args=(source, sink), daemon=True).start()
 
-    @staticmethod
-    def _pump(source: socket.socket, sink: socket.socket) -> None:
+    def _pump(self, source: socket.socket, sink: socket.socket) -> None:
         try:
             while data := source.recv(65536):
+                self._flowing.wait()
                 sink.sendall(data)
         except OSError:
             pass
@@ -123,8 +134,15 @@ class TcpProxy:
                 connection.shutdown(socket.SHUT_RDWR)
             connection.close()
 
+    def stall(self) -> None:
+        self._flowing.clear()
+
     def restore(self) -> None:
+        if not self._flowing.is_set():
+            self._flowing.set()
+            return
         self.start()
 
     def close(self) -> None:
+        self._flowing.set()
         self.cut()

@@ -30,8 +30,16 @@ class Settings(BaseSettings):
     redis_timeout_s: float = Field(default=1.0, gt=0)
     # Redis unreachable: refuse with 503 (the default), or serve without limits.
     redis_fail_open: bool = False
-    # A concurrency slot outlives the time limit by this much if its holder dies.
-    lease_margin_s: float = Field(default=5.0, ge=0)
+    redis_cluster: bool = Field(
+        default=False,
+        description="The Redis URL names a node of a Redis Cluster: use a cluster client.",
+    )
+    slot_lease_s: float = Field(
+        default=5.0,
+        ge=0.3,
+        description="A concurrency slot held in Redis is a lease this long, renewed every "
+        "third of it while its call runs: a dead worker's slots come back within it.",
+    )
 
     # GET /metrics is off unless a bearer secret is set: it names operations.
     metrics_token: str | None = None
