@@ -1,0 +1,123 @@
+"""The embedded store under faults: another process holding the write lock, a read-only file.
+
+The server must keep answering while SQLite's write lock is held elsewhere (a CLI import),
+and health must tell the truth about a store that cannot be written, then recover alone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import ENDPOINT, LiveServer, Tenant, headers, make_settings
+
+pytestmark = pytest.mark.anyio
+
+POINTS = f"{ENDPOINT}?api=routing_points"
+
+HOLD_THE_WRITE_LOCK = """
+import sqlite3, sys
+connection = sqlite3.connect(sys.argv[1], isolation_level=None)
+connection.execute("BEGIN IMMEDIATE")
+connection.execute("UPDATE operations SET name = name")
+print("locked", flush=True)
+sys.stdin.readline()
+connection.execute("COMMIT")
+"""
+
+
+def sqlite_path(database_url: str) -> Path:
+    return Path(database_url.removeprefix("sqlite:///"))
+
+
+@pytest.fixture
+def live_sqlite(database_url: str, tenant: Tenant) -> Iterator[LiveServer]:
+    server = LiveServer(make_settings(database_url)).start()
+    yield server
+    server.stop()
+
+
+async def test_a_held_write_lock_leaves_the_server_answering(
+    database_url: str, tenant: Tenant, live_sqlite: LiveServer
+) -> None:
+    async with httpx.AsyncClient(base_url=live_sqlite.url, timeout=30) as http:
+        # The day's counters are loaded before the lock, as a running server has them.
+        assert (await http.get(POINTS, headers=headers(tenant.token))).status_code == 200
+        with subprocess.Popen(
+            [sys.executable, "-c", HOLD_THE_WRITE_LOCK, str(sqlite_path(database_url))],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        ) as holder:
+            try:
+                assert holder.stdout is not None and holder.stdin is not None
+                assert holder.stdout.readline().strip() == "locked"
+                # A consumption waits for the lock to commit its charge...
+                call = asyncio.ensure_future(http.get(POINTS, headers=headers(tenant.token)))
+                await asyncio.sleep(0.3)
+                # ...while the event loop stays free: health is answered during the lock.
+                health = await http.get("/healthz", timeout=5)
+                assert health.status_code == 200
+                assert not call.done(), "the charge cannot have committed under another's lock"
+                holder.stdin.write("\n")
+                holder.stdin.flush()
+                assert holder.wait(timeout=10) == 0
+            finally:
+                holder.kill()
+        # The lock gone, the waiting call is answered and charged.
+        assert (await call).status_code == 200
+
+
+def chattr(flag: str, *paths: Path) -> None:
+    subprocess.run(["chattr", flag, *map(str, paths)], check=True, capture_output=True)
+
+
+async def test_readyz_fails_on_a_read_only_store_and_the_server_recovers(
+    database_url: str,
+    tenant: Tenant,
+    live_sqlite: LiveServer,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """An immutable file (chattr +i): unwritable even for root, which tests here run as."""
+    if shutil.which("chattr") is None:
+        pytest.skip("chattr is not installed")
+    path = sqlite_path(database_url)
+    files = [p for p in (path, Path(f"{path}-wal"), Path(f"{path}-shm")) if p.exists()]
+    try:
+        chattr("+i", *files)
+    except subprocess.CalledProcessError as exc:
+        pytest.skip(f"chattr +i is not allowed here: {exc.stderr}")
+    caplog.set_level(logging.INFO, logger="routing_points.outage")
+    try:
+        async with httpx.AsyncClient(base_url=live_sqlite.url, timeout=30) as http:
+            ready = await http.get("/readyz")
+            assert ready.status_code == 503
+            assert ready.json()["data"]["limits"] == "ok"
+            assert ready.json()["data"]["store"] != "ok"
+            failed = [
+                (await http.get(POINTS, headers=headers(tenant.token))).status_code
+                for _ in range(5)
+            ]
+            assert failed == [503] * 5
+            chattr("-i", *files)
+            after = [
+                (await http.get(POINTS, headers=headers(tenant.token))).status_code
+                for _ in range(3)
+            ]
+            assert after == [200] * 3
+            assert (await http.get("/readyz")).status_code == 200
+    finally:
+        chattr("-i", *files)
+    # Five failed calls, one outage: logged once when it started, once when it ended.
+    lines = [r.getMessage() for r in caplog.records if r.name == "routing_points.outage"]
+    assert len(lines) == 2, lines
+    assert lines[0].startswith("store (SQLite) unavailable: ")
+    assert lines[1].startswith("store (SQLite) available again after ")
