@@ -146,3 +146,106 @@ class TcpProxy:
     def close(self) -> None:
         self._flowing.set()
         self.cut()
+
+
+def _cluster_port() -> int:
+    """A free port whose cluster bus port (port + 10000) is free too."""
+    for _ in range(100):
+        port = free_port()
+        if port + 10000 > 65535:
+            continue
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port + 10000)) != 0:
+                return port
+    raise RuntimeError("no free port pair for a Redis Cluster node")
+
+
+class RedisClusterNodes:
+    """A local 3-node Redis Cluster (no replicas) of this test's own."""
+
+    def __init__(self, folder: Path, nodes: int = 3) -> None:
+        binary = shutil.which("redis-server")
+        cli = shutil.which("redis-cli")
+        if binary is None or cli is None:
+            service_missing("redis-server", FileNotFoundError("redis-server, redis-cli"))
+        assert binary is not None and cli is not None
+        self.binary, self.cli, self.folder = binary, cli, folder
+        self.ports = [_cluster_port() for _ in range(nodes)]
+        self.url = f"redis://127.0.0.1:{self.ports[0]}/0"
+        self.processes: list[subprocess.Popen[bytes]] = []
+
+    def start(self) -> RedisClusterNodes:
+        for port in self.ports:
+            folder = self.folder / f"node-{port}"
+            folder.mkdir(parents=True, exist_ok=True)
+            self.processes.append(
+                subprocess.Popen(
+                    [
+                        self.binary,
+                        "--port",
+                        str(port),
+                        "--bind",
+                        "127.0.0.1",
+                        "--cluster-enabled",
+                        "yes",
+                        "--cluster-config-file",
+                        str(folder / "nodes.conf"),
+                        "--save",
+                        "",
+                        "--appendonly",
+                        "no",
+                        "--dir",
+                        str(folder),
+                    ],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+            )
+        for port in self.ports:
+            self._wait_for(port)
+        subprocess.run(
+            [
+                self.cli,
+                "--cluster",
+                "create",
+                *(f"127.0.0.1:{port}" for port in self.ports),
+                "--cluster-replicas",
+                "0",
+                "--cluster-yes",
+            ],
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            states = [
+                subprocess.run(
+                    [self.cli, "-p", str(port), "cluster", "info"],
+                    capture_output=True,
+                    text=True,
+                    timeout=10,
+                ).stdout
+                for port in self.ports
+            ]
+            if all("cluster_state:ok" in state for state in states):
+                return self
+            time.sleep(0.1)
+        raise RuntimeError("the Redis Cluster did not become ready")
+
+    @staticmethod
+    def _wait_for(port: int) -> None:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            with socket.socket() as sock:
+                if sock.connect_ex(("127.0.0.1", port)) == 0:
+                    return
+            time.sleep(0.02)
+        raise RuntimeError("a Redis Cluster node did not start")
+
+    def stop(self) -> None:
+        for process in self.processes:
+            process.terminate()
+        for process in self.processes:
+            process.wait(timeout=10)
+        self.processes = []

@@ -28,7 +28,7 @@ from tests.conftest import (
     make_settings,
     point,
 )
-from tests.faults import PrivateRedis, TcpProxy
+from tests.faults import PrivateRedis, RedisClusterNodes, TcpProxy
 from tests.processes import ServerProcess, cli
 
 pytestmark = [
@@ -45,8 +45,23 @@ def server_env(redis_namespace: RedisNamespace, **settings: Any) -> dict[str, st
         "ROUTING_POINTS_REDIS_KEY_PREFIX": redis_namespace.prefix,
         "ROUTING_POINTS_ACCESS_LOG": "false",
     }
+    if redis_namespace.cluster:
+        env["ROUTING_POINTS_REDIS_CLUSTER"] = "true"
     env.update({f"ROUTING_POINTS_{key.upper()}": str(value) for key, value in settings.items()})
     return env
+
+
+@pytest.fixture(params=["redis", "redis-cluster"])
+def shared_redis(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[RedisNamespace]:
+    """The shared Redis under a prefix of the test's own, or a 3-node Redis Cluster of its own."""
+    if request.param == "redis":
+        yield request.getfixturevalue("redis_namespace")
+        return
+    nodes = RedisClusterNodes(tmp_path / "cluster").start()
+    try:
+        yield RedisNamespace(nodes.url, "rp", cluster=True)
+    finally:
+        nodes.stop()
 
 
 @pytest.fixture
@@ -95,7 +110,7 @@ async def spread(urls: list[str], tokens: list[str], count: int) -> list[httpx.R
 def test_limits_are_exact_across_two_servers_of_two_workers(
     database_url: str,
     engine: Engine,
-    redis_namespace: RedisNamespace,
+    shared_redis: RedisNamespace,
     processes: list[ServerProcess],
 ) -> None:
     hot = add_tenant(engine, "0032", [point(1)])
@@ -104,8 +119,7 @@ def test_limits_are_exact_across_two_servers_of_two_workers(
     assert crowd.token
     settings = {"sandbox_latency_ms": 1500, "daily_calls_per_license": 30}
     servers = [
-        serve(processes, database_url, redis_namespace, "--workers", "2", **settings)
-        for _ in range(2)
+        serve(processes, database_url, shared_redis, "--workers", "2", **settings) for _ in range(2)
     ]
     urls = [server.url for server in servers]
     one_token = asyncio.run(spread(urls, [hot.token], 50))
@@ -126,14 +140,14 @@ def test_limits_are_exact_across_two_servers_of_two_workers(
 def test_a_killed_server_frees_its_slot_within_the_lease(
     database_url: str,
     engine: Engine,
-    redis_namespace: RedisNamespace,
+    shared_redis: RedisNamespace,
     processes: list[ServerProcess],
 ) -> None:
     tenant = add_tenant(engine, "0032", [point(1)])
     limits = {"max_in_flight_per_token": 1, "slot_lease_s": 1.5}
     # The doomed server's call would run 30 s: only the lease brings its slot back sooner.
-    doomed = serve(processes, database_url, redis_namespace, sandbox_latency_ms=30_000, **limits)
-    survivor = serve(processes, database_url, redis_namespace, **limits)
+    doomed = serve(processes, database_url, shared_redis, sandbox_latency_ms=30_000, **limits)
+    survivor = serve(processes, database_url, shared_redis, **limits)
 
     async def hold_then_kill() -> float:
         async with httpx.AsyncClient(timeout=30) as http:
@@ -364,11 +378,11 @@ def test_workers_need_postgres_and_redis(tmp_path: Path, database_url: str) -> N
 def test_a_change_through_one_server_is_seen_by_all(
     database_url: str,
     engine: Engine,
-    redis_namespace: RedisNamespace,
+    shared_redis: RedisNamespace,
     processes: list[ServerProcess],
 ) -> None:
     tenant = add_tenant(engine, "0032", [point(1, "Before")])
-    servers = [serve(processes, database_url, redis_namespace, "--workers", "2") for _ in range(2)]
+    servers = [serve(processes, database_url, shared_redis, "--workers", "2") for _ in range(2)]
     with httpx.Client() as http:
         tags = {
             http.get(s.url + POINTS, headers=headers(tenant.token)).headers["etag"]

@@ -48,6 +48,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
+from redis.maint_notifications import MaintNotificationsConfig
 
 from routing_points.limits.backend import (
     AdmitRequest,
@@ -175,21 +176,24 @@ class CounterStore(Protocol):
 
 def _client(url: str, timeout_s: float, cluster: bool) -> Any:
     """A client that retries a broken connection once, at once, and never a timeout: the
-    admit script is idempotent per lease, a timed-out one is cancelled instead."""
-    retry = Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,))
+    admit script is idempotent per lease, a timed-out one is cancelled instead. (The
+    cluster client keeps its own retries, which follow moved slots; our deadline bounds
+    them.)"""
     if cluster:
         return RedisCluster.from_url(
             url,
             socket_timeout=timeout_s,
             socket_connect_timeout=timeout_s,
-            retry=retry,
+            # "auto" sends CLIENT MAINT_NOTIFICATIONS on every new connection; a server
+            # that does not know it (Redis 7) closes connections opened at once under load.
+            maint_notifications_config=MaintNotificationsConfig(enabled=False),
         )
     return aioredis.Redis.from_url(
         url,
         socket_timeout=timeout_s,
         socket_connect_timeout=timeout_s,
         health_check_interval=0,
-        retry=retry,
+        retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
     )
 
 
@@ -201,6 +205,10 @@ class RedisLimits:
         self._prefix = prefix
         self._store = store
         self._timeout_s = timeout_s
+        # One deadline per call over the socket timeouts: a reply that trickles in, or a
+        # cluster client's own retries, still end within it.
+        self._deadline_s = timeout_s * 2
+        self._loaded: asyncio.Future[None] | None = None
         self._lease_ms = int(lease_s * 1000)
         self._admit = client.register_script(_ADMIT)
         self._seed = client.register_script(_SEED)
@@ -258,9 +266,15 @@ class RedisLimits:
             int(request.min_interval_s * 1000) if request.interval_key else 0,
         ]
         undo = [lease_id, request.cost, f"t:{request.token_id}", self._lease_ms * 4, now_ms]
+        if self._loaded is None or (self._loaded.done() and self._loaded.exception()):
+            self._loaded = asyncio.ensure_future(self._load_scripts())
+        try:
+            await asyncio.shield(self._loaded)
+        except (RedisError, OSError, TimeoutError) as exc:
+            raise self._unavailable(exc) from exc
         for _ in range(3):
             try:
-                async with asyncio.timeout(self._timeout_s * 2):
+                async with asyncio.timeout(self._deadline_s):
                     outcome, token_used, operation_used, wait_ms = await self._admit(
                         keys=keys, args=args
                     )
@@ -299,6 +313,14 @@ class RedisLimits:
             lease=f"{keys[0]}|{lease_id}",
         )
 
+    async def _load_scripts(self) -> None:
+        """Load the scripts once, on every node, before the first admission: many calls
+        at once would otherwise each find them missing and load them again (and a
+        cluster client's connections do not survive that crowd well)."""
+        async with asyncio.timeout(self._timeout_s * 4):
+            for script in (_ADMIT, _SEED, _UNDO, _RENEW):
+                await self._redis.script_load(script)
+
     async def _refill(self, request: AdmitRequest, used: str) -> None:
         """Seed the day's counters from the store: the durable record of every charge."""
         counts = await self._store.load_counters(request.operation_id, request.day)
@@ -306,7 +328,7 @@ class RedisLimits:
         for token_id, count in counts:
             fields += [f"t:{token_id}", count]
         try:
-            async with asyncio.timeout(self._timeout_s * 2):
+            async with asyncio.timeout(self._deadline_s):
                 seeded = await self._seed(keys=[used], args=[request.day_ttl_s, *fields])
         except (RedisError, OSError, TimeoutError) as exc:
             raise self._unavailable(exc) from exc
@@ -330,7 +352,7 @@ class RedisLimits:
         deadline = loop.time() + UNDO_PATIENCE_S
         while True:
             try:
-                async with asyncio.timeout(self._timeout_s * 2):
+                async with asyncio.timeout(self._deadline_s):
                     await self._undo(keys=keys, args=undo)
                 return
             except (RedisError, OSError, TimeoutError):
@@ -349,7 +371,7 @@ class RedisLimits:
             held = [(slots, list(leases)) for slots, leases in self._held.items()]
             for slots, leases in held:
                 with contextlib.suppress(RedisError, OSError, TimeoutError):
-                    async with asyncio.timeout(self._timeout_s * 2):
+                    async with asyncio.timeout(self._deadline_s):
                         await self._renew(keys=[slots], args=[self._lease_ms, *leases])
 
     async def release(self, token_id: int, lease: str) -> None:
@@ -365,12 +387,12 @@ class RedisLimits:
             if not leases:
                 del self._held[slots]
         with contextlib.suppress(RedisError, OSError, TimeoutError):
-            async with asyncio.timeout(self._timeout_s * 2):
+            async with asyncio.timeout(self._deadline_s):
                 await self._redis.zrem(slots, lease_id)
 
     async def ping(self) -> None:
         try:
-            async with asyncio.timeout(self._timeout_s * 2):
+            async with asyncio.timeout(self._deadline_s):
                 await self._redis.ping()
         except (RedisError, OSError, TimeoutError) as exc:
             raise self._unavailable(exc) from exc
