@@ -168,7 +168,8 @@ class RedisClusterNodes:
         cli = shutil.which("redis-cli")
         if binary is None or cli is None:
             service_missing("redis-server", FileNotFoundError("redis-server, redis-cli"))
-        assert binary is not None and cli is not None
+        assert binary is not None
+        assert cli is not None
         self.binary, self.cli, self.folder = binary, cli, folder
         self.ports = [_cluster_port() for _ in range(nodes)]
         self.url = f"redis://127.0.0.1:{self.ports[0]}/0"

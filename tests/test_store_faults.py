@@ -38,6 +38,16 @@ def sqlite_path(database_url: str) -> Path:
     return Path(database_url.removeprefix("sqlite:///"))
 
 
+def hold_the_write_lock(path: Path) -> subprocess.Popen[str]:
+    """Another process that takes SQLite's write lock and keeps it until told (a line)."""
+    return subprocess.Popen(
+        [sys.executable, "-c", HOLD_THE_WRITE_LOCK, str(path)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+
+
 @pytest.fixture
 def live_sqlite(database_url: str, tenant: Tenant) -> Iterator[LiveServer]:
     server = LiveServer(make_settings(database_url)).start()
@@ -51,14 +61,10 @@ async def test_a_held_write_lock_leaves_the_server_answering(
     async with httpx.AsyncClient(base_url=live_sqlite.url, timeout=30) as http:
         # The day's counters are loaded before the lock, as a running server has them.
         assert (await http.get(POINTS, headers=headers(tenant.token))).status_code == 200
-        with subprocess.Popen(
-            [sys.executable, "-c", HOLD_THE_WRITE_LOCK, str(sqlite_path(database_url))],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        ) as holder:
+        with hold_the_write_lock(sqlite_path(database_url)) as holder:
             try:
-                assert holder.stdout is not None and holder.stdin is not None
+                assert holder.stdout is not None
+                assert holder.stdin is not None
                 assert holder.stdout.readline().strip() == "locked"
                 # A consumption waits for the lock to commit its charge...
                 call = asyncio.ensure_future(http.get(POINTS, headers=headers(tenant.token)))
