@@ -113,13 +113,15 @@ async def test_readyz_fails_on_a_read_only_store_and_the_server_recovers(
                 for _ in range(5)
             ]
             assert failed == [503] * 5
+            assert (await http.get("/readyz")).status_code == 503
             chattr("-i", *files)
+            # Ready again before any call has tried: readiness probes the store itself.
+            assert (await http.get("/readyz")).status_code == 200
             after = [
                 (await http.get(POINTS, headers=headers(tenant.token))).status_code
                 for _ in range(3)
             ]
             assert after == [200] * 3
-            assert (await http.get("/readyz")).status_code == 200
     finally:
         chattr("-i", *files)
     # Five failed calls, one outage: logged once when it started, once when it ended.

@@ -112,7 +112,9 @@ class SqliteReader:
                 return cached
             row = self.loop_connection.execute(_PRINCIPAL_SQL, (secret_hash,)).fetchone()
         except sqlite3.Error as exc:
-            raise StoreUnavailable(str(exc)) from exc
+            cause = f"{type(exc).__name__}: {exc}"
+            self.outage.failed(cause)
+            raise StoreUnavailable(cause) from exc
         if row is None:
             return None  # unknown tokens are not cached: anyone can make up more
         if len(self._principals) >= PRINCIPAL_CACHE_SIZE:
@@ -244,7 +246,13 @@ class SqliteReader:
         if not os.access(self.path.parent, os.W_OK):
             raise StoreUnavailable(f"the folder of {self.path.name} is not writable")
         if self.outage.since is not None:
-            raise StoreUnavailable(self.outage.cause)
+            # The last write failed: only a write says whether the fault is gone, and
+            # without this probe an unready server would get no traffic to find out.
+            def probe(connection: sqlite3.Connection) -> None:
+                connection.execute("BEGIN IMMEDIATE")
+                connection.execute("ROLLBACK")
+
+            await self._on_write_thread(probe)
 
     async def close(self) -> None:
         self._write_thread.shutdown(wait=True)
