@@ -17,6 +17,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from routing_points.store.reader import StoreUnavailable
+from routing_points.store.sqlite import SqliteReader
 from tests.conftest import ENDPOINT, LiveServer, Tenant, headers, make_settings
 
 pytestmark = pytest.mark.anyio
@@ -129,3 +131,24 @@ async def test_readyz_fails_on_a_read_only_store_and_the_server_recovers(
     assert len(lines) == 2, lines
     assert lines[0].startswith("store (SQLite) unavailable: ")
     assert lines[1].startswith("store (SQLite) available again after ")
+
+
+async def test_a_full_disk_is_reported_with_its_real_cause(
+    database_url: str, tenant: Tenant, caplog: pytest.LogCaptureFixture
+) -> None:
+    """SQLite's own limit on the file's size stands in for a full disk: same error path."""
+    reader = SqliteReader(sqlite_path(database_url))
+    caplog.set_level(logging.INFO, logger="routing_points.outage")
+    try:
+        writer = reader._writer()
+        pages = writer.execute("PRAGMA page_count").fetchone()[0]
+        writer.execute(f"PRAGMA max_page_count = {pages}")
+        with pytest.raises(StoreUnavailable) as failure:
+            await asyncio.gather(
+                *(reader.charge(tenant.token_id, f"2026-{i:05d}", 1, 1) for i in range(20_000))
+            )
+    finally:
+        await reader.close()
+    assert "database or disk is full" in str(failure.value)
+    lines = [r.getMessage() for r in caplog.records if r.name == "routing_points.outage"]
+    assert lines == [f"store (SQLite) unavailable: {failure.value}"]
