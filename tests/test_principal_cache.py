@@ -13,7 +13,7 @@ from routing_points.store import admin
 from routing_points.store import points as point_store
 from routing_points.store.postgres import PostgresReader
 from routing_points.store.secrets import hash_secret
-from tests.conftest import add_tenant, point
+from tests.support.seed import add_tenant, point
 
 pytestmark = [
     pytest.mark.anyio,

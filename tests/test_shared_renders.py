@@ -11,7 +11,9 @@ from sqlalchemy import Engine
 from routing_points.server.pages import Page, SharedRenders
 from routing_points.store import admin
 from routing_points.store import points as point_store
-from tests.conftest import ENDPOINT, LiveServer, add_tenant, make_settings, point
+from tests.support.seed import add_tenant, point
+from tests.support.servers import LiveServer, make_settings
+from tests.support.wire import ENDPOINT
 
 pytestmark = pytest.mark.anyio
 

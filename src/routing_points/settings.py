@@ -53,8 +53,15 @@ class Settings(BaseSettings):
         default=False,
         description="Redis down: serve without limits (true) or refuse with 503 (false)",
     )
-    lease_margin_s: float = Field(
-        default=5.0, ge=0, description="a dead worker's slot lives the time limit plus this"
+    redis_cluster: bool = Field(
+        default=False,
+        description="the Redis URL names a node of a Redis Cluster: use a cluster client",
+    )
+    slot_lease_s: float = Field(
+        default=5.0,
+        ge=0.3,
+        description="a concurrency slot held in Redis is a lease this long, renewed every "
+        "third of it while its call runs: a dead worker's slots come back within it",
     )
 
     metrics_token: str | None = Field(

@@ -30,6 +30,8 @@ def server_env(redis_namespace: RedisNamespace, **settings: Any) -> dict[str, st
         "ROUTING_POINTS_REDIS_KEY_PREFIX": redis_namespace.prefix,
         "ROUTING_POINTS_ACCESS_LOG": "false",
     }
+    if redis_namespace.cluster:
+        env["ROUTING_POINTS_REDIS_CLUSTER"] = "true"
     env.update({f"ROUTING_POINTS_{key.upper()}": str(value) for key, value in settings.items()})
     return env
 
@@ -92,8 +94,10 @@ class LiveServer:
         try:
             seconds, micros = client.time()
             now_ms = seconds * 1000 + micros // 1000
-            key = f"{self.settings.redis_key_prefix}:slots:{token_id}"
-            return int(client.zcount(key, f"({now_ms}", "+inf"))
+            # Slots live under their operation's hash tag: {prefix}:{o<op>}:slots:<token>.
+            pattern = f"{self.settings.redis_key_prefix}:{{o*}}:slots:{token_id}"
+            keys = list(client.scan_iter(pattern))
+            return sum(int(client.zcount(key, f"({now_ms}", "+inf")) for key in keys)
         finally:
             client.close()
 

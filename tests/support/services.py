@@ -27,9 +27,13 @@ def service_missing(what: str, exc: BaseException) -> NoReturn:
 class RedisNamespace:
     url: str
     prefix: str
+    cluster: bool = False
 
     def settings(self) -> dict[str, Any]:
-        return {"redis_url": self.url, "redis_key_prefix": self.prefix}
+        settings: dict[str, Any] = {"redis_url": self.url, "redis_key_prefix": self.prefix}
+        if self.cluster:
+            settings["redis_cluster"] = True
+        return settings
 
 
 def free_port() -> int:

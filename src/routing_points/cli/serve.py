@@ -112,6 +112,9 @@ def run_server(settings: Settings, host: str, port: int, workers: int = 1) -> No
             "routing_points.server.app:app_from_environment",
             factory=True,
             workers=workers,
+            # A worker importing the app on a busy machine can take more than uvicorn's
+            # default 5 s to answer its first health check; killed for that, it never starts.
+            timeout_worker_healthcheck=30,
             **common,
         )
 

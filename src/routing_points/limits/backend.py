@@ -18,6 +18,9 @@ class Outcome(enum.Enum):
     CONCURRENCY = "concurrency"
     INTERVAL = "interval"
     BUDGET = "budget"
+    # The token's slots are full, but one of them is held by a process that stopped
+    # renewing it (it died): not the client's doing, and it comes back within seconds.
+    RECLAIMING = "reclaiming"
 
 
 @dataclass(slots=True)  # not frozen: built on every request, and frozen init is slow
@@ -30,7 +33,7 @@ class AdmitRequest:
     operation_limit: int
     token_limit: int | None
     max_in_flight: int
-    # How long a slot lives if its holder dies without releasing it.
+    # How long a slot lives unrenewed if its holder dies without releasing it.
     lease_s: float
     # Set when the optional minimum interval applies: "<token>:<api>".
     interval_key: str | None

@@ -50,7 +50,7 @@ class LimitPolicy:
         self.clock = clock
         self.calendar = QuotaCalendar()
         self._poll_header = (b"x-poll-interval", str(settings.poll_interval_s).encode())
-        self._lease_s = settings.consumption_timeout_s + settings.lease_margin_s
+        self._lease_s = settings.slot_lease_s
         self._degraded_header = (b"x-limits", b"degraded")
         self._policy_headers: dict[tuple[int, int | None], tuple[bytes, bytes]] = {}
         # Backends whose release needs no I/O offer it synchronously: a coroutine less.
@@ -89,10 +89,10 @@ class LimitPolicy:
         )
         try:
             result = await self.backend.admit(request)
-        except BackendUnavailable as exc:
+        except BackendUnavailable:
             if not self.settings.redis_fail_open:
                 raise ServiceUnavailable("THE LIMITS SERVICE IS UNAVAILABLE") from None
-            logger.warning("limits unavailable, serving without them (fail-open): %s", exc)
+            # The backend logs the outage once when it starts and once when it ends.
             return Ticket(
                 principal,
                 0,
@@ -129,6 +129,12 @@ class LimitPolicy:
         if result.outcome is Outcome.INTERVAL:
             retry = str(max(1, int(result.retry_after_s + 0.999))).encode()
             raise PollTooSoon(interval, headers=[*headers, (b"retry-after", retry)])
+        if result.outcome is Outcome.RECLAIMING:
+            retry = str(max(1, int(self.settings.slot_lease_s + 0.999))).encode()
+            raise ServiceUnavailable(
+                "A SLOT HELD BY A STOPPED SERVER IS BEING RECLAIMED",
+                headers=[*headers, (b"retry-after", retry)],
+            )
         retry = str(reset).encode()
         raise TokenLimitExceeded(headers=[*headers, (b"retry-after", retry)])
 

@@ -1,28 +1,54 @@
-"""Limits shared by every worker on every host, in Redis.
+"""Limits shared by every worker on every host, in Redis, with PostgreSQL as the record.
 
 Admission is one Lua script, so Redis runs its checks and its writes as one indivisible
 step: drop expired slot leases, check concurrency, the optional interval and the budget,
-then charge and take a slot. Release is one `ZREM`. A slot is a lease in a sorted set,
-scored by its expiry on Redis's own clock: a worker killed while holding one locks the
-token out only until the lease runs out (the time limit plus a margin). Daily counters
-live in one hash per operation and local day, and expire after that day.
+then charge and take a slot. Release is one `ZREM`.
 
-Keys, under the configured prefix:
+Redis is fast, not durable: every charge it admits is then written through to the store
+(PostgreSQL), and the request waits for that commit. The day's counter hash exists only
+once it was seeded from the store; a Redis that restarted, failed over or lost its keys
+has no hash, so the script answers "refill" and this module seeds it (only if still
+absent) from the store before admitting again. The bound: the charges admitted by Redis
+whose store commit had not yet landed when Redis lost them, i.e. at most the calls in
+flight at the crash; with Redis alive the budget is exact.
 
-    {prefix}:slots:{token_id}            ZSET lease id -> expiry (ms, Redis time)
-    {prefix}:used:{operation_id}:{day}   HASH "op" -> operation total, "t:{token}" -> token's
-    {prefix}:last:{token_id}:{api}       last charged consumption (ms), for the interval
+Our own outage is never charged: a script whose answer is lost (timeout, broken
+connection) is cancelled by a marker key and an undo that gives back its charge and its
+slot whenever Redis answers again, and an admission whose store commit fails is undone
+the same way. The script is idempotent per lease id, so a stale pooled connection (Redis
+restarted) is retried once at once instead of answered 503.
+
+Slots are short leases (`slot_lease_s`, a few seconds) that this process renews while
+the call runs, every third of the lease. A worker that dies stops renewing, so its slots
+come back within one lease, not after the 60 s time limit; a full token whose oldest
+holder missed its renewals is refused with a distinct reason that does not blame the
+client. A per-process liveness key would need a second lookup per slot on every
+admission; renewed leases keep the check inside the one sorted set the script reads.
+
+Keys, under the configured prefix, share the operation's hash tag so that the keys of
+one admission live in one Redis Cluster hash slot:
+
+    {prefix}:{o<op>}:slots:<token>        ZSET lease id -> expiry (ms, Redis time)
+    {prefix}:{o<op>}:used:<day>           HASH "op" -> operation total, "t:<token>" -> token's
+    {prefix}:{o<op>}:last:<token>:<api>   last charged consumption (ms), for the interval
+    {prefix}:{o<op>}:gone:<lease>         an admission cancelled before Redis ran it
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import secrets
-from typing import Any
+from typing import Any, Protocol
 
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
+from redis.maint_notifications import MaintNotificationsConfig
 
 from routing_points.limits.backend import (
     AdmitRequest,
@@ -30,9 +56,12 @@ from routing_points.limits.backend import (
     BackendUnavailable,
     Outcome,
 )
+from routing_points.outage import Outage
+
+logger = logging.getLogger("routing_points.limits")
 
 _ADMIT = """
-local slots, used, last = KEYS[1], KEYS[2], KEYS[3]
+local slots, used, last, gone = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local now_ms = tonumber(ARGV[1])
 local lease_ms = tonumber(ARGV[2])
 local max_in_flight = tonumber(ARGV[3])
@@ -44,12 +73,26 @@ local token_field = ARGV[8]
 local day_ttl_s = tonumber(ARGV[9])
 local interval_ms = tonumber(ARGV[10])
 
+if redis.call('EXISTS', gone) == 1 then
+  return {5, 0, 0, 0}
+end
+if redis.call('EXISTS', used) == 0 then
+  return {4, 0, 0, 0}
+end
+local operation_used = tonumber(redis.call('HGET', used, 'op') or '0')
+local token_used = tonumber(redis.call('HGET', used, token_field) or '0')
+if redis.call('ZSCORE', slots, lease_id) then
+  return {0, token_used, operation_used, 0}
+end
 local clock = redis.call('TIME')
 local redis_ms = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
 redis.call('ZREMRANGEBYSCORE', slots, '-inf', redis_ms)
-local operation_used = tonumber(redis.call('HGET', used, 'op') or '0')
-local token_used = tonumber(redis.call('HGET', used, token_field) or '0')
 if redis.call('ZCARD', slots) >= max_in_flight then
+  -- A live holder renews every third of the lease; one left with less than a third
+  -- has missed its renewals: its process is gone and the slot is coming back.
+  if redis.call('ZCOUNT', slots, '-inf', redis_ms + math.floor(lease_ms / 3)) > 0 then
+    return {6, token_used, operation_used, 0}
+  end
   return {1, token_used, operation_used, 0}
 end
 if cost > 0 then
@@ -75,46 +118,146 @@ redis.call('PEXPIRE', slots, lease_ms)
 return {0, token_used, operation_used, 0}
 """
 
-_OUTCOMES = (Outcome.ADMITTED, Outcome.CONCURRENCY, Outcome.INTERVAL, Outcome.BUDGET)
+# Seed the day's counters from the store, unless another worker already did.
+_SEED = """
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  return 0
+end
+redis.call('HSET', KEYS[1], unpack(ARGV, 2))
+redis.call('EXPIRE', KEYS[1], tonumber(ARGV[1]))
+return 1
+"""
+
+# Cancel an admission whose answer we never got, or whose store commit failed.
+_UNDO = """
+local slots, used, last, gone = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local lease_id, cost, token_field = ARGV[1], tonumber(ARGV[2]), ARGV[3]
+redis.call('SET', gone, 1, 'PX', tonumber(ARGV[4]))
+if redis.call('ZREM', slots, lease_id) == 1 and cost > 0 then
+  if redis.call('EXISTS', used) == 1 then
+    redis.call('HINCRBY', used, 'op', -cost)
+    redis.call('HINCRBY', used, token_field, -cost)
+  end
+  if redis.call('GET', last) == ARGV[5] then
+    redis.call('DEL', last)
+  end
+end
+return 0
+"""
+
+# Extend the leases this process still holds on one token's slots.
+_RENEW = """
+local clock = redis.call('TIME')
+local expiry = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000) + ARGV[1]
+for i = 2, #ARGV do
+  redis.call('ZADD', KEYS[1], 'XX', expiry, ARGV[i])
+end
+redis.call('PEXPIRE', KEYS[1], ARGV[1])
+return 0
+"""
+
+_OUTCOMES = {
+    0: Outcome.ADMITTED,
+    1: Outcome.CONCURRENCY,
+    2: Outcome.INTERVAL,
+    3: Outcome.BUDGET,
+    6: Outcome.RECLAIMING,
+}
+_REFILL, _CANCELLED = 4, 5
+# How long an undo keeps trying while Redis does not answer (seconds).
+UNDO_PATIENCE_S = 120.0
 
 
-class RedisLimits:
-    def __init__(self, client: aioredis.Redis, prefix: str) -> None:
-        self._redis = client
-        self._prefix = prefix
-        self._admit = client.register_script(_ADMIT)
-        self._releases: list[tuple[str, str]] = []
-        self._sending: set[asyncio.Future[None]] = set()
+class CounterStore(Protocol):
+    async def load_counters(self, operation_id: int, day: str) -> list[tuple[int, int]]: ...
 
-    @classmethod
-    def from_url(cls, url: str, prefix: str, timeout_s: float) -> RedisLimits:
-        client = aioredis.Redis.from_url(
+    async def charge(self, token_id: int, day: str, operation_id: int, cost: int) -> None: ...
+
+
+def _client(url: str, timeout_s: float, cluster: bool) -> Any:
+    """A client that retries a broken connection once, at once, and never a timeout: the
+    admit script is idempotent per lease, a timed-out one is cancelled instead. (The
+    cluster client keeps its own retries, which follow moved slots; our deadline bounds
+    them.)"""
+    if cluster:
+        return RedisCluster.from_url(
             url,
             socket_timeout=timeout_s,
             socket_connect_timeout=timeout_s,
-            health_check_interval=0,
+            # "auto" sends CLIENT MAINT_NOTIFICATIONS on every new connection; a server
+            # that does not know it (Redis 7) closes connections opened at once under load.
+            maint_notifications_config=MaintNotificationsConfig(enabled=False),
         )
-        return cls(client, prefix)
+    return aioredis.Redis.from_url(
+        url,
+        socket_timeout=timeout_s,
+        socket_connect_timeout=timeout_s,
+        health_check_interval=0,
+        retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
+    )
 
-    def _slots(self, token_id: int) -> str:
-        return f"{self._prefix}:slots:{token_id}"
 
-    def _used(self, operation_id: int, day: str) -> str:
-        return f"{self._prefix}:used:{operation_id}:{day}"
+class RedisLimits:
+    def __init__(
+        self, client: Any, prefix: str, store: CounterStore, timeout_s: float, lease_s: float
+    ) -> None:
+        self._redis = client
+        self._prefix = prefix
+        self._store = store
+        self._timeout_s = timeout_s
+        # One deadline per call over the socket timeouts: a reply that trickles in, or a
+        # cluster client's own retries, still end within it.
+        self._deadline_s = timeout_s * 2
+        self._loaded: asyncio.Future[None] | None = None
+        self._lease_ms = int(lease_s * 1000)
+        self._admit = client.register_script(_ADMIT)
+        self._seed = client.register_script(_SEED)
+        self._undo = client.register_script(_UNDO)
+        self._renew = client.register_script(_RENEW)
+        self._sending: set[asyncio.Future[None]] = set()
+        # Leases this process holds, by slots key: renewed until released.
+        self._held: dict[str, set[str]] = {}
+        self._renewer: asyncio.Task[None] | None = None
+        self.outage = Outage("limits (Redis)")
+
+    def _unavailable(self, exc: BaseException) -> BackendUnavailable:
+        cause = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        self.outage.failed(cause)
+        return BackendUnavailable(cause)
+
+    @classmethod
+    def from_url(
+        cls,
+        url: str,
+        prefix: str,
+        timeout_s: float,
+        store: CounterStore,
+        lease_s: float,
+        cluster: bool = False,
+    ) -> RedisLimits:
+        return cls(_client(url, timeout_s, cluster), prefix, store, timeout_s, lease_s)
+
+    def _tag(self, operation_id: int) -> str:
+        return f"{self._prefix}:{{o{operation_id}}}"
+
+    def _keys(self, request: AdmitRequest, lease_id: str) -> list[str]:
+        tag = self._tag(request.operation_id)
+        return [
+            f"{tag}:slots:{request.token_id}",
+            f"{tag}:used:{request.day}",
+            f"{tag}:last:{request.interval_key or 'none'}",
+            f"{tag}:gone:{lease_id}",
+        ]
 
     async def admit(self, request: AdmitRequest) -> AdmitResult:
-        lease = secrets.token_hex(8)
-        interval_key = request.interval_key or "none"
-        keys = [
-            self._slots(request.token_id),
-            self._used(request.operation_id, request.day),
-            f"{self._prefix}:last:{interval_key}",
-        ]
+        lease_id = secrets.token_hex(8)
+        keys = self._keys(request, lease_id)
+        now_ms = int(request.now * 1000)
         args: list[Any] = [
-            int(request.now * 1000),
-            int(request.lease_s * 1000),
+            now_ms,
+            self._lease_ms,
             request.max_in_flight,
-            lease,
+            lease_id,
             request.cost,
             request.operation_limit,
             -1 if request.token_limit is None else request.token_limit,
@@ -122,51 +265,147 @@ class RedisLimits:
             request.day_ttl_s,
             int(request.min_interval_s * 1000) if request.interval_key else 0,
         ]
+        undo = [lease_id, request.cost, f"t:{request.token_id}", self._lease_ms * 4, now_ms]
+        if self._loaded is None or (self._loaded.done() and self._loaded.exception()):
+            self._loaded = asyncio.ensure_future(self._load_scripts())
         try:
-            outcome, token_used, operation_used, wait_ms = await self._admit(keys=keys, args=args)
-        except (RedisError, OSError) as exc:
-            raise BackendUnavailable(f"{type(exc).__name__}: {exc}") from exc
+            await asyncio.shield(self._loaded)
+        except (RedisError, OSError, TimeoutError) as exc:
+            raise self._unavailable(exc) from exc
+        for _ in range(3):
+            try:
+                async with asyncio.timeout(self._deadline_s):
+                    outcome, token_used, operation_used, wait_ms = await self._admit(
+                        keys=keys, args=args
+                    )
+            except (RedisError, OSError, TimeoutError) as exc:
+                self._undo_soon(keys, undo)
+                raise self._unavailable(exc) from exc
+            except BaseException:
+                self._undo_soon(keys, undo)
+                raise
+            self.outage.ended()
+            if int(outcome) != _REFILL:
+                break
+            await self._refill(request, keys[1])
+        else:
+            raise BackendUnavailable("the day's counters could not be seeded")
+        if int(outcome) == _CANCELLED:
+            raise BackendUnavailable("the admission was cancelled")
         result = _OUTCOMES[int(outcome)]
+        if result is not Outcome.ADMITTED:
+            return AdmitResult(
+                result, int(token_used), int(operation_used), retry_after_s=int(wait_ms) / 1000
+            )
+        if request.cost:
+            try:
+                await self._store.charge(
+                    request.token_id, request.day, request.operation_id, request.cost
+                )
+            except BaseException:
+                self._undo_soon(keys, undo)
+                raise
+        self._hold(keys[0], lease_id)
         return AdmitResult(
             result,
             int(token_used),
             int(operation_used),
-            lease=lease if result is Outcome.ADMITTED else None,
-            retry_after_s=int(wait_ms) / 1000,
+            lease=f"{keys[0]}|{lease_id}",
         )
 
-    async def release(self, token_id: int, lease: str) -> None:
-        """Give the slot back: one ZREM, sent with the other releases of this loop turn.
+    async def _load_scripts(self) -> None:
+        """Load the scripts once, on every node, before the first admission: many calls
+        at once would otherwise each find them missing and load them again (and a
+        cluster client's connections do not survive that crowd well)."""
+        async with asyncio.timeout(self._timeout_s * 4):
+            for script in (_ADMIT, _SEED, _UNDO, _RENEW):
+                await self._redis.script_load(script)
 
-        The request does not wait for it: a release that cannot reach Redis is covered by
-        the lease, which expires by itself.
-        """
-        if not self._releases:
-            asyncio.get_running_loop().call_soon(self._send_releases)
-        self._releases.append((self._slots(token_id), lease))
+    async def _refill(self, request: AdmitRequest, used: str) -> None:
+        """Seed the day's counters from the store: the durable record of every charge."""
+        counts = await self._store.load_counters(request.operation_id, request.day)
+        fields: list[Any] = ["op", sum(count for _, count in counts)]
+        for token_id, count in counts:
+            fields += [f"t:{token_id}", count]
+        try:
+            async with asyncio.timeout(self._deadline_s):
+                seeded = await self._seed(keys=[used], args=[request.day_ttl_s, *fields])
+        except (RedisError, OSError, TimeoutError) as exc:
+            raise self._unavailable(exc) from exc
+        if seeded:
+            logger.warning(
+                "limits: the counters of operation %s for %s were missing in Redis; "
+                "refilled from the store (%s calls)",
+                request.operation_id,
+                request.day,
+                fields[1],
+            )
 
-    def _send_releases(self) -> None:
-        releases, self._releases = self._releases, []
-        task = asyncio.ensure_future(self._zrem_all(releases))
+    def _undo_soon(self, keys: list[str], undo: list[Any]) -> None:
+        task = asyncio.ensure_future(self._undo_until_done(keys, undo))
         self._sending.add(task)
         task.add_done_callback(self._sending.discard)
 
-    async def _zrem_all(self, releases: list[tuple[str, str]]) -> None:
-        with contextlib.suppress(RedisError, OSError):
-            async with self._redis.pipeline(transaction=False) as pipe:
-                for key, lease in releases:
-                    pipe.zrem(key, lease)
-                await pipe.execute()
+    async def _undo_until_done(self, keys: list[str], undo: list[Any]) -> None:
+        """Give back a charge and a slot we could not use; keep trying while Redis is away."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + UNDO_PATIENCE_S
+        while True:
+            try:
+                async with asyncio.timeout(self._deadline_s):
+                    await self._undo(keys=keys, args=undo)
+                return
+            except (RedisError, OSError, TimeoutError):
+                if loop.time() > deadline:
+                    return
+                await asyncio.sleep(0.2)
+
+    def _hold(self, slots: str, lease_id: str) -> None:
+        self._held.setdefault(slots, set()).add(lease_id)
+        if self._renewer is None or self._renewer.done():
+            self._renewer = asyncio.ensure_future(self._renew_forever())
+
+    async def _renew_forever(self) -> None:
+        while self._held:
+            await asyncio.sleep(self._lease_ms / 3000)
+            held = [(slots, list(leases)) for slots, leases in self._held.items()]
+            for slots, leases in held:
+                with contextlib.suppress(RedisError, OSError, TimeoutError):
+                    async with asyncio.timeout(self._deadline_s):
+                        await self._renew(keys=[slots], args=[self._lease_ms, *leases])
+
+    async def release(self, token_id: int, lease: str) -> None:
+        """Give the slot back (one ZREM), before the client can ask again.
+
+        A release that cannot reach Redis is covered by the lease, which expires by
+        itself once this process no longer renews it.
+        """
+        slots, _, lease_id = lease.rpartition("|")
+        leases = self._held.get(slots)
+        if leases is not None:
+            leases.discard(lease_id)
+            if not leases:
+                del self._held[slots]
+        with contextlib.suppress(RedisError, OSError, TimeoutError):
+            async with asyncio.timeout(self._deadline_s):
+                await self._redis.zrem(slots, lease_id)
 
     async def ping(self) -> None:
         try:
-            await self._redis.ping()
-        except (RedisError, OSError) as exc:
-            raise BackendUnavailable(f"{type(exc).__name__}: {exc}") from exc
+            async with asyncio.timeout(self._deadline_s):
+                await self._redis.ping()
+        except (RedisError, OSError, TimeoutError) as exc:
+            raise self._unavailable(exc) from exc
+        self.outage.ended()
 
     async def close(self) -> None:
-        if self._releases:
-            self._send_releases()
+        if self._renewer is not None:
+            self._renewer.cancel()
+            await asyncio.gather(self._renewer, return_exceptions=True)
         if self._sending:
-            await asyncio.gather(*self._sending, return_exceptions=True)
+            # Undos still waiting for an absent Redis give up: the leases expire anyway.
+            _, pending = await asyncio.wait(self._sending, timeout=self._timeout_s * 2)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
         await self._redis.aclose()

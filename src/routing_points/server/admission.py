@@ -8,13 +8,14 @@ lets the limit policy admit the call atomically. Routes never check limits thems
 from __future__ import annotations
 
 import hmac
+import time
 from collections.abc import Awaitable, Callable
 
 from starlette.responses import Response
 
 from routing_points.limits.policy import LimitPolicy, Ticket
 from routing_points.server.errors import ApiError, InvalidToken, MissingToken
-from routing_points.server.guard import CLIENT_CLOSED, ClientDisconnected
+from routing_points.server.guard import CLIENT_CLOSED, CONSUMPTION_STARTED, ClientDisconnected
 from routing_points.server.incoming import Incoming
 from routing_points.store.reader import Principal, Reader
 from routing_points.store.secrets import hash_secret
@@ -29,6 +30,7 @@ class Admission:
         self.admit: Callable[[Principal, str, int], Awaitable[Ticket]] = policy.admit
 
     async def authenticate(self, incoming: Incoming) -> Principal:
+        CONSUMPTION_STARTED.set(time.monotonic())  # the time limit counts from here
         if not incoming.token:
             raise MissingToken()
         principal = await self.reader.principal(hash_secret(incoming.token))

@@ -180,6 +180,6 @@ def error_response(exc: Exception) -> Response | None:
     if isinstance(exc, ApiError):
         return envelope_response(exc)
     if isinstance(exc, StoreUnavailable):
-        logger.warning("store unavailable: %s", exc)
+        logger.debug("store unavailable: %s", exc)  # the store logs the outage once
         return envelope_response(ServiceUnavailable(contract.MSG_STORE_UNAVAILABLE))
     return None

@@ -2,6 +2,8 @@
 
 Work that awaits anything runs as a task raced against the time limit and the client's
 disconnect: whichever comes first cancels it, so its concurrency slot is freed at once.
+The time limit counts from the start of authentication (`CONSUMPTION_STARTED`, set by
+admission), so the token lookup and the admission are inside the 60 s, not before them.
 Sandbox fault injection (a delay, a share of 503s) happens here too, inside the slot and
 inside the time limit, exactly where a slow or failing real service would hurt a client.
 """
@@ -10,7 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 from typing import TypeVar
 
 from starlette.types import Receive
@@ -22,6 +26,8 @@ from routing_points.settings import Settings
 T = TypeVar("T")
 # Logged as the status of a request whose client left before its answer.
 CLIENT_CLOSED = 499
+# When this request's consumption started (time.monotonic()), for the time limit.
+CONSUMPTION_STARTED: ContextVar[float | None] = ContextVar("consumption_started", default=None)
 
 
 class ClientDisconnected(Exception):
@@ -47,9 +53,13 @@ class ConsumptionGuard:
     async def run(self, work: Callable[[], Awaitable[T]], receive: Receive) -> T:
         task = asyncio.ensure_future(self._with_faults(work))
         watcher = asyncio.ensure_future(_disconnected(receive))
+        started = CONSUMPTION_STARTED.get()
+        timeout = self.timeout_s
+        if started is not None:
+            timeout = max(0.0, timeout - (time.monotonic() - started))
         try:
             done, _ = await asyncio.wait(
-                (task, watcher), timeout=self.timeout_s, return_when=asyncio.FIRST_COMPLETED
+                (task, watcher), timeout=timeout, return_when=asyncio.FIRST_COMPLETED
             )
         finally:
             watcher.cancel()

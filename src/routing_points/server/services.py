@@ -72,7 +72,12 @@ class Services:
         limits: LimitBackend
         if settings.redis_url:
             limits = RedisLimits.from_url(
-                settings.redis_url, settings.redis_key_prefix, settings.redis_timeout_s
+                settings.redis_url,
+                settings.redis_key_prefix,
+                settings.redis_timeout_s,
+                reader,
+                settings.slot_lease_s,
+                cluster=settings.redis_cluster,
             )
         else:
             if isinstance(reader, PostgresReader) and not await reader.hold_local_limits_lock():

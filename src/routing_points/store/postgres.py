@@ -2,16 +2,20 @@
 
 Every failure to reach the database (refused, reset, timed out, a pool with no free
 connection) becomes `StoreUnavailable`; the pool replaces broken connections on the next
-acquire, so service resumes by itself when the database is back.
+acquire, so service resumes by itself when the database is back. Every call, the wait for
+a pooled connection and a new connection included, has one deadline (`database_timeout_s`):
+a black-holed network answers 503 within it, not when the network returns.
 """
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import asyncpg
 from sqlalchemy.engine import make_url
 
+from routing_points.outage import Outage
 from routing_points.store.principals import ChangeListener, PrincipalCache
 from routing_points.store.reader import (
     PAGE_COLUMNS,
@@ -74,6 +78,7 @@ class PostgresReader:
         self._lock_connection: Any = None
         self.principals = PrincipalCache(self._principal)
         self._listener: ChangeListener | None = None
+        self.outage = Outage("store (PostgreSQL)")
 
     @classmethod
     async def connect(
@@ -84,7 +89,7 @@ class PostgresReader:
             min_size=min_size,
             max_size=max_size,
             timeout=timeout_s,
-            command_timeout=None,
+            command_timeout=timeout_s,
             reset=_keep_session,
         )
         reader = cls(pool, timeout_s)
@@ -94,10 +99,15 @@ class PostgresReader:
 
     async def _fetch(self, sql: str, *args: Any) -> list[Any]:
         try:
-            async with self.pool.acquire(timeout=self._acquire_timeout_s) as connection:
-                return list(await connection.fetch(sql, *args))
+            async with asyncio.timeout(self._acquire_timeout_s):
+                async with self.pool.acquire() as connection:
+                    rows = list(await connection.fetch(sql, *args))
         except UNAVAILABLE as exc:
-            raise StoreUnavailable(f"{type(exc).__name__}: {exc}") from exc
+            cause = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            self.outage.failed(cause)
+            raise StoreUnavailable(cause) from exc
+        self.outage.ended()
+        return rows
 
     async def principal(self, secret_hash: str) -> Principal | None:
         """The live token with this digest: from this worker's cache while PostgreSQL's

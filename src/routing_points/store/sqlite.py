@@ -1,14 +1,24 @@
-"""The embedded store on the hot path: stdlib sqlite3, no ORM, no thread hop for small reads.
+"""The embedded store on the hot path: stdlib sqlite3, no ORM, nothing that can wait on the loop.
 
-Small indexed reads and the one counter write per request run directly on the event loop:
-they take tens of microseconds, far less than a thread-pool hand-off. Page reads, which
-can return 60,000 rows, run on one dedicated thread with its own connection, so they
-never stall the loop and can be interrupted when the time limit strikes.
+Small indexed reads (the token lookup) run directly on the event loop: in WAL mode a
+reader never waits for a writer, and they take microseconds, far less than a thread-pool
+hand-off. Everything that can wait for SQLite's write lock, which another process (a CLI
+import of a million rows) may hold for seconds, runs on one writer thread with its own
+connection: the counter commits (grouped: every charge that arrives while a commit is
+under way goes into the next one) and the counter reads. Page reads, which can return
+60,000 rows, run on a thread of their own, interruptible when the time limit strikes.
+
+A write that fails names its real cause (disk full, read-only file), the failed
+transaction is rolled back only if it is still open, and a connection that SQLite opened
+read-only (a file or `-shm` that was not writable) is reopened, so the server recovers by
+itself once the file is fixed. Readiness checks that the files can be written.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import sqlite3
 import time
 from collections.abc import Callable
@@ -17,6 +27,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from routing_points.futures import discard_outcome
+from routing_points.outage import Outage
 from routing_points.store.engine import configure_sqlite_connection
 from routing_points.store.reader import (
     PAGE_COLUMNS,
@@ -70,6 +81,10 @@ class SqliteReader:
         self.loop_connection = connect(path)
         self._page_connection = connect(path)
         self._page_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rp-pages")
+        self._write_connection: sqlite3.Connection | None = None
+        self._write_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rp-writes")
+        self._committing = False
+        self.outage = Outage("store (SQLite)")
         self._principals: dict[str, Principal] = {}
         self._seen_version = -1
         self._charges: list[tuple[int, str, int, int]] = []
@@ -97,7 +112,9 @@ class SqliteReader:
                 return cached
             row = self.loop_connection.execute(_PRINCIPAL_SQL, (secret_hash,)).fetchone()
         except sqlite3.Error as exc:
-            raise StoreUnavailable(str(exc)) from exc
+            cause = f"{type(exc).__name__}: {exc}"
+            self.outage.failed(cause)
+            raise StoreUnavailable(cause) from exc
         if row is None:
             return None  # unknown tokens are not cached: anyone can make up more
         if len(self._principals) >= PRINCIPAL_CACHE_SIZE:
@@ -106,46 +123,87 @@ class SqliteReader:
         return principal
 
     async def load_counters(self, operation_id: int, day: str) -> list[tuple[int, int]]:
-        try:
-            return self.loop_connection.execute(_LOAD_SQL, (operation_id, day)).fetchall()
-        except sqlite3.Error as exc:
-            raise StoreUnavailable(str(exc)) from exc
+        def load(connection: sqlite3.Connection) -> list[tuple[int, int]]:
+            return connection.execute(_LOAD_SQL, (operation_id, day)).fetchall()
+
+        return await self._on_write_thread(load)
 
     async def charge(self, token_id: int, day: str, operation_id: int, cost: int) -> None:
         """Record a charge; return once it is committed (WAL, synchronous=NORMAL).
 
-        Group commit: the charges of every request that reaches this point in the same
-        turn of the event loop are written in one transaction, since a commit costs ten
-        times an upsert. Each request still waits for its own commit before it answers.
+        Group commit: charges that arrive while the writer thread is busy are written
+        together in its next transaction, since a commit costs ten times an upsert. Each
+        request still waits for its own commit before it answers.
         """
         loop = asyncio.get_running_loop()
-        if not self._charges:
-            loop.call_soon(self._commit_charges)
         committed = loop.create_future()
         self._charges.append((token_id, day, operation_id, cost))
         self._waiting.append(committed)
+        if not self._committing:
+            self._committing = True
+            loop.call_soon(self._commit_next)
         await committed
 
-    def _commit_charges(self) -> None:
+    def _commit_next(self) -> None:
         charges, waiting = self._charges, self._waiting
+        if not charges:
+            self._committing = False
+            return
         self._charges, self._waiting = [], []
-        connection = self.loop_connection
-        try:
+
+        def write(connection: sqlite3.Connection) -> None:
             connection.execute("BEGIN IMMEDIATE")
-            try:
-                connection.executemany(_CHARGE_SQL, charges)
-                connection.execute("COMMIT")
-            except BaseException:
-                connection.execute("ROLLBACK")
-                raise
-        except sqlite3.Error as exc:
+            connection.executemany(_CHARGE_SQL, charges)
+            connection.execute("COMMIT")
+
+        task = asyncio.ensure_future(self._on_write_thread(write))
+
+        def done(task: asyncio.Future[None]) -> None:
+            error = task.exception()
             for committed in waiting:
-                if not committed.done():
-                    committed.set_exception(StoreUnavailable(str(exc)))
-        else:
-            for committed in waiting:
-                if not committed.done():  # its request may have been cancelled meanwhile
+                if committed.done():  # its request may have been cancelled meanwhile
+                    continue
+                if error is None:
                     committed.set_result(None)
+                else:
+                    committed.set_exception(error)
+            self._commit_next()
+
+        task.add_done_callback(done)
+
+    def _writer(self) -> sqlite3.Connection:
+        """The writer thread's connection, (re)opened when needed."""
+        if self._write_connection is None:
+            self._write_connection = connect(self.path)
+        return self._write_connection
+
+    def _write_or_rollback(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        connection = self._writer()
+        try:
+            return work(connection)
+        except sqlite3.Error as exc:
+            if connection.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    connection.execute("ROLLBACK")
+            if not getattr(exc, "sqlite_errorname", "").startswith(
+                ("SQLITE_BUSY", "SQLITE_LOCKED")
+            ):
+                # SQLite may have opened the file (or its -shm) read-only, or hit a full
+                # disk: a new connection sees the fault fixed, an old one would not.
+                self._write_connection = None
+                connection.close()
+            raise
+
+    async def _on_write_thread(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        loop = asyncio.get_running_loop()
+        try:
+            result = await loop.run_in_executor(self._write_thread, self._write_or_rollback, work)
+        except sqlite3.Error as exc:
+            cause = f"{type(exc).__name__}: {exc}"
+            self.outage.failed(cause)
+            raise StoreUnavailable(cause) from exc
+        self.outage.ended()
+        return result
 
     async def page(
         self, operation_id: int, after: int, routing: int | None, limit: int
@@ -176,9 +234,30 @@ class SqliteReader:
             raise
 
     async def ping(self) -> None:
-        self.loop_connection.execute("SELECT 1").fetchone()
+        """Ready means writable: the file, its WAL and shared-memory files, and the folder
+        (SQLite creates and deletes the WAL files), and the last write did not fail."""
+        try:
+            self.loop_connection.execute("SELECT 1").fetchone()
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"{type(exc).__name__}: {exc}") from exc
+        for path in (self.path, Path(f"{self.path}-wal"), Path(f"{self.path}-shm")):
+            if path.exists() and not os.access(path, os.W_OK):
+                raise StoreUnavailable(f"{path.name} is not writable")
+        if not os.access(self.path.parent, os.W_OK):
+            raise StoreUnavailable(f"the folder of {self.path.name} is not writable")
+        if self.outage.since is not None:
+            # The last write failed: only a write says whether the fault is gone, and
+            # without this probe an unready server would get no traffic to find out.
+            def probe(connection: sqlite3.Connection) -> None:
+                connection.execute("BEGIN IMMEDIATE")
+                connection.execute("ROLLBACK")
+
+            await self._on_write_thread(probe)
 
     async def close(self) -> None:
+        self._write_thread.shutdown(wait=True)
+        if self._write_connection is not None:
+            self._write_connection.close()
         self._page_thread.shutdown(wait=True)
         self._page_connection.close()
         self.loop_connection.close()
