@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_DATABASE_URL = "sqlite:///routing-points.db"
@@ -60,6 +60,13 @@ class Settings(BaseSettings):
     # Sandbox fault injection: integrators see how their clients cope.
     sandbox_latency_ms: float = Field(default=0.0, ge=0)
     sandbox_failure_rate: float = Field(default=0.0, ge=0, le=1)
+
+    # Mirror mode: never on the command line, where `ps` shows it to everyone.
+    upstream_token: SecretStr | None = Field(
+        default=None,
+        description="The upstream's wolkvox-token for `routing-points mirror` (or use "
+        "--upstream-token-file).",
+    )
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     access_log: bool = True

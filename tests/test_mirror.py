@@ -1,0 +1,482 @@
+"""Mirror mode against a second server of ours as the upstream, over real HTTP.
+
+The upstream's own usage counters (what it charged the mirror's token) are the proof that
+local consumers cost it nothing beyond the mirror's schedule.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import Engine, func, select
+
+from routing_points.mirror import Mirror, MirrorConfig
+from routing_points.store import admin, migrate
+from routing_points.store import points as point_store
+from routing_points.store.engine import create_sync_engine
+from routing_points.store.replace import replace_points
+from routing_points.store.schema import usage_counters
+from tests.conftest import (
+    ENDPOINT,
+    LiveServer,
+    RedisNamespace,
+    Tenant,
+    add_tenant,
+    free_port,
+    make_settings,
+    point,
+)
+from tests.processes import ServerProcess, cli
+
+UPSTREAM = "0032"
+METRICS_TOKEN = "mirror-metrics-secret"
+# Generous: the machine is shared; nothing here asserts speed.
+PATIENCE_S = 60.0
+
+
+def wait_until(condition: Callable[[], bool], what: str, timeout: float = PATIENCE_S) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+@dataclass
+class Upstream:
+    server: LiveServer
+    engine: Engine
+    tenant: Tenant
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    def charges(self) -> int:
+        """What the upstream charged the mirror's token: its own usage counters."""
+        with self.engine.connect() as conn:
+            total = conn.execute(
+                select(func.coalesce(func.sum(usage_counters.c.count), 0)).where(
+                    usage_counters.c.token_id == self.tenant.token_id
+                )
+            ).scalar_one()
+        return int(total)
+
+    def replace(self, records: list[dict[str, Any]]) -> None:
+        replace_points(self.engine, UPSTREAM, records)
+
+
+def start_upstream(tmp_path: Path, records: list[dict[str, Any]], **overrides: Any) -> Upstream:
+    url = f"sqlite:///{tmp_path / 'upstream.db'}"
+    engine = create_sync_engine(url)
+    migrate.upgrade(engine)
+    # 100 licenses: a budget that allows a 1 s schedule within the mirror's share.
+    tenant = add_tenant(engine, UPSTREAM, records, licenses=100)
+    settings = make_settings(url, poll_interval_s=1, **overrides)
+    return Upstream(LiveServer(settings).start(), engine, tenant)
+
+
+@pytest.fixture
+def upstream_points() -> list[dict[str, Any]]:
+    return [
+        point(101, "Sales line", last_use="2026-11-20 14:03:11"),
+        point(102, "Support chat", ivr_active="no", chat_active="yes"),
+        point(1000, "Night shift", interaction_active="no", crm_active="yes"),
+    ]
+
+
+@pytest.fixture
+def upstream(tmp_path: Path, upstream_points: list[dict[str, Any]]) -> Iterator[Upstream]:
+    up = start_upstream(tmp_path, upstream_points)
+    yield up
+    up.server.stop()
+    up.engine.dispose()
+
+
+@dataclass
+class LocalMirror:
+    server: LiveServer
+    mirror: Mirror
+    engine: Engine
+    token: str
+
+    @property
+    def url(self) -> str:
+        return self.server.url + ENDPOINT + "?api=routing_points"
+
+    http: httpx.Client
+
+    def get(self, **headers: str) -> httpx.Response:
+        return self.http.get(self.url, headers={"wolkvox-token": self.token, **headers})
+
+    def requests(self, *results: str) -> int:
+        counted = self.mirror.state.requests
+        return sum(counted.values()) if not results else sum(counted[r] for r in results)
+
+    def synced(self) -> bool:
+        return self.mirror.state.synced_at is not None
+
+
+@contextlib.contextmanager
+def running_mirror(database_url: str, upstream: Upstream, **config: Any) -> Iterator[LocalMirror]:
+    settings_extra = config.pop("settings", {})
+    engine = create_sync_engine(database_url)
+    migrate.upgrade(engine)
+    # The local operation and the local consumers' token, with a budget of their own.
+    local = add_tenant(engine, UPSTREAM, licenses=1000)
+    mirror = Mirror(
+        MirrorConfig(
+            upstream_server=UPSTREAM,
+            token=upstream.tenant.token,
+            base_url=upstream.url,
+            every_s=1,
+            budget_share=1.0,
+            max_backoff_s=2,
+            **config,
+        )
+    )
+    settings = make_settings(database_url, metrics_token=METRICS_TOKEN, **settings_extra)
+    server = LiveServer(settings, addon=mirror).start()
+    http = httpx.Client(timeout=30)
+    try:
+        yield LocalMirror(server, mirror, engine, local.token, http)
+    finally:
+        http.close()
+        server.stop()
+        engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql+redis"])
+def store_kind(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def local_store(
+    store_kind: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> tuple[str, dict[str, Any]]:
+    """The mirror's own store: embedded SQLite, or PostgreSQL with the limits in Redis."""
+    if store_kind == "sqlite":
+        return f"sqlite:///{tmp_path / 'mirror.db'}", {}
+    url = str(request.getfixturevalue("postgres_url"))
+    namespace: RedisNamespace = request.getfixturevalue("redis_namespace")
+    return url, namespace.settings()
+
+
+def data(response: httpx.Response) -> list[dict[str, str]]:
+    assert response.status_code == 200, response.text
+    return list(response.json()["data"])
+
+
+def upstream_data(upstream: Upstream) -> list[dict[str, str]]:
+    return data(
+        httpx.get(
+            upstream.url + ENDPOINT,
+            params={"api": "routing_points"},
+            headers={"wolkvox-token": upstream.tenant.token},
+        )
+    )
+
+
+def test_mirror_serves_the_upstream_copy_with_its_freshness(
+    upstream: Upstream, local_store: tuple[str, dict[str, Any]]
+) -> None:
+    url, extra = local_store
+    with running_mirror(url, upstream, settings=extra) as local:
+        wait_until(local.synced, "the first sync")
+        response = local.get()
+        assert data(response) == upstream_data(upstream)
+        assert int(response.headers["age"]) >= 0
+        assert response.headers["x-mirror-synced-at"].endswith("Z")
+        assert "x-mirror-stale" not in response.headers
+        # The local operation's own limits and ETag: a 304 for the local consumer.
+        assert response.headers["ratelimit-policy"].startswith('"daily";q=1000000')
+        again = local.get(**{"if-none-match": response.headers["etag"]})
+        assert again.status_code == 304
+        assert "age" in again.headers
+        ready = httpx.get(local.server.url + "/readyz").json()
+        assert ready["code"] == 200
+        assert ready["data"]["mirror"]["status"] == "ok"
+        assert ready["data"]["mirror"]["records"] == 3
+        metrics = httpx.get(
+            local.server.url + "/metrics", headers={"authorization": f"Bearer {METRICS_TOKEN}"}
+        ).text
+        assert 'routing_points_mirror_lag_seconds{upstream="0032"}' in metrics
+        assert 'routing_points_mirror_up{upstream="0032"} 1.0' in metrics
+
+
+def test_changes_and_deletions_arrive_and_the_local_etag_moves_only_with_them(
+    upstream: Upstream, tmp_path: Path
+) -> None:
+    with running_mirror(f"sqlite:///{tmp_path / 'mirror.db'}", upstream) as local:
+        wait_until(local.synced, "the first sync")
+        first = local.get()
+        etag = first.headers["etag"]
+        # Unchanged upstream: the mirror's polls are 304s, free, and change nothing here.
+        charged = upstream.charges()
+        wait_until(lambda: local.requests("304") >= 3, "three unchanged syncs")
+        assert upstream.charges() == charged
+        assert local.get().headers["etag"] == etag
+        upstream.replace(
+            [point(101, "Sales line renamed", last_use="2026-11-21 08:00:00"), point(2000)]
+        )
+        wait_until(lambda: local.get().headers["etag"] != etag, "the change to arrive")
+        assert data(local.get()) == upstream_data(upstream)
+        assert [record["rp_id"] for record in data(local.get())] == ["101", "2000"]
+
+
+def test_fifty_consumers_cost_the_upstream_only_the_mirrors_schedule(
+    upstream: Upstream, tmp_path: Path
+) -> None:
+    """50 consumers polling every second: the upstream charges exactly the mirror's syncs."""
+    with running_mirror(f"sqlite:///{tmp_path / 'mirror.db'}", upstream) as local:
+        wait_until(local.synced, "the first sync")
+        stop = threading.Event()
+        answers: list[int] = []
+
+        # Each consumer has a token of its own (the local limits allow 2 requests per token).
+        tokens = [
+            admin.add_token(local.engine, UPSTREAM, f"consumer {n}").secret for n in range(50)
+        ]
+
+        async def consumer(token: str) -> None:
+            async with httpx.AsyncClient(timeout=30) as http:
+                while not stop.is_set():
+                    response = await http.get(local.url, headers={"wolkvox-token": token})
+                    answers.append(response.status_code)
+                    await asyncio.sleep(1)
+
+        async def consumers() -> None:
+            await asyncio.gather(*(consumer(token) for token in tokens))
+
+        thread = threading.Thread(target=asyncio.run, args=(consumers(),))
+        started = time.monotonic()
+        thread.start()
+        for version in range(3):
+            upstream.replace([point(101, f"Sales line v{version}"), point(102)])
+            wait_until(
+                lambda v=version: data(local.get())[0]["rp_name"] == f"Sales line v{v}",
+                f"version {version}",
+            )
+        wait_until(lambda: len(answers) >= 200, "200 consumer answers")
+        stop.set()
+        thread.join()
+        elapsed = time.monotonic() - started
+        assert set(answers) == {200}
+        # Every charge is one of the mirror's own requests (the 304s are free upstream)...
+        assert upstream.charges() == local.requests("200")
+        # ...on its schedule: one sync a second at most, whatever the consumers did.
+        assert local.requests() <= elapsed / 1.0 + 3, (local.requests(), elapsed)
+        assert local.requests("200") >= 4  # the first sync and three changes
+
+
+def test_continuations_are_followed_and_no_consumer_sees_half_a_sync(tmp_path: Path) -> None:
+    set_a = [point(rp_id, f"A {rp_id}") for rp_id in range(1, 11)]
+    set_b = [point(rp_id, f"B {rp_id}") for rp_id in range(1, 8)]
+    # 4 records an answer upstream: every sync follows 2 continuation links. A budget that
+    # keeps the schedule at 1 s despite the 4 requests a sync takes.
+    upstream = start_upstream(
+        tmp_path, set_a, max_records_per_response=4, daily_calls_per_license=10_000
+    )
+    stop = threading.Event()
+
+    def flip() -> None:
+        sets = [set_b, set_a]
+        while not stop.wait(1.0):
+            upstream.replace(sets[0])
+            sets.reverse()
+
+    try:
+        with running_mirror(f"sqlite:///{tmp_path / 'mirror.db'}", upstream) as local:
+            wait_until(local.synced, "the first sync")
+            assert data(local.get()) == set_a
+            flipper = threading.Thread(target=flip)
+            flipper.start()
+            seen: set[str] = set()
+            reads = 0
+            try:
+                deadline = time.monotonic() + PATIENCE_S
+                while seen != {"A", "B"} or reads < 100:
+                    assert time.monotonic() < deadline, f"seen {seen} in {reads} reads"
+                    records = data(local.get())
+                    kinds = {record["rp_name"][0] for record in records}
+                    assert records in (set_a, set_b), f"a half-applied sync: {kinds}"
+                    seen |= kinds
+                    reads += 1
+            finally:
+                stop.set()
+                flipper.join()
+    finally:
+        upstream.server.stop()
+        upstream.engine.dispose()
+
+
+def test_a_failing_upstream_leaves_the_last_good_copy_served_and_says_so(
+    upstream: Upstream, tmp_path: Path
+) -> None:
+    with running_mirror(f"sqlite:///{tmp_path / 'mirror.db'}", upstream) as local:
+        wait_until(local.synced, "the first sync")
+        good = data(local.get())
+        upstream.server.stop()
+        wait_until(lambda: "x-mirror-stale" in local.get().headers, "the stale header")
+        response = local.get()
+        assert data(response) == good
+        assert response.headers["x-mirror-stale"] == "upstream-unreachable"
+        ready = httpx.get(local.server.url + "/readyz").json()
+        assert ready["code"] == 200  # the last good copy is still served
+        assert ready["data"]["mirror"]["status"] == "upstream-unreachable"
+        assert ready["data"]["mirror"]["last_error"].startswith("TransportError")
+        upstream.server.start()
+        wait_until(lambda: "x-mirror-stale" not in local.get().headers, "the recovery")
+
+
+def test_a_revoked_upstream_token_halts_the_mirror_loudly(
+    upstream: Upstream, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with running_mirror(f"sqlite:///{tmp_path / 'mirror.db'}", upstream) as local:
+        wait_until(local.synced, "the first sync")
+        good = data(local.get())
+        admin.revoke_token(upstream.engine, upstream.tenant.token_id)
+        with caplog.at_level(logging.ERROR, logger="routing_points.mirror"):
+            wait_until(lambda: local.mirror.state.halted, "the mirror to halt")
+        assert "refused the mirror's token" in caplog.text
+        assert local.requests("403") == 1
+        response = local.get()
+        assert data(response) == good
+        assert response.headers["x-mirror-stale"] == "upstream-token-refused"
+        ready = httpx.get(local.server.url + "/readyz")
+        assert ready.status_code == 503
+        assert ready.json()["data"]["mirror"]["status"] == "halted"
+        # Not retried: three more intervals pass without a request.
+        sent = local.requests()
+        time.sleep(3)
+        assert local.requests() == sent
+
+
+def test_sandbox_latency_and_failures_upstream(
+    tmp_path: Path, local_store: tuple[str, dict[str, Any]]
+) -> None:
+    """Latency and failures upstream: the mirror still converges on the exact copy."""
+    records = [point(rp_id) for rp_id in range(1, 10)]
+    upstream = start_upstream(
+        tmp_path,
+        records,
+        max_records_per_response=4,
+        sandbox_latency_ms=50,
+        sandbox_failure_rate=0.3,
+    )
+    url, extra = local_store
+    try:
+        with running_mirror(url, upstream, settings=extra) as local:
+            wait_until(local.synced, "a sync to get through")
+            assert data(local.get()) == records
+            upstream.replace([*records[:5], point(50)])
+            wait_until(lambda: len(data(local.get())) == 6, "the change to get through")
+            assert data(local.get()) == [*records[:5], point(50)]
+            # Whatever the faults, the upstream charged no more than the mirror sent (304s
+            # are free), and at least every answer the mirror got.
+            charged = upstream.charges()
+            assert local.requests("200") <= charged <= local.mirror.transport.sent
+            assert local.requests("503") > 0  # the faults were there
+            assert local.requests("403") == 0  # never two requests at once
+    finally:
+        upstream.server.stop()
+        upstream.engine.dispose()
+
+
+def test_admin_writes_are_refused_on_a_mirror(upstream: Upstream, tmp_path: Path) -> None:
+    with running_mirror(f"sqlite:///{tmp_path / 'mirror.db'}", upstream) as local:
+        response = httpx.post(
+            local.server.url + "/api/v2/admin/routing_points",
+            headers={"wolkvox-token": local.token},
+            json={"rp_id": "5", "rp_name": "x"},
+        )
+        assert response.status_code == 403
+        assert response.json() == {
+            "code": 403,
+            "error": "FORBIDDEN",
+            "msg": "THIS SERVER MIRRORS OPERATION 0032: WRITE TO ITS UPSTREAM",
+            "data": None,
+        }
+
+
+def test_mirror_once_records_a_snapshot_for_the_sandbox(upstream: Upstream, tmp_path: Path) -> None:
+    database = f"sqlite:///{tmp_path / 'recording.db'}"
+    token_file = tmp_path / "upstream-token"
+    token_file.write_text(upstream.tenant.token + "\n")
+    args = ["mirror", "--once", "--upstream-server", UPSTREAM, "--upstream-url", upstream.url]
+    done = cli(*args, "--upstream-token-file", str(token_file), "--database", database)
+    assert done.returncode == 0, done.stderr
+    assert "recorded operation 0032" in done.stdout
+    assert "3 routing points (3 added, 0 changed, 0 deleted, 1 page(s))" in done.stdout
+    engine = create_sync_engine(database)
+    try:
+        _, rows = point_store.list_points(engine, UPSTREAM)
+        assert [row.rp_id for row in rows] == [101, 102, 1000]
+    finally:
+        engine.dispose()
+    again = cli(
+        *args, "--database", database, env={"ROUTING_POINTS_UPSTREAM_TOKEN": upstream.tenant.token}
+    )
+    assert again.returncode == 0, again.stderr
+    assert "unchanged since the last recording (304)" in again.stdout
+
+
+def test_mirror_refuses_bad_tokens_and_missing_ones_in_one_line(
+    upstream: Upstream, tmp_path: Path
+) -> None:
+    database = f"sqlite:///{tmp_path / 'recording.db'}"
+    args = ["mirror", "--once", "--upstream-server", UPSTREAM, "--upstream-url", upstream.url]
+    bad = cli(*args, "--database", database, env={"ROUTING_POINTS_UPSTREAM_TOKEN": "wrong"})
+    assert bad.returncode == 3
+    assert bad.stderr.strip() == "Error: InvalidToken: PLEASE VALIDATE TOKEN"
+    missing = cli(*args, "--database", database, env={"ROUTING_POINTS_UPSTREAM_TOKEN": ""})
+    assert missing.returncode == 1
+    assert "no upstream token" in missing.stderr
+    assert "Traceback" not in missing.stderr
+    on_argv = cli(*args, "--upstream-token", "x")
+    assert on_argv.returncode == 2
+
+
+def test_the_mirror_command_serves_local_consumers(upstream: Upstream, tmp_path: Path) -> None:
+    database = f"sqlite:///{tmp_path / 'mirror.db'}"
+    created = cli(
+        "operations", "add", UPSTREAM, "--name", "Mirror", "--licenses", "2", "--database", database
+    )
+    assert created.returncode == 0, created.stderr
+    token = cli("tokens", "add", UPSTREAM, "--database", database).stdout.strip().splitlines()[-1]
+    port = free_port()
+    process = ServerProcess(
+        "mirror",
+        "--upstream-server",
+        UPSTREAM,
+        "--upstream-url",
+        upstream.url,
+        "--every",
+        "1",
+        "--database",
+        database,
+        port=port,
+        env={"ROUTING_POINTS_UPSTREAM_TOKEN": upstream.tenant.token},
+    ).wait_ready()
+    try:
+        url = f"{process.url}{ENDPOINT}?api=routing_points"
+
+        def served() -> bool:
+            response = httpx.get(url, headers={"wolkvox-token": token})
+            return response.status_code == 200 and "x-mirror-synced-at" in response.headers
+
+        wait_until(served, "the mirror to serve its copy")
+        assert data(httpx.get(url, headers={"wolkvox-token": token})) == upstream_data(upstream)
+    finally:
+        assert process.stop()
