@@ -21,6 +21,7 @@ import pytest
 from sqlalchemy import Engine, func, select
 
 from routing_points.mirror import Mirror, MirrorConfig
+from routing_points.mirror.schedule import BudgetShare, Schedule
 from routing_points.store import admin, migrate
 from routing_points.store import points as point_store
 from routing_points.store.engine import create_sync_engine
@@ -76,12 +77,14 @@ class Upstream:
         replace_points(self.engine, UPSTREAM, records)
 
 
-def start_upstream(tmp_path: Path, records: list[dict[str, Any]], **overrides: Any) -> Upstream:
+def start_upstream(
+    tmp_path: Path, records: list[dict[str, Any]], licenses: int = 100, **overrides: Any
+) -> Upstream:
     url = f"sqlite:///{tmp_path / 'upstream.db'}"
     engine = create_sync_engine(url)
     migrate.upgrade(engine)
     # 100 licenses: a budget that allows a 1 s schedule within the mirror's share.
-    tenant = add_tenant(engine, UPSTREAM, records, licenses=100)
+    tenant = add_tenant(engine, UPSTREAM, records, licenses=licenses)
     settings = make_settings(url, poll_interval_s=1, **overrides)
     return Upstream(LiveServer(settings).start(), engine, tenant)
 
@@ -139,10 +142,7 @@ def running_mirror(database_url: str, upstream: Upstream, **config: Any) -> Iter
             upstream_server=UPSTREAM,
             token=upstream.tenant.token,
             base_url=upstream.url,
-            every_s=1,
-            budget_share=1.0,
-            max_backoff_s=2,
-            **config,
+            **{"every_s": 1, "budget_share": 1.0, "max_backoff_s": 2, **config},
         )
     )
     settings = make_settings(database_url, metrics_token=METRICS_TOKEN, **settings_extra)
@@ -374,6 +374,8 @@ def test_sandbox_latency_and_failures_upstream(
         max_records_per_response=4,
         sandbox_latency_ms=50,
         sandbox_failure_rate=0.3,
+        # One request at a time upstream: a second one at once would be refused 403.
+        max_in_flight_per_token=1,
     )
     url, extra = local_store
     try:
@@ -480,3 +482,48 @@ def test_the_mirror_command_serves_local_consumers(upstream: Upstream, tmp_path:
         assert data(httpx.get(url, headers={"wolkvox-token": token})) == upstream_data(upstream)
     finally:
         assert process.stop()
+
+
+def test_the_schedule_keeps_within_the_advice_and_the_budget_share() -> None:
+    budget = BudgetShare(share=0.5, daily_budget=1000)
+    schedule = Schedule(every_s=60, budget=budget, max_backoff_s=3600)
+    # 500 requests a day: one every 172.8 s at most.
+    assert schedule.interval().seconds == 173
+    schedule.advised_s = 300
+    assert schedule.interval().seconds == 300
+    assert "X-Poll-Interval" in schedule.interval().why
+    schedule.requests_per_sync = 3  # continuation pages count
+    assert schedule.interval().seconds == 519
+    # Failures wait the interval, doubling, up to the cap.
+    assert [schedule.retry_s(n) for n in (1, 2, 3, 4, 5)] == [519, 1038, 2076, 3600, 3600]
+
+
+def test_the_budget_share_is_counted_per_upstream_day() -> None:
+    budget = BudgetShare(share=0.01, daily_budget=1000)  # 10 requests a day
+    now = 1_000_000.0
+    budget.record(9, now, resets_in_s=3600)
+    assert budget.wait_s(now) == 0
+    budget.record(1, now + 10, resets_in_s=3590)
+    assert budget.wait_s(now + 10) == 3590
+    # The upstream's day turned: its reset moved a day later, the count starts again.
+    budget.record(1, now + 3700, resets_in_s=86_300)
+    assert budget.spent == 1
+    assert budget.wait_s(now + 3700) == 0
+
+
+def test_a_small_budget_share_slows_the_mirror_down(tmp_path: Path) -> None:
+    # An upstream budget of 10 a day, 30% of it for the mirror: one sync every 8 hours.
+    upstream = start_upstream(tmp_path, [point(1)], licenses=1, daily_calls_per_license=10)
+    try:
+        database = f"sqlite:///{tmp_path / 'mirror.db'}"
+        with running_mirror(database, upstream, budget_share=0.3) as local:
+            wait_until(local.synced, "the first sync")
+            wait_until(lambda: local.mirror.state.next_sync_at is not None, "the schedule")
+            assert local.mirror.schedule.interval().seconds == 28_800
+            next_sync_at = local.mirror.state.next_sync_at
+            assert next_sync_at is not None
+            assert next_sync_at - time.time() > 28_000
+            assert upstream.charges() == 1
+    finally:
+        upstream.server.stop()
+        upstream.engine.dispose()
