@@ -20,6 +20,7 @@ import httpx
 import pytest
 from sqlalchemy import Engine, func, select
 
+from routing_points.clock import ManualClock
 from routing_points.mirror import Mirror, MirrorConfig
 from routing_points.mirror.schedule import BudgetShare, Schedule
 from routing_points.store import admin, migrate
@@ -78,7 +79,11 @@ class Upstream:
 
 
 def start_upstream(
-    tmp_path: Path, records: list[dict[str, Any]], licenses: int = 100, **overrides: Any
+    tmp_path: Path,
+    records: list[dict[str, Any]],
+    licenses: int = 100,
+    clock: Any = None,
+    **overrides: Any,
 ) -> Upstream:
     url = f"sqlite:///{tmp_path / 'upstream.db'}"
     engine = create_sync_engine(url)
@@ -86,7 +91,8 @@ def start_upstream(
     # 100 licenses: a budget that allows a 1 s schedule within the mirror's share.
     tenant = add_tenant(engine, UPSTREAM, records, licenses=licenses)
     settings = make_settings(url, poll_interval_s=1, **overrides)
-    return Upstream(LiveServer(settings).start(), engine, tenant)
+    server = LiveServer(settings) if clock is None else LiveServer(settings, clock=clock)
+    return Upstream(server.start(), engine, tenant)
 
 
 @pytest.fixture
@@ -524,6 +530,51 @@ def test_a_small_budget_share_slows_the_mirror_down(tmp_path: Path) -> None:
             assert next_sync_at is not None
             assert next_sync_at - time.time() > 28_000
             assert upstream.charges() == 1
+    finally:
+        upstream.server.stop()
+        upstream.engine.dispose()
+
+
+def test_without_ratelimit_headers_the_budget_comes_from_token_info_once(
+    tmp_path: Path,
+) -> None:
+    # No limits upstream: no RateLimit headers, as from a vendor that sends none.
+    upstream = start_upstream(tmp_path, [point(1)], licenses=200, limits_enabled=False)
+    try:
+        with running_mirror(f"sqlite:///{tmp_path / 'mirror.db'}", upstream) as local:
+            wait_until(lambda: local.mirror.budget.daily_budget is not None, "token_info")
+            assert local.mirror.budget.daily_budget == 200_000
+            wait_until(lambda: local.requests("304") >= 2, "two more syncs")
+            assert local.requests("200") == 2  # the first sync and one token_info, no more
+    finally:
+        upstream.server.stop()
+        upstream.engine.dispose()
+
+
+def test_a_spent_upstream_budget_is_waited_out_not_hammered(tmp_path: Path) -> None:
+    # Upstream noon, UTC: its budget resets in 12 hours, whatever the time of this test.
+    noon = ManualClock(1_795_780_800.0)  # 2026-11-27 12:00:00 UTC
+    upstream = start_upstream(
+        tmp_path, [point(1)], licenses=1, clock=noon, daily_calls_per_license=1
+    )
+    other = add_tenant(upstream.engine, UPSTREAM)
+    spent = httpx.get(
+        upstream.url + ENDPOINT,
+        params={"api": "token_info"},
+        headers={"wolkvox-token": other.token},
+    )
+    assert spent.status_code == 200
+    try:
+        with running_mirror(f"sqlite:///{tmp_path / 'mirror.db'}", upstream) as local:
+            wait_until(lambda: local.mirror.state.failures == 1, "the refused sync")
+            response = local.get()
+            assert response.headers["x-mirror-stale"] == "never-synced"
+            ready = httpx.get(local.server.url + "/readyz").json()
+            assert ready["data"]["mirror"]["status"] == "upstream-budget-spent"
+            next_sync_at = local.mirror.state.next_sync_at
+            assert next_sync_at is not None
+            assert next_sync_at - time.time() > 11 * 3600
+            assert local.requests() == 1
     finally:
         upstream.server.stop()
         upstream.engine.dispose()

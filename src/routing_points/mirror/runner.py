@@ -214,6 +214,8 @@ class Mirror:
                     self.budget.allowance,
                     budget_wait,
                 )
+                # Not a failure, but the copy may fall behind: consumers are told.
+                self.state.stale_reason = "budget-share-spent"
                 wait = budget_wait
                 continue
             result = await self.sync()
