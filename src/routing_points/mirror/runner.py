@@ -95,7 +95,9 @@ def stale_reason(error: Exception) -> str:
         return "upstream-data-refused"
     if isinstance(error, SQLAlchemyError):
         return "local-store-unavailable"
-    return "upstream-error"
+    if isinstance(error, errors.RoutingPointsError):
+        return "upstream-error"
+    return "mirror-error"
 
 
 def _describe(error: Exception) -> str:
@@ -235,6 +237,11 @@ class Mirror:
             logger.info("%s: the next sync tries again", change)
             return self.schedule.interval().seconds
         except (errors.RoutingPointsError, StoreError, SQLAlchemyError) as error:
+            self._account(sent, now)
+            return self._failed(error)
+        except Exception as error:
+            # A bug must not end the loop in silence: logged whole, then retried.
+            logger.exception("sync of %s failed unexpectedly", self.config.upstream_server)
             self._account(sent, now)
             return self._failed(error)
         try:

@@ -62,12 +62,18 @@ class UpstreamChanged(Exception):
     """The upstream changed while its pages were fetched: they may mix two versions."""
 
 
-async def _unchanged_since(client: AsyncClient, etag: str) -> None:
-    """A multi-page answer is one snapshot only if the first page is still current."""
+async def _unchanged_since(
+    client: AsyncClient, etag: str, first_records: list[dict[str, object]]
+) -> None:
+    """A multi-page answer is one snapshot only if the first page is still current.
+
+    A 304 proves it; an upstream that ignores If-None-Match is believed when it answers
+    the same tag or the same first page again.
+    """
     async for page in client.iter_routing_points(if_none_match=etag):
-        if not page.not_modified:
-            raise UpstreamChanged("the upstream changed while its pages were fetched")
-        return
+        if page.not_modified or page.etag == etag or page.records == first_records:
+            return
+        raise UpstreamChanged("the upstream changed while its pages were fetched")
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,14 +148,15 @@ async def sync_once(client: AsyncClient, store: MirrorStore) -> SyncOutcome:
     etag = await asyncio.to_thread(store.upstream_etag)
     records: list[dict[str, object]] = []
     not_modified, new_etag, pages = False, None, 0
+    first_records: list[dict[str, object]] = []
     async for page in client.iter_routing_points(if_none_match=etag):
         if pages == 0:
-            not_modified, new_etag = page.not_modified, page.etag
+            not_modified, new_etag, first_records = page.not_modified, page.etag, page.records
         pages += 1
         records.extend(page.records)
     if pages > 1 and new_etag:
         pages += 1
-        await _unchanged_since(client, new_etag)
+        await _unchanged_since(client, new_etag, first_records)
     now = time.time()
     if not_modified:
         await asyncio.to_thread(store.confirm, now)
