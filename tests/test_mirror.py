@@ -7,159 +7,39 @@ local consumers cost it nothing beyond the mirror's schedule.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import Engine, func, select
 
 from routing_points.clock import ManualClock
-from routing_points.mirror import Mirror, MirrorConfig
-from routing_points.mirror.schedule import BudgetShare, Schedule
-from routing_points.store import admin, migrate
-from routing_points.store import points as point_store
-from routing_points.store.engine import create_sync_engine
-from routing_points.store.replace import replace_points
-from routing_points.store.schema import usage_counters
-from tests.conftest import (
-    ENDPOINT,
-    LiveServer,
-    RedisNamespace,
-    Tenant,
-    add_tenant,
-    free_port,
-    make_settings,
-    point,
+from routing_points.store import admin
+from tests.conftest import ENDPOINT, RedisNamespace, add_tenant, point
+from tests.mirroring import (
+    METRICS_TOKEN,
+    PATIENCE_S,
+    UPSTREAM,
+    Upstream,
+    data,
+    default_points,
+    running_mirror,
+    start_upstream,
+    upstream_data,
+    wait_until,
 )
-from tests.processes import ServerProcess, cli
-
-UPSTREAM = "0032"
-METRICS_TOKEN = "mirror-metrics-secret"
-# Generous: the machine is shared; nothing here asserts speed.
-PATIENCE_S = 60.0
-
-
-def wait_until(condition: Callable[[], bool], what: str, timeout: float = PATIENCE_S) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
-
-
-@dataclass
-class Upstream:
-    server: LiveServer
-    engine: Engine
-    tenant: Tenant
-
-    @property
-    def url(self) -> str:
-        return self.server.url
-
-    def charges(self) -> int:
-        """What the upstream charged the mirror's token: its own usage counters."""
-        with self.engine.connect() as conn:
-            total = conn.execute(
-                select(func.coalesce(func.sum(usage_counters.c.count), 0)).where(
-                    usage_counters.c.token_id == self.tenant.token_id
-                )
-            ).scalar_one()
-        return int(total)
-
-    def replace(self, records: list[dict[str, Any]]) -> None:
-        replace_points(self.engine, UPSTREAM, records)
-
-
-def start_upstream(
-    tmp_path: Path,
-    records: list[dict[str, Any]],
-    licenses: int = 100,
-    clock: Any = None,
-    **overrides: Any,
-) -> Upstream:
-    url = f"sqlite:///{tmp_path / 'upstream.db'}"
-    engine = create_sync_engine(url)
-    migrate.upgrade(engine)
-    # 100 licenses: a budget that allows a 1 s schedule within the mirror's share.
-    tenant = add_tenant(engine, UPSTREAM, records, licenses=licenses)
-    settings = make_settings(url, poll_interval_s=1, **overrides)
-    server = LiveServer(settings) if clock is None else LiveServer(settings, clock=clock)
-    return Upstream(server.start(), engine, tenant)
 
 
 @pytest.fixture
-def upstream_points() -> list[dict[str, Any]]:
-    return [
-        point(101, "Sales line", last_use="2026-11-20 14:03:11"),
-        point(102, "Support chat", ivr_active="no", chat_active="yes"),
-        point(1000, "Night shift", interaction_active="no", crm_active="yes"),
-    ]
-
-
-@pytest.fixture
-def upstream(tmp_path: Path, upstream_points: list[dict[str, Any]]) -> Iterator[Upstream]:
-    up = start_upstream(tmp_path, upstream_points)
+def upstream(tmp_path: Path) -> Iterator[Upstream]:
+    up = start_upstream(tmp_path, default_points())
     yield up
     up.server.stop()
     up.engine.dispose()
-
-
-@dataclass
-class LocalMirror:
-    server: LiveServer
-    mirror: Mirror
-    engine: Engine
-    token: str
-
-    @property
-    def url(self) -> str:
-        return self.server.url + ENDPOINT + "?api=routing_points"
-
-    http: httpx.Client
-
-    def get(self, **headers: str) -> httpx.Response:
-        return self.http.get(self.url, headers={"wolkvox-token": self.token, **headers})
-
-    def requests(self, *results: str) -> int:
-        counted = self.mirror.state.requests
-        return sum(counted.values()) if not results else sum(counted[r] for r in results)
-
-    def synced(self) -> bool:
-        return self.mirror.state.synced_at is not None
-
-
-@contextlib.contextmanager
-def running_mirror(database_url: str, upstream: Upstream, **config: Any) -> Iterator[LocalMirror]:
-    settings_extra = config.pop("settings", {})
-    engine = create_sync_engine(database_url)
-    migrate.upgrade(engine)
-    # The local operation and the local consumers' token, with a budget of their own.
-    local = add_tenant(engine, UPSTREAM, licenses=1000)
-    mirror = Mirror(
-        MirrorConfig(
-            upstream_server=UPSTREAM,
-            token=upstream.tenant.token,
-            base_url=upstream.url,
-            **{"every_s": 1, "budget_share": 1.0, "max_backoff_s": 2, **config},
-        )
-    )
-    settings = make_settings(database_url, metrics_token=METRICS_TOKEN, **settings_extra)
-    server = LiveServer(settings, addon=mirror).start()
-    http = httpx.Client(timeout=30)
-    try:
-        yield LocalMirror(server, mirror, engine, local.token, http)
-    finally:
-        http.close()
-        server.stop()
-        engine.dispose()
 
 
 @pytest.fixture(params=["sqlite", "postgresql+redis"])
@@ -177,21 +57,6 @@ def local_store(
     url = str(request.getfixturevalue("postgres_url"))
     namespace: RedisNamespace = request.getfixturevalue("redis_namespace")
     return url, namespace.settings()
-
-
-def data(response: httpx.Response) -> list[dict[str, str]]:
-    assert response.status_code == 200, response.text
-    return list(response.json()["data"])
-
-
-def upstream_data(upstream: Upstream) -> list[dict[str, str]]:
-    return data(
-        httpx.get(
-            upstream.url + ENDPOINT,
-            params={"api": "routing_points"},
-            headers={"wolkvox-token": upstream.tenant.token},
-        )
-    )
 
 
 def test_mirror_serves_the_upstream_copy_with_its_freshness(
@@ -416,105 +281,6 @@ def test_admin_writes_are_refused_on_a_mirror(upstream: Upstream, tmp_path: Path
             "msg": "THIS SERVER MIRRORS OPERATION 0032: WRITE TO ITS UPSTREAM",
             "data": None,
         }
-
-
-def test_mirror_once_records_a_snapshot_for_the_sandbox(upstream: Upstream, tmp_path: Path) -> None:
-    database = f"sqlite:///{tmp_path / 'recording.db'}"
-    token_file = tmp_path / "upstream-token"
-    token_file.write_text(upstream.tenant.token + "\n")
-    args = ["mirror", "--once", "--upstream-server", UPSTREAM, "--upstream-url", upstream.url]
-    done = cli(*args, "--upstream-token-file", str(token_file), "--database", database)
-    assert done.returncode == 0, done.stderr
-    assert "recorded operation 0032" in done.stdout
-    assert "3 routing points (3 added, 0 changed, 0 deleted, 1 page(s))" in done.stdout
-    engine = create_sync_engine(database)
-    try:
-        _, rows = point_store.list_points(engine, UPSTREAM)
-        assert [row.rp_id for row in rows] == [101, 102, 1000]
-    finally:
-        engine.dispose()
-    again = cli(
-        *args, "--database", database, env={"ROUTING_POINTS_UPSTREAM_TOKEN": upstream.tenant.token}
-    )
-    assert again.returncode == 0, again.stderr
-    assert "unchanged since the last recording (304)" in again.stdout
-
-
-def test_mirror_refuses_bad_tokens_and_missing_ones_in_one_line(
-    upstream: Upstream, tmp_path: Path
-) -> None:
-    database = f"sqlite:///{tmp_path / 'recording.db'}"
-    args = ["mirror", "--once", "--upstream-server", UPSTREAM, "--upstream-url", upstream.url]
-    bad = cli(*args, "--database", database, env={"ROUTING_POINTS_UPSTREAM_TOKEN": "wrong"})
-    assert bad.returncode == 3
-    assert bad.stderr.strip() == "Error: InvalidToken: PLEASE VALIDATE TOKEN"
-    missing = cli(*args, "--database", database, env={"ROUTING_POINTS_UPSTREAM_TOKEN": ""})
-    assert missing.returncode == 1
-    assert "no upstream token" in missing.stderr
-    assert "Traceback" not in missing.stderr
-    on_argv = cli(*args, "--upstream-token", "x")
-    assert on_argv.returncode == 2
-
-
-def test_the_mirror_command_serves_local_consumers(upstream: Upstream, tmp_path: Path) -> None:
-    database = f"sqlite:///{tmp_path / 'mirror.db'}"
-    created = cli(
-        "operations", "add", UPSTREAM, "--name", "Mirror", "--licenses", "2", "--database", database
-    )
-    assert created.returncode == 0, created.stderr
-    token = cli("tokens", "add", UPSTREAM, "--database", database).stdout.strip().splitlines()[-1]
-    port = free_port()
-    process = ServerProcess(
-        "mirror",
-        "--upstream-server",
-        UPSTREAM,
-        "--upstream-url",
-        upstream.url,
-        "--every",
-        "1",
-        "--database",
-        database,
-        port=port,
-        env={"ROUTING_POINTS_UPSTREAM_TOKEN": upstream.tenant.token},
-    ).wait_ready()
-    try:
-        url = f"{process.url}{ENDPOINT}?api=routing_points"
-
-        def served() -> bool:
-            response = httpx.get(url, headers={"wolkvox-token": token})
-            return response.status_code == 200 and "x-mirror-synced-at" in response.headers
-
-        wait_until(served, "the mirror to serve its copy")
-        assert data(httpx.get(url, headers={"wolkvox-token": token})) == upstream_data(upstream)
-    finally:
-        assert process.stop()
-
-
-def test_the_schedule_keeps_within_the_advice_and_the_budget_share() -> None:
-    budget = BudgetShare(share=0.5, daily_budget=1000)
-    schedule = Schedule(every_s=60, budget=budget, max_backoff_s=3600)
-    # 500 requests a day: one every 172.8 s at most.
-    assert schedule.interval().seconds == 173
-    schedule.advised_s = 300
-    assert schedule.interval().seconds == 300
-    assert "X-Poll-Interval" in schedule.interval().why
-    schedule.requests_per_sync = 3  # continuation pages count
-    assert schedule.interval().seconds == 519
-    # Failures wait the interval, doubling, up to the cap.
-    assert [schedule.retry_s(n) for n in (1, 2, 3, 4, 5)] == [519, 1038, 2076, 3600, 3600]
-
-
-def test_the_budget_share_is_counted_per_upstream_day() -> None:
-    budget = BudgetShare(share=0.01, daily_budget=1000)  # 10 requests a day
-    now = 1_000_000.0
-    budget.record(9, now, resets_in_s=3600)
-    assert budget.wait_s(now) == 0
-    budget.record(1, now + 10, resets_in_s=3590)
-    assert budget.wait_s(now + 10) == 3590
-    # The upstream's day turned: its reset moved a day later, the count starts again.
-    budget.record(1, now + 3700, resets_in_s=86_300)
-    assert budget.spent == 1
-    assert budget.wait_s(now + 3700) == 0
 
 
 def test_a_small_budget_share_slows_the_mirror_down(tmp_path: Path) -> None:
