@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from routing_points import contract
@@ -133,6 +133,12 @@ class Settings(BaseSettings):
     )
     sandbox_failure_rate: float = Field(
         default=0.0, ge=0, le=1, description="sandbox: share of admitted calls answered 503"
+    )
+
+    upstream_token: SecretStr | None = Field(
+        default=None,
+        description="the upstream's wolkvox-token for `routing-points mirror` (or use "
+        "`--upstream-token-file`); never on the command line, where `ps` shows it",
     )
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(

@@ -51,12 +51,14 @@ class LiveServer:
     Requests cross a real socket and the real HTTP stack; the clock stays injectable.
     """
 
-    def __init__(self, settings: Settings, clock: Any = system_clock, wrap: Any = None) -> None:
+    def __init__(
+        self, settings: Settings, clock: Any = system_clock, wrap: Any = None, addon: Any = None
+    ) -> None:
         self.settings = settings
         self.clock = clock
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.app = create_app(settings, clock=clock)
+        self.app = create_app(settings, clock=clock, addon=addon)
         self.asgi = self.app if wrap is None else wrap(self.app)
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None

@@ -11,6 +11,7 @@ import click
 from routing_points import __version__
 from routing_points.cli.admin import migrate, operations, points, tokens
 from routing_points.cli.consume import get, token_info
+from routing_points.cli.mirror import mirror
 from routing_points.cli.serve import demo, serve
 from routing_points.cli.watch import history_command, watch
 
@@ -32,5 +33,6 @@ for command in (
     token_info,
     watch,
     history_command,
+    mirror,
 ):
     main.add_command(command)

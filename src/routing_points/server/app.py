@@ -25,6 +25,7 @@ from swagger_ui_bundle import swagger_ui_path
 from routing_points.clock import Clock, system_clock
 from routing_points.contract import ENDPOINT
 from routing_points.server.accesslog import AccessLogMiddleware
+from routing_points.server.addon import ServerAddon
 from routing_points.server.errors import (
     ApiError,
     InternalError,
@@ -108,9 +109,14 @@ def admin_routes(services: Services) -> list[Route]:
     ]
 
 
-def create_app(settings: Settings | None = None, *, clock: Clock = system_clock) -> Starlette:
+def create_app(
+    settings: Settings | None = None,
+    *,
+    clock: Clock = system_clock,
+    addon: ServerAddon | None = None,
+) -> Starlette:
     settings = settings if settings is not None else Settings()
-    services = Services(settings, clock)
+    services = Services(settings, clock, addon)
 
     async def alive(_request: Request) -> Response:
         return Response(b'{"status":"ok"}', media_type="application/json")
@@ -127,7 +133,13 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock)
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
         await services.start()
         try:
-            yield
+            if addon is not None:
+                await addon.start(services)
+            try:
+                yield
+            finally:
+                if addon is not None:
+                    await addon.stop()
         finally:
             await services.stop()
 
@@ -147,6 +159,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock)
             ),
         ],
         middleware=[
+            *(addon.middleware() if addon is not None else []),
             *([Middleware(AccessLogMiddleware)] if settings.access_log else []),
             Middleware(InformationFastPath, services=services),
         ],

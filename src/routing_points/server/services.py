@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable
 from functools import partial
+from typing import Any
 
 import orjson
 from sqlalchemy import Engine
@@ -21,6 +22,7 @@ from routing_points.limits.backend import BackendUnavailable, LimitBackend
 from routing_points.limits.local import LocalLimits
 from routing_points.limits.policy import LimitPolicy
 from routing_points.limits.redis import RedisLimits
+from routing_points.server.addon import ServerAddon
 from routing_points.server.admin import AdminEndpoints
 from routing_points.server.admission import Admission
 from routing_points.server.errors import ApiError
@@ -42,9 +44,10 @@ class NotStarted(RuntimeError):
 
 
 class Services:
-    def __init__(self, settings: Settings, clock: Clock) -> None:
+    def __init__(self, settings: Settings, clock: Clock, addon: ServerAddon | None = None) -> None:
         self.settings = settings
         self.clock = clock
+        self.addon = addon
         self.metrics = Metrics(settings.metrics_token) if settings.metrics_token else None
         self.reader: SqliteReader | PostgresReader | None = None
         self.limits: LimitBackend | None = None
@@ -151,7 +154,7 @@ class Services:
             self.metrics.observe(api, status, time.perf_counter() - started, refusal)
 
     async def readiness(self, _request: Request) -> Response:
-        checks = {"store": "ok", "limits": "ok"}
+        checks: dict[str, Any] = {"store": "ok", "limits": "ok"}
         try:
             if self.reader is None or self.limits is None:
                 raise NotStarted("starting")
@@ -166,6 +169,9 @@ class Services:
         except NotStarted:
             checks = {"store": "starting", "limits": "starting"}
         ready = all(value == "ok" for value in checks.values())
+        if self.addon is not None:
+            addon_ready, checks[self.addon.name] = self.addon.readiness()
+            ready = ready and addon_ready
         status = 200 if ready else 503
         body = {
             "code": status,

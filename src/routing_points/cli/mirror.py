@@ -1,0 +1,189 @@
+"""`mirror`: keep a local operation in sync with an upstream one, and serve it.
+
+A command of its own rather than `serve --mirror`: it needs an upstream, a token and a
+schedule that `serve` has no use for, it always runs one process (a sync loop per worker
+would multiply the upstream's cost), and `--once` records a snapshot without serving.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+
+import click
+import uvicorn
+
+from routing_points.cli.common import database_option, open_store, settings_for, store_errors
+from routing_points.cli.consume import sdk_errors
+from routing_points.cli.serve import configure_logging, host_option, port_option, sole_server
+from routing_points.mirror import Mirror, MirrorConfig, record_once
+from routing_points.mirror.runner import RECORD_ATTEMPTS
+from routing_points.mirror.sync import MirrorStore, UpstreamChanged
+from routing_points.server import create_app
+from routing_points.settings import Settings
+from routing_points.store import records
+
+
+def _nomenclature(value: str | None) -> str | None:
+    if value is None:
+        return None
+    try:
+        return records.nomenclature(value)
+    except records.InvalidValue as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+def upstream_token(settings: Settings, token_file: Path | None) -> str:
+    """From the file if given, else ROUTING_POINTS_UPSTREAM_TOKEN; never from argv."""
+    if token_file is not None:
+        try:
+            token = token_file.read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            why = getattr(exc, "strerror", None) or exc
+            raise click.ClickException(
+                f"cannot read the upstream token file {token_file}: {why}"
+            ) from None
+        if not token:
+            raise click.ClickException(f"the upstream token file {token_file} is empty")
+        return token
+    if settings.upstream_token is None or not settings.upstream_token.get_secret_value().strip():
+        raise click.ClickException(
+            "no upstream token: set ROUTING_POINTS_UPSTREAM_TOKEN or pass --upstream-token-file"
+        )
+    return settings.upstream_token.get_secret_value().strip()
+
+
+@click.command()
+@click.option(
+    "--upstream-server", required=True, help="The upstream operation's nomenclature, e.g. 0032."
+)
+@click.option(
+    "--upstream-url",
+    default=None,
+    help="The upstream's base URL (default: the vendor's https://wv{server}.wolkvox.com).",
+)
+@click.option(
+    "--upstream-token-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="A file holding the upstream token (default: env ROUTING_POINTS_UPSTREAM_TOKEN).",
+)
+@click.option(
+    "--server",
+    "local_server",
+    default=None,
+    help="The local operation holding the copy (default: the upstream's nomenclature).",
+)
+@click.option(
+    "--every",
+    type=click.FloatRange(min=1),
+    default=300,
+    show_default=True,
+    help="Seconds between syncs (raised to the upstream's X-Poll-Interval and budget share).",
+)
+@click.option(
+    "--budget-share",
+    type=click.FloatRange(0.001, 1),
+    default=0.5,
+    show_default=True,
+    help="The most of the upstream's daily budget the mirror may spend.",
+)
+@click.option(
+    "--max-backoff",
+    type=click.FloatRange(min=1),
+    default=3600,
+    show_default=True,
+    help="The longest wait between failed syncs, in seconds.",
+)
+@click.option(
+    "--timezone",
+    default="UTC",
+    show_default=True,
+    help="Time zone of the local operation, if it has to be created.",
+)
+@click.option(
+    "--licenses",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Licenses of the local operation (its local consumers' budget), if created.",
+)
+@click.option("--once", is_flag=True, help="Record one snapshot into the store, then exit.")
+@host_option
+@port_option
+@database_option
+@click.option("--redis", "redis_url", metavar="URL", default=None, help="Keep the limits in Redis.")
+@store_errors
+@sdk_errors
+def mirror(
+    upstream_server: str,
+    upstream_url: str | None,
+    upstream_token_file: Path | None,
+    local_server: str | None,
+    every: float,
+    budget_share: float,
+    max_backoff: float,
+    timezone: str,
+    licenses: int,
+    once: bool,
+    host: str,
+    port: int,
+    database_url: str | None,
+    redis_url: str | None,
+) -> None:
+    """Mirror an upstream operation and serve it to local consumers (or record it once)."""
+    overrides = {} if redis_url is None else {"redis_url": redis_url}
+    settings = settings_for(database_url, **overrides)
+    try:
+        records.timezone(timezone)
+    except records.InvalidValue as exc:
+        raise click.BadParameter(str(exc), param_hint="--timezone") from None
+    config = MirrorConfig(
+        upstream_server=_nomenclature(upstream_server) or upstream_server,
+        token=upstream_token(settings, upstream_token_file),
+        base_url=upstream_url,
+        local_server=_nomenclature(local_server),
+        every_s=every,
+        budget_share=budget_share,
+        max_backoff_s=max_backoff,
+        timezone=timezone,
+        licenses=licenses,
+    )
+    if once:
+        # The one line of the outcome is the output; only trouble is logged.
+        configure_logging("WARNING")
+        _record(settings, config)
+        return
+    configure_logging(settings.log_level)
+    with sole_server(settings):
+        uvicorn.run(
+            create_app(settings, addon=Mirror(config)),
+            host=host,
+            port=port,
+            access_log=False,
+            log_level=settings.log_level.lower(),
+            lifespan="on",
+            timeout_graceful_shutdown=5,
+        )
+
+
+def _record(settings: Settings, config: MirrorConfig) -> None:
+    engine = open_store(settings.database_url)
+    try:
+        store = MirrorStore(engine, config.server, config.identity)
+        outcome = asyncio.run(record_once(config, store))
+    except UpstreamChanged as exc:
+        raise click.ClickException(f"{exc}, {RECORD_ATTEMPTS} times: try again later") from None
+    finally:
+        engine.dispose()
+    result = outcome.result
+    if result is None:
+        click.echo(f"operation {config.server} is unchanged since the last recording (304)")
+    else:
+        click.echo(
+            f"recorded operation {config.upstream_server} of {config.url} as {config.server}: "
+            f"{result.total} routing points ({result.added} added, {result.changed} changed, "
+            f"{result.deleted} deleted, {outcome.pages} page(s))"
+        )
+    sys.stdout.flush()
