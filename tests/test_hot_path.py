@@ -19,7 +19,10 @@ async def test_one_sqlite_write_per_request(live: LiveServer, tenant: Tenant) ->
     server = live
     statements: list[str] = []
     reader = server.app.state.services.reader
-    reader.loop_connection.set_trace_callback(statements.append)
+    # Reads on the loop's connection, counter commits on the writer thread's.
+    connections = [reader.loop_connection, reader._writer()]
+    for connection in connections:
+        connection.set_trace_callback(statements.append)
     try:
         async with httpx.AsyncClient(base_url=server.url) as http:
             for url in (POINTS, POINTS, TOKEN_INFO, f"{POINTS}&routing=101"):
@@ -32,4 +35,5 @@ async def test_one_sqlite_write_per_request(live: LiveServer, tenant: Tenant) ->
                 ]
                 assert len(writes) == 1, statements
     finally:
-        reader.loop_connection.set_trace_callback(None)
+        for connection in connections:
+            connection.set_trace_callback(None)
