@@ -18,7 +18,8 @@ Invoke = Callable[..., Result]
 
 
 @pytest.fixture
-def run(database_url: str) -> Invoke:
+def run(database_url: str, engine: Engine) -> Invoke:
+    """The CLI against a store that exists (only migrate, serve and demo create one)."""
     runner = CliRunner()
 
     def invoke(*args: str) -> Result:

@@ -34,7 +34,7 @@ def _timestamp(epoch: int | None) -> str:
 @store_errors
 def migrate(database_url: str | None) -> None:
     """Create or upgrade the database schema."""
-    open_store(database_url).dispose()
+    open_store(database_url, create=True).dispose()
     click.echo("the database schema is up to date")
 
 

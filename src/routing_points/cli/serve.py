@@ -19,7 +19,14 @@ from zoneinfo import ZoneInfo
 import click
 import uvicorn
 
-from routing_points.cli.common import database_option, open_store, settings_for, store_errors
+from routing_points.cli.common import (
+    check_local_limits_free,
+    check_port_free,
+    database_option,
+    open_store,
+    settings_for,
+    store_errors,
+)
 from routing_points.server import create_app
 from routing_points.settings import Settings
 from routing_points.store import admin, points
@@ -97,14 +104,10 @@ def run_server(settings: Settings, host: str, port: int, workers: int = 1) -> No
         with sole_server(settings):
             uvicorn.run(create_app(settings), **common)
         return
-    if settings.is_sqlite or not settings.redis_url:
-        raise click.ClickException(
-            "--workers above 1 needs PostgreSQL (--database postgresql://...) and Redis "
-            "(--redis redis://...): the limits must be shared by every worker"
-        )
     # Workers are fresh interpreters: they read their settings from the environment.
+    # (`serve` has checked that several workers have PostgreSQL and Redis.)
     os.environ["ROUTING_POINTS_DATABASE_URL"] = settings.database_url
-    os.environ["ROUTING_POINTS_REDIS_URL"] = settings.redis_url
+    os.environ["ROUTING_POINTS_REDIS_URL"] = settings.redis_url or ""
     with tempfile.TemporaryDirectory(prefix="routing-points-metrics-") as metrics_dir:
         os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", metrics_dir)
         uvicorn.run(
@@ -131,12 +134,26 @@ port_option = click.option("--port", default=8000, show_default=True, type=int)
     help="Keep the limits in Redis, shared by every worker and host (ROUTING_POINTS_REDIS_URL).",
 )
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True)
+@store_errors
 def serve(
     host: str, port: int, database_url: str | None, redis_url: str | None, workers: int
 ) -> None:
-    """Serve the API (migrating the database first)."""
+    """Serve the API (migrating the database first).
+
+    Everything that can be wrong is checked before anything is created: the settings,
+    the port, the store, and that no other server keeps its limits in the same store.
+    """
     overrides = {} if redis_url is None else {"redis_url": redis_url}
-    run_server(settings_for(database_url, **overrides), host, port, workers)
+    settings = settings_for(database_url, **overrides)
+    if workers > 1 and (settings.is_sqlite or not settings.redis_url):
+        raise click.ClickException(
+            "--workers above 1 needs PostgreSQL (--database postgresql://...) and Redis "
+            "(--redis redis://...): the limits must be shared by every worker"
+        )
+    check_port_free(host, port)
+    open_store(settings.database_url, create=True).dispose()
+    check_local_limits_free(settings)
+    run_server(settings, host, port, workers)
 
 
 def _demo_points(rng: random.Random, now: int) -> list[dict[str, Any]]:
@@ -177,7 +194,7 @@ def create_demo_database(settings: Settings) -> str:
             )
         for suffix in ("", "-wal", "-shm"):
             path.with_name(path.name + suffix).unlink(missing_ok=True)
-    engine = open_store(settings.database_url)
+    engine = open_store(settings.database_url, create=True)
     admin.set_meta(engine, DEMO_MARKER, "1")
     admin.add_operation(engine, DEMO_SERVER, "Demo contact center", 1, DEMO_TIMEZONE)
     points.upsert_points(engine, DEMO_SERVER, _demo_points(random.Random(7), int(time.time())))
@@ -196,6 +213,7 @@ def demo(host: str, port: int, database_url: str | None) -> None:
     settings = settings_for(database_url or DEMO_DATABASE)
     if not settings.is_sqlite:
         raise click.ClickException("the demo runs on a SQLite database only")
+    check_port_free(host, port)
     with sole_server(settings):
         secret = create_demo_database(settings)
     url = f"http://{host}:{port}/api/v2/information.php?api=routing_points"

@@ -11,6 +11,7 @@ import signal
 import sys
 import threading
 from datetime import datetime, timedelta
+from pathlib import Path
 from types import FrameType
 from zoneinfo import ZoneInfo
 
@@ -24,7 +25,7 @@ from routing_points.cli.serve import configure_logging
 from routing_points.client import Client, RetryPolicy, RoutingPointsError
 from routing_points.watch.diff import FLAGS
 from routing_points.watch.exporter import WatchMetrics
-from routing_points.watch.history import History
+from routing_points.watch.history import History, history_url
 from routing_points.watch.watcher import IntervalPolicy, Watcher
 from routing_points.watch.webhook import WebhookSender
 
@@ -183,6 +184,13 @@ def history_command(
     output_format: str,
 ) -> None:
     """Print the timeline of changes the watcher recorded."""
+    location = history_url(history_path)
+    if location.startswith("sqlite:///") and not Path(location.removeprefix("sqlite:///")).exists():
+        # Reading never creates: a typo in the path is said, not answered with nothing.
+        raise click.ClickException(
+            f"no history at {history_path}; the watcher creates it: "
+            f"routing-points watch --history {history_path} ..."
+        )
     history = History(history_path)
     try:
         starting = _since(since)
