@@ -9,10 +9,12 @@ from __future__ import annotations
 import functools
 import socket
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
 import click
+import orjson
 from pydantic import ValidationError
 from sqlalchemy import Engine, text
 from sqlalchemy.engine import make_url
@@ -166,3 +168,24 @@ def store_errors(command: Callable[P, R]) -> Callable[P, R]:
             raise store_unusable(shown, exc) from None
 
     return wrapper
+
+
+def print_json(document: Any) -> None:
+    """One JSON document on stdout, for scripts (`--json`)."""
+    click.echo(orjson.dumps(document, option=orjson.OPT_INDENT_2).decode())
+
+
+def iso_utc(epoch: int | None) -> str | None:
+    if epoch is None:
+        return None
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+json_option = click.option(
+    "--json", "as_json", is_flag=True, help="Print one JSON document instead of a table."
+)
+
+
+def example(*lines: str) -> str:
+    """A command's --help epilog: its examples, kept as written (click rewraps otherwise)."""
+    return "\b\nExamples:\n" + "\n".join(f"  {line}" for line in lines)
