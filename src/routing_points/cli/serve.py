@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import ipaddress
 import logging
 import os
 import random
 import shlex
+import shutil
 import sys
 import tempfile
 import time
 from collections.abc import Iterator
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -23,6 +26,7 @@ from routing_points.cli.common import (
     check_local_limits_free,
     check_port_free,
     database_option,
+    example,
     open_store,
     settings_for,
     store_errors,
@@ -32,7 +36,8 @@ from routing_points.settings import Settings
 from routing_points.store import admin, points
 
 DEMO_DATABASE = "sqlite:///routing-points-demo.db"
-DEMO_SERVER = "0001"
+# The README's examples use this operation, so they run verbatim against the demo.
+DEMO_SERVER = "0032"
 DEMO_MARKER = "demo"
 DEMO_TIMEZONE = "America/Bogota"
 
@@ -122,7 +127,13 @@ host_option = click.option("--host", default="127.0.0.1", show_default=True)
 port_option = click.option("--port", default=8000, show_default=True, type=int)
 
 
-@click.command()
+@click.command(
+    epilog=example(
+        "routing-points serve --database sqlite:///routing-points.db",
+        "routing-points serve --host 0.0.0.0 --workers 4 "
+        "--database postgresql://rp@db/rp --redis redis://redis:6379/0",
+    ),
+)
 @host_option
 @port_option
 @database_option
@@ -196,30 +207,66 @@ def create_demo_database(settings: Settings) -> str:
             path.with_name(path.name + suffix).unlink(missing_ok=True)
     engine = open_store(settings.database_url, create=True)
     admin.set_meta(engine, DEMO_MARKER, "1")
-    admin.add_operation(engine, DEMO_SERVER, "Demo contact center", 1, DEMO_TIMEZONE)
+    admin.add_operation(engine, DEMO_SERVER, "Acme (demo)", 1, DEMO_TIMEZONE)
     points.upsert_points(engine, DEMO_SERVER, _demo_points(random.Random(7), int(time.time())))
     token = admin.add_token(engine, DEMO_SERVER, "demo token")
     engine.dispose()
     return token.secret
 
 
-@click.command()
+def this_command() -> str:
+    """How the user runs this program: `routing-points` when it is on PATH, else its path."""
+    installed = Path(sys.executable).parent / "routing-points"
+    on_path = shutil.which("routing-points")
+    if on_path is not None and Path(on_path).resolve() == installed.resolve():
+        return "routing-points"
+    with contextlib.suppress(ValueError):
+        return str(installed.relative_to(Path.cwd()))
+    return str(installed)
+
+
+def demo_banner(settings: Settings, host: str, port: int, secret: str) -> list[str]:
+    """What the demo prints: its token, and commands that work against it as they are."""
+    shown_host = host
+    with contextlib.suppress(ValueError):
+        if ipaddress.ip_address(host).is_unspecified:  # listening everywhere: here too
+            shown_host = "127.0.0.1"
+    base_url = f"http://{shown_host}:{port}"
+    url = f"{base_url}/api/v2/information.php?api=routing_points"
+    program = shlex.quote(this_command())
+    database = shlex.quote(settings.database_url)
+    return [
+        f"demo operation {DEMO_SERVER} with {len(_DEMO_NAMES)} routing points, "
+        f"served on {base_url} from {settings.sqlite_path}",
+        f"token: {secret}",
+        "try, from this folder (the client commands read the token from the environment):",
+        f"  curl -s -H {shlex.quote('wolkvox-token: ' + secret)} {shlex.quote(url)}",
+        f"  export ROUTING_POINTS_TOKEN={secret}",
+        f"  {program} get --server {DEMO_SERVER} --base-url {base_url}",
+        f"  {program} token-info --server {DEMO_SERVER} --base-url {base_url}",
+        f"  {program} points list {DEMO_SERVER} --database {database}",
+    ]
+
+
+@click.command(
+    epilog=example("routing-points demo", "routing-points demo --port 8080"),
+)
 @host_option
 @port_option
 @database_option
 @store_errors
 def demo(host: str, port: int, database_url: str | None) -> None:
-    """Create a fresh demo database (operation 0001, 25 routing points) and serve it."""
+    """Create a fresh demo database (operation 0032, 25 routing points) and serve it.
+
+    Its banner prints the token and the commands to try, ready to paste.
+    """
     settings = settings_for(database_url or DEMO_DATABASE)
     if not settings.is_sqlite:
         raise click.ClickException("the demo runs on a SQLite database only")
     check_port_free(host, port)
     with sole_server(settings):
         secret = create_demo_database(settings)
-    url = f"http://{host}:{port}/api/v2/information.php?api=routing_points"
-    click.echo(f"demo operation {DEMO_SERVER} with {len(_DEMO_NAMES)} routing points")
-    click.echo(f"token: {secret}")
-    click.echo("try:")
-    click.echo(f"  curl -s -H {shlex.quote('wolkvox-token: ' + secret)} {shlex.quote(url)}")
+    for line in demo_banner(settings, host, port, secret):
+        click.echo(line)
     sys.stdout.flush()
     run_server(settings, host, port)
