@@ -12,7 +12,6 @@ from rich.table import Table
 
 from routing_points.cli.common import (
     database_option,
-    example,
     iso_utc,
     json_option,
     open_store,
@@ -20,6 +19,7 @@ from routing_points.cli.common import (
     settings_for,
     store_errors,
 )
+from routing_points.cli.help import example
 from routing_points.store import admin
 
 

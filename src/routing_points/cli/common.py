@@ -184,8 +184,3 @@ def iso_utc(epoch: int | None) -> str | None:
 json_option = click.option(
     "--json", "as_json", is_flag=True, help="Print one JSON document instead of a table."
 )
-
-
-def example(*lines: str) -> str:
-    """A command's --help epilog: its examples, kept as written (click rewraps otherwise)."""
-    return "\b\nExamples:\n" + "\n".join(f"  {line}" for line in lines)

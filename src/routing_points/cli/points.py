@@ -21,12 +21,12 @@ from rich.table import Table
 from routing_points.cli.admin import print_table
 from routing_points.cli.common import (
     database_option,
-    example,
     json_option,
     open_store,
     print_json,
     store_errors,
 )
+from routing_points.cli.help import example
 from routing_points.server.render import LocalTimes, point_records
 from routing_points.store import points as point_store
 from routing_points.store.importer import check_import, problem_report, read_point_file

@@ -26,11 +26,11 @@ from routing_points.cli.common import (
     check_local_limits_free,
     check_port_free,
     database_option,
-    example,
     open_store,
     settings_for,
     store_errors,
 )
+from routing_points.cli.help import example
 from routing_points.server import create_app
 from routing_points.settings import Settings
 from routing_points.store import admin, points

@@ -21,6 +21,7 @@ from rich.console import Console
 from rich.table import Table
 
 from routing_points.cli.consume import EXIT_OTHER, connection_options, exit_code
+from routing_points.cli.help import example
 from routing_points.cli.serve import configure_logging
 from routing_points.client import Client, RetryPolicy, RoutingPointsError
 from routing_points.watch.diff import FLAGS
@@ -41,7 +42,12 @@ def _zone(name: str | None) -> ZoneInfo | None:
         raise click.BadParameter(f"{name!r} is not a known IANA time zone") from None
 
 
-@click.command()
+@click.command(
+    epilog=example(
+        "routing-points watch --server 0032 --base-url http://127.0.0.1:8000 --once",
+        "routing-points watch --server 0032 --metrics-port 9477 --webhook https://hooks.example/rp",
+    )
+)
 @connection_options
 @click.option(
     "--every",
@@ -164,7 +170,13 @@ def _flag_lines(history: History, server: str | None, rp_id: int, since: float |
     return lines
 
 
-@click.command("history")
+@click.command(
+    "history",
+    epilog=example(
+        "routing-points history --server 0032 --since 2026-11-01",
+        "routing-points history --rp 101 --format json",
+    ),
+)
 @click.option("--history", "history_path", default=DEFAULT_HISTORY, show_default=True)
 @click.option("--server", default=None, help="Only this operation.")
 @click.option("--rp", "rp_id", type=int, default=None, help="Only this routing point.")
