@@ -7,6 +7,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from sqlalchemy import create_engine, inspect
 from sqlalchemy.engine import make_url
 
 from tests.conftest import free_port
@@ -158,3 +159,16 @@ def test_history_of_a_missing_file_creates_nothing(tmp_path: Path) -> None:
     line = one_line_error(cli("history", "--history", "typo.db", cwd=tmp_path))
     assert line.startswith("Error: no history at typo.db")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_reading_an_empty_postgresql_database_creates_no_tables(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    shown = make_url(postgres_url).render_as_string(hide_password=True)
+    line = one_line_error(cli("tokens", "list", "0032", "--database", postgres_url, cwd=tmp_path))
+    assert line.startswith(f"Error: no routing-points store in {shown}; create it with: ")
+    engine = create_engine(make_url(postgres_url).set(drivername="postgresql+psycopg"))
+    try:
+        assert inspect(engine).get_table_names() == []
+    finally:
+        engine.dispose()

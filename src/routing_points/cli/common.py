@@ -16,7 +16,7 @@ from typing import Any, ParamSpec, TypeVar
 import click
 import orjson
 from pydantic import ValidationError
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, inspect, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
 
@@ -102,6 +102,12 @@ def open_store(database_url: str | None, *, create: bool = False) -> Engine:
             )
     engine = create_sync_engine(settings.database_url)
     try:
+        if not create and not inspect(engine).has_table("alembic_version"):
+            engine.dispose()
+            raise click.ClickException(
+                f"no routing-points store in {safe_url(settings.database_url)}; create it "
+                f"with: routing-points migrate --database {safe_url(settings.database_url)}"
+            )
         migrate.upgrade(engine)
     except (DBAPIError, SQLAlchemyError, OSError) as exc:
         engine.dispose()
