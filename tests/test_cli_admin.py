@@ -6,6 +6,7 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
+import click
 import pytest
 from click.testing import CliRunner, Result
 from sqlalchemy import Engine
@@ -18,7 +19,8 @@ Invoke = Callable[..., Result]
 
 
 @pytest.fixture
-def run(database_url: str) -> Invoke:
+def run(database_url: str, engine: Engine) -> Invoke:
+    """The CLI against a store that exists (only migrate, serve and demo create one)."""
     runner = CliRunner()
 
     def invoke(*args: str) -> Result:
@@ -183,16 +185,20 @@ def test_points_import_json_and_api_answers(run: Invoke, tmp_path: Path, engine:
 
 
 BAD_FILES = [
-    ("bad.csv", CSV + "103,Third,maybe,no,no,no,\n", "record 3: ivr_active: 'maybe' is not yes"),
-    ("bad.csv", CSV + "x,Third,no,no,no,no,\n", "record 3: rp_id: 'x' is not a positive integer"),
-    ("bad.csv", CSV + "0,Zero,no,no,no,no,\n", "record 3: rp_id"),
-    ("bad.csv", CSV + "104,,no,no,no,no,\n", "record 3: rp_name"),
-    ("bad.csv", CSV + "105," + "n" * 256 + ",no,no,no,no,\n", "record 3: rp_name"),
-    ("bad.csv", CSV + "106,Late,no,no,no,no,20261120\n", "record 3: last_use"),
-    ("bad.csv", CSV + "101,Again,no,no,no,no,\n", "record 3: rp_id 101 appears twice"),
-    ("bad.csv", CSV + "107,Short,no\n", "record 3 (line 4): has a different number of fields"),
+    ("bad.csv", CSV + "103,Third,maybe,no,no,no,\n", "line 4: ivr_active: 'maybe' is not yes"),
+    ("bad.csv", CSV + "x,Third,no,no,no,no,\n", "line 4: rp_id: 'x' is not a positive integer"),
+    ("bad.csv", CSV + "0,Zero,no,no,no,no,\n", "line 4: rp_id"),
+    ("bad.csv", CSV + "104,,no,no,no,no,\n", "line 4: rp_name"),
+    ("bad.csv", CSV + "105," + "n" * 256 + ",no,no,no,no,\n", "line 4: rp_name"),
+    ("bad.csv", CSV + "106,Late,no,no,no,no,20261120\n", "line 4: last_use"),
+    (
+        "bad.csv",
+        CSV + "101,Again,no,no,no,no,\n",
+        "line 4: rp_id 101 appears twice (first at line 2)",
+    ),
+    ("bad.csv", CSV + "107,Short,no\n", "line 4: has a different number of fields"),
     ("bad.csv", "name,flag\nx,y\n", "header row must name rp_id"),
-    ("bad.json", '[{"rp_id": "1", "rp_name": "x"}, {"rp_id": "2"}]', "rp_id 2: a new routing"),
+    ("bad.json", '[{"rp_id": "1", "rp_name": "x"}, {"rp_id": "2"}]', "record 2: rp_id 2 is new"),
     ("bad.json", '[{"rp_id": "1", "rp_name": "x", "colour": "red"}]', "record 1: colour"),
     ("bad.json", '[{"rp_id": "1", "rp_name": "x"},', "malformed JSON"),
     ("bad.json", "[1, 2]", "record 1: expected an object"),
@@ -207,11 +213,49 @@ def test_points_import_refuses_a_bad_file_whole(
 ) -> None:
     file = tmp_path / name
     file.write_text(content)
-    result = run("points", "import", "0032", str(file))
-    assert_refused(result, fragment)
+    for dry_run in ([], ["--dry-run"]):
+        result = run("points", "import", "0032", str(file), *dry_run)
+        assert result.exit_code == 1
+        assert result.stderr.startswith(f"Error: {file}: ")
+        assert fragment in result.stderr
     _, rows = point_store.list_points(engine, "0032")
     assert rows == []
     assert admin.get_operation(engine, "0032").version == 1
+
+
+@pytest.mark.usefixtures("acme")
+def test_points_import_lists_every_bad_row_up_to_a_cap(
+    run: Invoke, tmp_path: Path, engine: Engine
+) -> None:
+    file = tmp_path / "points.csv"
+    good = ["101,Fine,yes,no,no,no,"]
+    bad = [f"{200 + i},Bad {i},maybe,no,no,no," for i in range(25)]
+    file.write_text(CSV.splitlines()[0] + "\n" + "\n".join(good + bad) + "\n")
+    result = run("points", "import", "0032", str(file))
+    assert result.exit_code == 1
+    lines = result.stderr.splitlines()
+    assert lines[0] == f"Error: {file}: 25 problems, nothing was imported:"
+    # Lines as an editor numbers them: the header is line 1, the good row line 2.
+    assert lines[1] == "  line 3: ivr_active: 'maybe' is not yes or no"
+    assert lines[20] == "  line 22: ivr_active: 'maybe' is not yes or no"
+    assert lines[21:] == ["  and 5 more"]
+    assert point_store.count_points(engine, "0032") == 0
+
+
+@pytest.mark.usefixtures("acme")
+def test_points_import_dry_run_writes_nothing(run: Invoke, tmp_path: Path, engine: Engine) -> None:
+    file = tmp_path / "points.csv"
+    file.write_text(CSV)
+    assert run("points", "import", "0032", str(file)).exit_code == 0
+    file.write_text(CSV + "103,Third,no,no,no,no,\n")
+    version = admin.get_operation(engine, "0032").version
+    result = run("points", "import", "0032", str(file), "--dry-run")
+    assert result.exit_code == 0, result.stderr
+    assert "3 routing points would be imported into operation 0032 (1 new, 2 updated)" in (
+        result.stdout
+    )
+    assert point_store.count_points(engine, "0032") == 2
+    assert admin.get_operation(engine, "0032").version == version
 
 
 @pytest.mark.usefixtures("acme")
@@ -229,3 +273,124 @@ def test_points_import_100k_records(run: Invoke, tmp_path: Path, engine: Engine)
     result = run("points", "import", "0032", str(file))
     assert result.exit_code == 0, result.stderr
     assert point_store.count_points(engine, "0032") == 100_000
+
+
+@pytest.mark.usefixtures("acme")
+def test_list_commands_print_one_json_document(run: Invoke, tmp_path: Path) -> None:
+    file = tmp_path / "points.csv"
+    file.write_text(CSV)
+    assert run("points", "import", "0032", str(file)).exit_code == 0
+    assert run("tokens", "add", "0032", "--description", "BI").exit_code == 0
+    operations = json.loads(run("operations", "list", "--json").stdout)
+    assert operations == [
+        {
+            "server": "0032",
+            "name": "Acme",
+            "licenses": 1,
+            "daily_budget": 1000,
+            "timezone": "America/Bogota",
+        }
+    ]
+    (token,) = json.loads(run("tokens", "list", "0032", "--json").stdout)
+    assert (token["id"], token["description"], token["scope"]) == (1, "BI", "read")
+    assert token["revoked_at"] is None
+    assert token["created_at"].endswith("Z")
+    points = json.loads(run("points", "list", "0032", "--json").stdout)
+    assert points[0] == {
+        "rp_id": "101",
+        "rp_name": "Sales line",
+        "ivr_active": "yes",
+        "chat_active": "no",
+        "interaction_active": "yes",
+        "crm_active": "no",
+        "last_use": "2026-11-20 14:03:11",
+    }
+
+
+@pytest.mark.usefixtures("acme")
+@pytest.mark.parametrize(("output_format", "name"), [("csv", "out.csv"), ("json", "out.json")])
+def test_points_export_then_import_is_a_round_trip(
+    run: Invoke, tmp_path: Path, engine: Engine, output_format: str, name: str
+) -> None:
+    file = tmp_path / "points.csv"
+    file.write_text(CSV)
+    assert run("points", "import", "0032", str(file)).exit_code == 0
+    _, before = point_store.list_points(engine, "0032")
+    output = tmp_path / name
+    exported = run("points", "export", "0032", "--format", output_format, "--output", str(output))
+    assert exported.exit_code == 0, exported.stderr
+    if output_format == "csv":
+        assert output.read_text() == CSV
+    to_stdout = run("points", "export", "0032", "--format", output_format)
+    assert to_stdout.stdout == output.read_text()
+    assert run("points", "delete", "0032", "101", "102").exit_code == 0
+    assert point_store.count_points(engine, "0032") == 0
+    assert run("points", "import", "0032", str(output)).exit_code == 0
+    _, after = point_store.list_points(engine, "0032")
+    assert after == before
+
+
+@pytest.mark.usefixtures("acme")
+def test_points_delete_is_all_or_nothing(run: Invoke, tmp_path: Path, engine: Engine) -> None:
+    file = tmp_path / "points.csv"
+    file.write_text(CSV)
+    assert run("points", "import", "0032", str(file)).exit_code == 0
+    version = admin.get_operation(engine, "0032").version
+    assert_refused(run("points", "delete", "0032", "101", "999"), "999 do not exist")
+    assert point_store.count_points(engine, "0032") == 2
+    assert admin.get_operation(engine, "0032").version == version
+    deleted = run("points", "delete", "0032", "102")
+    assert deleted.stdout == "1 routing points deleted from operation 0032\n"
+    assert admin.get_operation(engine, "0032").version == version + 1
+
+
+@pytest.mark.usefixtures("acme")
+def test_operations_set(run: Invoke, engine: Engine) -> None:
+    version = admin.get_operation(engine, "0032").version
+    changed = run("operations", "set", "0032", "--name", "Acme Ltd", "--licenses", "5")
+    assert changed.exit_code == 0, changed.stderr
+    operation = admin.get_operation(engine, "0032")
+    assert (operation.name, operation.licenses, operation.timezone) == (
+        "Acme Ltd",
+        5,
+        "America/Bogota",
+    )
+    assert operation.version == version + 1
+    assert_refused(run("operations", "set", "0032"), "nothing to change")
+    assert_refused(run("operations", "set", "0032", "--timezone", "Mars/x"), "not a known IANA")
+    assert_refused(run("operations", "set", "0032", "--licenses", "0"), "at least 1")
+    assert_refused(run("operations", "set", "0099", "--licenses", "2"), "0099 does not exist")
+
+
+@pytest.mark.usefixtures("acme")
+def test_tokens_rotate_prints_a_new_secret_once(run: Invoke, engine: Engine) -> None:
+    assert run("tokens", "add", "0032").exit_code == 0
+    rotated = run("tokens", "rotate", "1", "--grace", "30m")
+    assert rotated.exit_code == 0, rotated.stderr
+    first, secret = rotated.stdout.splitlines()
+    assert first == "token 1 rotated: the old secret works for 1800 s more; the new secret follows:"
+    assert len(secret) == 43
+    (token,) = json.loads(run("tokens", "list", "0032", "--json").stdout)
+    assert token["previous_secret_valid_until"] is not None
+    assert_refused(run("tokens", "rotate", "1", "--grace", "soon"), "not a duration")
+    assert_refused(run("tokens", "rotate", "9"), "token 9 does not exist")
+    assert run("tokens", "revoke", "1").exit_code == 0
+    assert_refused(run("tokens", "rotate", "1"), "token 1 is revoked")
+
+
+def _commands(group: click.Group, prefix: str = "") -> list[tuple[str, click.Command]]:
+    found = []
+    for name, command in group.commands.items():
+        if isinstance(command, click.Group):
+            found += _commands(command, f"{prefix}{name} ")
+        else:
+            found.append((f"{prefix}{name}", command))
+    return found
+
+
+@pytest.mark.parametrize("name", [name for name, _command in _commands(main)])
+def test_every_command_shows_an_example(name: str) -> None:
+    result = CliRunner().invoke(main, [*name.split(), "--help"])
+    assert result.exit_code == 0
+    _, examples = result.stdout.split("\n  Examples:\n")
+    assert f"    routing-points {name} " in examples

@@ -75,6 +75,7 @@ def test_demo_never_replaces_a_real_database(tmp_path: Path) -> None:
 
 def test_serve_a_database_set_up_with_the_cli(tmp_path: Path) -> None:
     database = f"sqlite:///{tmp_path / 'prod.db'}"
+    assert cli("migrate", "--database", database).returncode == 0
     assert (
         cli(
             "operations", "add", "0032", "--name", "Acme", "--licenses", "2", "--database", database

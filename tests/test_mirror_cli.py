@@ -73,6 +73,7 @@ def test_mirror_refuses_bad_tokens_and_missing_ones_in_one_line(
 
 def test_the_mirror_command_serves_local_consumers(upstream: Upstream, tmp_path: Path) -> None:
     database = f"sqlite:///{tmp_path / 'mirror.db'}"
+    assert cli("migrate", "--database", database).returncode == 0
     created = cli(
         "operations", "add", UPSTREAM, "--name", "Mirror", "--licenses", "2", "--database", database
     )

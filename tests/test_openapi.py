@@ -69,6 +69,7 @@ def test_openapi_and_docs_are_served(live: LiveServer) -> None:
 @pytest.mark.slow
 def test_schemathesis_finds_no_server_error_and_no_schema_break(tmp_path: Path) -> None:
     database = f"sqlite:///{tmp_path / 'fuzz.db'}"
+    assert cli("migrate", "--database", database).returncode == 0
     assert (
         cli(
             "operations",

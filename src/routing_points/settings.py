@@ -14,6 +14,8 @@ from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 from routing_points import contract
 
@@ -150,7 +152,13 @@ class Settings(BaseSettings):
     @classmethod
     def _known_scheme(cls, value: str) -> str:
         if not value.startswith(("sqlite:", "postgresql:", "postgresql+", "postgres:")):
-            raise ValueError("database_url must be a sqlite:/// or postgresql:// URL")
+            raise ValueError("must be a sqlite:///PATH or postgresql://... URL")
+        if value.startswith("sqlite:") and not value.partition(":///")[2].strip():
+            raise ValueError("must name a file: sqlite:///PATH")
+        try:
+            make_url(value)
+        except (ArgumentError, ValueError):
+            raise ValueError("is not a valid database URL") from None
         return value
 
     @property

@@ -1,25 +1,29 @@
-"""Operator commands on the store: migrate, operations, tokens and routing points."""
+"""Operator commands on the store: migrate, operations and tokens (points: `cli.points`)."""
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
-from pathlib import Path
-from zoneinfo import ZoneInfo
+from typing import Any
 
 import click
 from rich.console import Console
 from rich.table import Table
 
-from routing_points.cli.common import database_option, open_store, settings_for, store_errors
-from routing_points.server.render import LocalTimes, point_records
+from routing_points.cli.common import (
+    database_option,
+    iso_utc,
+    json_option,
+    open_store,
+    print_json,
+    settings_for,
+    store_errors,
+)
+from routing_points.cli.help import example
 from routing_points.store import admin
-from routing_points.store import points as point_store
-from routing_points.store.importer import read_records
-
-YES_NO = click.Choice(["yes", "no"], case_sensitive=False)
 
 
-def _print_table(table: Table) -> None:
+def print_table(table: Table) -> None:
     Console(soft_wrap=True).print(table)
 
 
@@ -29,12 +33,27 @@ def _timestamp(epoch: int | None) -> str:
     return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
-@click.command()
+class Duration(click.ParamType[int]):
+    """`90s`, `30m`, `1h`, `2d` or a bare number of seconds (`0` included)."""
+
+    name = "duration"
+    _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86_400}
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        if isinstance(value, int):
+            return value
+        match = re.fullmatch(r"\s*(\d{1,9})\s*([smhd]?)\s*", str(value))
+        if match is None:
+            self.fail(f"{value!r} is not a duration such as 0, 90s, 30m, 1h or 2d", param, ctx)
+        return int(match[1]) * self._UNITS[match[2]]
+
+
+@click.command(epilog=example("routing-points migrate --database sqlite:///routing-points.db"))
 @database_option
 @store_errors
 def migrate(database_url: str | None) -> None:
     """Create or upgrade the database schema."""
-    open_store(database_url).dispose()
+    open_store(database_url, create=True).dispose()
     click.echo("the database schema is up to date")
 
 
@@ -43,7 +62,12 @@ def operations() -> None:
     """Operations (tenants), named by their four-digit server nomenclature."""
 
 
-@operations.command("add")
+@operations.command(
+    "add",
+    epilog=example(
+        'routing-points operations add 0032 --name "Acme" --licenses 3 --timezone America/Bogota'
+    ),
+)
 @click.argument("server")
 @click.option("--name", required=True, help="The operation's name.")
 @click.option("--licenses", required=True, type=int, help="Licenses (daily budget = x 1,000).")
@@ -58,23 +82,59 @@ def operations_add(
     click.echo(f"operation {operation.nomenclature} added ({operation.name})")
 
 
-@operations.command("list")
+@operations.command(
+    "set",
+    epilog=example(
+        "routing-points operations set 0032 --licenses 5",
+        'routing-points operations set 0032 --name "Acme Ltd" --timezone America/Lima',
+    ),
+)
+@click.argument("server")
+@click.option("--name", default=None, help="A new name.")
+@click.option("--licenses", type=int, default=None, help="New licenses (daily budget x 1,000).")
+@click.option("--timezone", default=None, help="A new IANA time zone (its day and last_use).")
 @database_option
 @store_errors
-def operations_list(database_url: str | None) -> None:
+def operations_set(
+    server: str,
+    name: str | None,
+    licenses: int | None,
+    timezone: str | None,
+    database_url: str | None,
+) -> None:
+    """Change an operation's name, licenses or time zone; servers follow at once."""
+    engine = open_store(database_url)
+    admin.set_operation(engine, server, name=name, licenses=licenses, timezone=timezone)
+    click.echo(f"operation {server} updated")
+
+
+@operations.command(
+    "list",
+    epilog=example("routing-points operations list", "routing-points operations list --json"),
+)
+@json_option
+@database_option
+@store_errors
+def operations_list(as_json: bool, database_url: str | None) -> None:
     """List the operations and their daily budgets."""
     settings = settings_for(database_url)
+    rows = [
+        {
+            "server": operation.nomenclature,
+            "name": operation.name,
+            "licenses": operation.licenses,
+            "daily_budget": operation.licenses * settings.daily_calls_per_license,
+            "timezone": operation.timezone,
+        }
+        for operation in admin.list_operations(open_store(database_url))
+    ]
+    if as_json:
+        print_json(rows)
+        return
     table = Table("server", "name", "licenses", "daily budget", "timezone")
-    for operation in admin.list_operations(open_store(database_url)):
-        budget = operation.licenses * settings.daily_calls_per_license
-        table.add_row(
-            operation.nomenclature,
-            operation.name,
-            str(operation.licenses),
-            str(budget),
-            operation.timezone,
-        )
-    _print_table(table)
+    for row in rows:
+        table.add_row(*(str(value) for value in row.values()))
+    print_table(table)
 
 
 @click.group()
@@ -82,7 +142,13 @@ def tokens() -> None:
     """API tokens: shown once when created, stored only as a hash."""
 
 
-@tokens.command("add")
+@tokens.command(
+    "add",
+    epilog=example(
+        'routing-points tokens add 0032 --description "BI pipeline"',
+        "routing-points tokens add 0032 --scope admin --daily-limit 500",
+    ),
+)
 @click.argument("server")
 @click.option("--description", default="", help="What the token is for.")
 @click.option("--daily-limit", type=int, default=None, help="Its own daily limit, if any.")
@@ -98,14 +164,36 @@ def tokens_add(
     click.echo(token.secret)
 
 
-@tokens.command("list")
+@tokens.command(
+    "list",
+    epilog=example("routing-points tokens list 0032", "routing-points tokens list 0032 --json"),
+)
 @click.argument("server")
+@json_option
 @database_option
 @store_errors
-def tokens_list(server: str, database_url: str | None) -> None:
+def tokens_list(server: str, as_json: bool, database_url: str | None) -> None:
     """List an operation's tokens (never their secrets)."""
+    found = admin.list_tokens(open_store(database_url), server)
+    if as_json:
+        print_json(
+            [
+                {
+                    "id": token.id,
+                    "server": token.nomenclature,
+                    "description": token.description,
+                    "daily_limit": token.daily_limit,
+                    "scope": token.scope,
+                    "created_at": iso_utc(token.created_at),
+                    "revoked_at": iso_utc(token.revoked_at),
+                    "previous_secret_valid_until": iso_utc(token.previous_valid_until),
+                }
+                for token in found
+            ]
+        )
+        return
     table = Table("id", "description", "daily limit", "scope", "created", "revoked")
-    for token in admin.list_tokens(open_store(database_url), server):
+    for token in found:
         table.add_row(
             str(token.id),
             token.description,
@@ -114,10 +202,10 @@ def tokens_list(server: str, database_url: str | None) -> None:
             _timestamp(token.created_at),
             _timestamp(token.revoked_at),
         )
-    _print_table(table)
+    print_table(table)
 
 
-@tokens.command("revoke")
+@tokens.command("revoke", epilog=example("routing-points tokens revoke 7"))
 @click.argument("token_id", type=int)
 @database_option
 @store_errors
@@ -127,67 +215,31 @@ def tokens_revoke(token_id: int, database_url: str | None) -> None:
     click.echo(f"token {token_id} revoked")
 
 
-@click.group()
-def points() -> None:
-    """Routing points of an operation."""
-
-
-@points.command("import")
-@click.argument("server")
-@click.argument("file", type=click.Path(path_type=Path, dir_okay=False))
+@tokens.command(
+    "rotate",
+    epilog=example(
+        "routing-points tokens rotate 7              # the old secret works 1 more hour",
+        "routing-points tokens rotate 7 --grace 0    # the old secret is refused at once",
+    ),
+)
+@click.argument("token_id", type=int)
+@click.option(
+    "--grace",
+    type=Duration(),
+    default="1h",
+    show_default=True,
+    help="How long the old secret keeps working (0, 90s, 30m, 1h, 2d).",
+)
 @database_option
 @store_errors
-def points_import(server: str, file: Path, database_url: str | None) -> None:
-    """Upsert routing points by rp_id from a CSV or JSON file: all of them, or none."""
-    engine = open_store(database_url)
-    admin.get_operation(engine, server)
-    records = read_records(file)
-    result = point_store.upsert_points(engine, server, records, describe=f"{file}: record")
-    click.echo(f"{result.upserted} routing points imported into operation {server}")
+def tokens_rotate(token_id: int, grace: int, database_url: str | None) -> None:
+    """Give a token a new secret, printed alone on the last line, and never again.
 
-
-@points.command("list")
-@click.argument("server")
-@database_option
-@store_errors
-def points_list(server: str, database_url: str | None) -> None:
-    """List an operation's routing points."""
-    operation, rows = point_store.list_points(open_store(database_url), server)
-    local_time = LocalTimes(ZoneInfo(operation.timezone))
-    table = Table("rp_id", "rp_name", "ivr", "chat", "interaction", "crm", "last_use")
-    for record in point_records([point_store.contract_row(row) for row in rows], local_time):
-        table.add_row(*record.values())
-    _print_table(table)
-
-
-@points.command("set")
-@click.argument("server")
-@click.argument("rp_id", type=int)
-@click.option("--ivr", type=YES_NO)
-@click.option("--chat", type=YES_NO)
-@click.option("--interaction", type=YES_NO)
-@click.option("--crm", type=YES_NO)
-@click.option("--name", help="A new rp_name.")
-@database_option
-@store_errors
-def points_set(
-    server: str,
-    rp_id: int,
-    ivr: str | None,
-    chat: str | None,
-    interaction: str | None,
-    crm: str | None,
-    name: str | None,
-    database_url: str | None,
-) -> None:
-    """Change one routing point's flags or name."""
-    given = {
-        "ivr_active": ivr,
-        "chat_active": chat,
-        "interaction_active": interaction,
-        "crm_active": crm,
-        "rp_name": name,
-    }
-    changes = {field: value for field, value in given.items() if value is not None}
-    point_store.set_point(open_store(database_url), server, rp_id, changes)
-    click.echo(f"routing point {rp_id} of operation {server} updated")
+    The token keeps its id, limits and today's counters. The old secret keeps working
+    for the grace period, so clients can switch without a gap; rotating again ends the
+    grace of the secret before.
+    """
+    token = admin.rotate_token(open_store(database_url), token_id, grace)
+    until = "is refused from now on" if grace == 0 else f"works for {grace} s more"
+    click.echo(f"token {token_id} rotated: the old secret {until}; the new secret follows:")
+    click.echo(token.secret)

@@ -1,13 +1,24 @@
-"""What the CLI's commands share: the database option and the store's errors as one line."""
+"""What the CLI's commands share: the database option, and every failure as one line.
+
+A mistake names what was wrong (the setting, the URL without its password, the file) and
+says what failed; only `migrate`, `serve` and `demo` may create a store.
+"""
 
 from __future__ import annotations
 
 import functools
+import socket
 from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
 import click
-from sqlalchemy import Engine
+import orjson
+from pydantic import ValidationError
+from sqlalchemy import Engine, inspect, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
 
 from routing_points.settings import Settings
 from routing_points.store import migrate
@@ -25,29 +36,127 @@ database_option = click.option(
     help="Database URL (default: ROUTING_POINTS_DATABASE_URL, else sqlite:///routing-points.db).",
 )
 
+# Options that set a field directly: a bad value names the option, not the variable.
+_OPTION_NAMES = {"database_url": "--database", "redis_url": "--redis"}
+
 
 def settings_for(database_url: str | None, **overrides: Any) -> Settings:
+    if database_url is not None:
+        overrides["database_url"] = database_url
     try:
-        if database_url is not None:
-            overrides["database_url"] = database_url
         return Settings(**overrides)
-    except ValueError as exc:
-        raise click.ClickException(_first_line(exc)) from None
+    except ValidationError as exc:
+        raise click.ClickException(settings_problem(exc, set(overrides))) from None
 
 
-def _first_line(exc: Exception) -> str:
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    return lines[-1] if lines else type(exc).__name__
+def settings_problem(exc: ValidationError, given: set[str]) -> str:
+    """Every problem as `NAME: rule`, on one line (pydantic's own text spans several)."""
+    problems = []
+    for error in exc.errors():
+        field = str(error["loc"][0]) if error["loc"] else "settings"
+        name = _OPTION_NAMES[field] if field in given else f"ROUTING_POINTS_{field.upper()}"
+        problems.append(f"{name}: {error['msg'].removeprefix('Value error, ')}")
+    return "; ".join(problems)
 
 
-def open_store(database_url: str | None) -> Engine:
-    """The store, migrated to the current schema."""
+def safe_url(database_url: str) -> str:
+    """The URL as it can be shown: never with its password."""
+    try:
+        return make_url(database_url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "the database URL"
+
+
+def _reason(exc: BaseException) -> str:
+    """The driver's own words, first line only (psycopg adds hints on further lines)."""
+    original = getattr(exc, "orig", None) or exc
+    lines = [line.strip() for line in str(original).splitlines() if line.strip()]
+    return lines[0] if lines else type(original).__name__
+
+
+def store_unusable(database_url: str, exc: BaseException) -> click.ClickException:
+    return click.ClickException(f"cannot use the database {safe_url(database_url)}: {_reason(exc)}")
+
+
+def missing_database(settings: Settings) -> click.ClickException:
+    return click.ClickException(
+        f"no database at {settings.sqlite_path}; create it with: "
+        f"routing-points migrate --database {settings.database_url}"
+    )
+
+
+def open_store(database_url: str | None, *, create: bool = False) -> Engine:
+    """The store, migrated to the current schema.
+
+    Reading never creates: without `create` a missing SQLite file is refused, so a typo
+    in a path is reported instead of answered from a new empty store.
+    """
     settings = settings_for(database_url)
     if settings.is_sqlite:
-        settings.sqlite_path.parent.mkdir(parents=True, exist_ok=True)
+        path = settings.sqlite_path
+        if not create and not path.exists():
+            raise missing_database(settings)
+        if create and not path.parent.is_dir():
+            raise click.ClickException(
+                f"cannot create the database {path}: the folder {path.parent} does not exist"
+            )
     engine = create_sync_engine(settings.database_url)
-    migrate.upgrade(engine)
+    try:
+        if not create and not inspect(engine).has_table("alembic_version"):
+            engine.dispose()
+            raise click.ClickException(
+                f"no routing-points store in {safe_url(settings.database_url)}; create it "
+                f"with: routing-points migrate --database {safe_url(settings.database_url)}"
+            )
+        migrate.upgrade(engine)
+    except (DBAPIError, SQLAlchemyError, OSError) as exc:
+        engine.dispose()
+        if settings.is_sqlite and create and _created_empty(settings.sqlite_path):
+            settings.sqlite_path.unlink(missing_ok=True)
+        raise store_unusable(settings.database_url, exc) from None
     return engine
+
+
+def _created_empty(path: Path) -> bool:
+    return path.exists() and path.stat().st_size == 0
+
+
+def check_local_limits_free(settings: Settings) -> None:
+    """PostgreSQL without Redis is one server: refuse a second one before it starts."""
+    if settings.is_sqlite or settings.redis_url:
+        return
+    engine = create_sync_engine(settings.database_url)
+    lock = "hashtext('routing-points:local-limits')"
+    try:
+        with engine.connect() as conn:
+            held = conn.execute(text(f"SELECT pg_try_advisory_lock({lock})")).scalar_one()
+            if held:
+                conn.execute(text(f"SELECT pg_advisory_unlock({lock})"))
+    except (DBAPIError, SQLAlchemyError) as exc:
+        raise store_unusable(settings.database_url, exc) from None
+    finally:
+        engine.dispose()
+    if not held:
+        raise click.ClickException(
+            f"another server keeps its limits in {safe_url(settings.database_url)}: "
+            "give every server the same --redis to run several"
+        )
+
+
+def check_port_free(host: str, port: int) -> None:
+    """Fail before anything is created when the server could not listen anyway."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise click.ClickException(f"--host {host}: {exc.strerror}") from None
+    family, kind, proto, _name, address = infos[0]
+    with socket.socket(family, kind, proto) as sock:
+        # As uvicorn binds: SO_REUSEADDR, so a port in TIME_WAIT is not "in use".
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(address)
+        except OSError as exc:
+            raise click.ClickException(f"cannot listen on {host}:{port}: {exc.strerror}") from None
 
 
 def store_errors(command: Callable[P, R]) -> Callable[P, R]:
@@ -59,5 +168,25 @@ def store_errors(command: Callable[P, R]) -> Callable[P, R]:
             return command(*args, **kwargs)
         except StoreError as exc:
             raise click.ClickException(str(exc)) from None
+        except (DBAPIError, SQLAlchemyError) as exc:
+            url = kwargs.get("database_url")
+            shown = settings_for(url if isinstance(url, str) else None).database_url
+            raise store_unusable(shown, exc) from None
 
     return wrapper
+
+
+def print_json(document: Any) -> None:
+    """One JSON document on stdout, for scripts (`--json`)."""
+    click.echo(orjson.dumps(document, option=orjson.OPT_INDENT_2).decode())
+
+
+def iso_utc(epoch: int | None) -> str | None:
+    if epoch is None:
+        return None
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+json_option = click.option(
+    "--json", "as_json", is_flag=True, help="Print one JSON document instead of a table."
+)

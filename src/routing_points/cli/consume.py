@@ -21,6 +21,7 @@ from rich.table import Table
 from rich.text import Text
 
 from routing_points import contract
+from routing_points.cli.help import example
 from routing_points.client import Client, RetryPolicy, errors
 from routing_points.client.models import FIELDS, RoutingPoint
 
@@ -134,7 +135,13 @@ def _zone(name: str | None) -> ZoneInfo | None:
         raise click.BadParameter(f"{name!r} is not a known IANA time zone") from None
 
 
-@click.command()
+@click.command(
+    epilog=example(
+        "export ROUTING_POINTS_TOKEN=...",
+        "routing-points get --server 0032 --base-url http://127.0.0.1:8000",
+        "routing-points get --server 0032 --routing 101 --format json   # the vendor's service",
+    )
+)
 @connection_options
 @format_option
 @click.option("--routing", type=click.IntRange(min=0), default=None, help="Only this rp_id.")
@@ -178,7 +185,10 @@ def get(
         Console(soft_wrap=True).print(table)
 
 
-@click.command("token-info")
+@click.command(
+    "token-info",
+    epilog=example("routing-points token-info --server 0032 --base-url http://127.0.0.1:8000"),
+)
 @connection_options
 @format_option
 @sdk_errors

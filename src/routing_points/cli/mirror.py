@@ -16,6 +16,7 @@ import uvicorn
 
 from routing_points.cli.common import database_option, open_store, settings_for, store_errors
 from routing_points.cli.consume import sdk_errors
+from routing_points.cli.help import example
 from routing_points.cli.serve import configure_logging, host_option, port_option, sole_server
 from routing_points.mirror import Mirror, MirrorConfig, record_once
 from routing_points.mirror.runner import RECORD_ATTEMPTS
@@ -54,7 +55,14 @@ def upstream_token(settings: Settings, token_file: Path | None) -> str:
     return settings.upstream_token.get_secret_value().strip()
 
 
-@click.command()
+@click.command(
+    epilog=example(
+        "ROUTING_POINTS_UPSTREAM_TOKEN=... routing-points mirror --upstream-server 0032 "
+        "--upstream-url https://wv0032.wolkvox.com --database sqlite:///mirror.db",
+        "routing-points mirror --once --upstream-server 0032 --upstream-token-file token.txt "
+        "--upstream-url http://127.0.0.1:8000 --database sqlite:///recording.db",
+    )
+)
 @click.option(
     "--upstream-server", required=True, help="The upstream operation's nomenclature, e.g. 0032."
 )
@@ -169,7 +177,9 @@ def mirror(
 
 
 def _record(settings: Settings, config: MirrorConfig) -> None:
-    engine = open_store(settings.database_url)
+    engine = open_store(
+        settings.database_url, create=True
+    )  # like serve: the mirror makes its store
     try:
         store = MirrorStore(engine, config.server, config.identity)
         outcome = asyncio.run(record_once(config, store))

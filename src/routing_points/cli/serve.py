@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import ipaddress
 import logging
 import os
 import random
 import shlex
+import shutil
 import sys
 import tempfile
 import time
 from collections.abc import Iterator
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -20,13 +23,22 @@ import click
 import uvicorn
 
 from routing_points import contract
-from routing_points.cli.common import database_option, open_store, settings_for, store_errors
+from routing_points.cli.common import (
+    check_local_limits_free,
+    check_port_free,
+    database_option,
+    open_store,
+    settings_for,
+    store_errors,
+)
+from routing_points.cli.help import example
 from routing_points.server import create_app
 from routing_points.settings import Settings
 from routing_points.store import admin, points
 
 DEMO_DATABASE = "sqlite:///routing-points-demo.db"
-DEMO_SERVER = "0001"
+# The README's examples use this operation, so they run verbatim against the demo.
+DEMO_SERVER = "0032"
 DEMO_MARKER = "demo"
 DEMO_TIMEZONE = "America/Bogota"
 
@@ -98,14 +110,10 @@ def run_server(settings: Settings, host: str, port: int, workers: int = 1) -> No
         with sole_server(settings):
             uvicorn.run(create_app(settings), **common)
         return
-    if settings.is_sqlite or not settings.redis_url:
-        raise click.ClickException(
-            "--workers above 1 needs PostgreSQL (--database postgresql://...) and Redis "
-            "(--redis redis://...): the limits must be shared by every worker"
-        )
     # Workers are fresh interpreters: they read their settings from the environment.
+    # (`serve` has checked that several workers have PostgreSQL and Redis.)
     os.environ["ROUTING_POINTS_DATABASE_URL"] = settings.database_url
-    os.environ["ROUTING_POINTS_REDIS_URL"] = settings.redis_url
+    os.environ["ROUTING_POINTS_REDIS_URL"] = settings.redis_url or ""
     with tempfile.TemporaryDirectory(prefix="routing-points-metrics-") as metrics_dir:
         os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", metrics_dir)
         uvicorn.run(
@@ -123,7 +131,13 @@ host_option = click.option("--host", default="127.0.0.1", show_default=True)
 port_option = click.option("--port", default=8000, show_default=True, type=int)
 
 
-@click.command()
+@click.command(
+    epilog=example(
+        "routing-points serve --database sqlite:///routing-points.db",
+        "routing-points serve --host 0.0.0.0 --workers 4 "
+        "--database postgresql://rp@db/rp --redis redis://redis:6379/0",
+    ),
+)
 @host_option
 @port_option
 @database_option
@@ -135,12 +149,26 @@ port_option = click.option("--port", default=8000, show_default=True, type=int)
     help="Keep the limits in Redis, shared by every worker and host (ROUTING_POINTS_REDIS_URL).",
 )
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True)
+@store_errors
 def serve(
     host: str, port: int, database_url: str | None, redis_url: str | None, workers: int
 ) -> None:
-    """Serve the API (migrating the database first)."""
+    """Serve the API (migrating the database first).
+
+    Everything that can be wrong is checked before anything is created: the settings,
+    the port, the store, and that no other server keeps its limits in the same store.
+    """
     overrides = {} if redis_url is None else {"redis_url": redis_url}
-    run_server(settings_for(database_url, **overrides), host, port, workers)
+    settings = settings_for(database_url, **overrides)
+    if workers > 1 and (settings.is_sqlite or not settings.redis_url):
+        raise click.ClickException(
+            "--workers above 1 needs PostgreSQL (--database postgresql://...) and Redis "
+            "(--redis redis://...): the limits must be shared by every worker"
+        )
+    check_port_free(host, port)
+    open_store(settings.database_url, create=True).dispose()
+    check_local_limits_free(settings)
+    run_server(settings, host, port, workers)
 
 
 def _demo_points(rng: random.Random, now: int) -> list[dict[str, Any]]:
@@ -181,31 +209,68 @@ def create_demo_database(settings: Settings) -> str:
             )
         for suffix in ("", "-wal", "-shm"):
             path.with_name(path.name + suffix).unlink(missing_ok=True)
-    engine = open_store(settings.database_url)
+    engine = open_store(settings.database_url, create=True)
     admin.set_meta(engine, DEMO_MARKER, "1")
-    admin.add_operation(engine, DEMO_SERVER, "Demo contact center", 1, DEMO_TIMEZONE)
+    admin.add_operation(engine, DEMO_SERVER, "Acme (demo)", 1, DEMO_TIMEZONE)
     points.upsert_points(engine, DEMO_SERVER, _demo_points(random.Random(7), int(time.time())))
     token = admin.add_token(engine, DEMO_SERVER, "demo token")
     engine.dispose()
     return token.secret
 
 
-@click.command()
+def this_command() -> str:
+    """How the user runs this program: `routing-points` when it is on PATH, else its path."""
+    installed = Path(sys.executable).parent / "routing-points"
+    on_path = shutil.which("routing-points")
+    if on_path is not None and Path(on_path).resolve() == installed.resolve():
+        return "routing-points"
+    with contextlib.suppress(ValueError):
+        return str(installed.relative_to(Path.cwd()))
+    return str(installed)
+
+
+def demo_banner(settings: Settings, host: str, port: int, secret: str) -> list[str]:
+    """What the demo prints: its token, and commands that work against it as they are."""
+    shown_host = host
+    with contextlib.suppress(ValueError):
+        if ipaddress.ip_address(host).is_unspecified:  # listening everywhere: here too
+            shown_host = "127.0.0.1"
+    base_url = f"http://{shown_host}:{port}"
+    url = f"{base_url}{contract.ENDPOINT}?api={contract.ROUTING_POINTS}"
+    program = shlex.quote(this_command())
+    database = shlex.quote(settings.database_url)
+    return [
+        f"demo operation {DEMO_SERVER} with {len(_DEMO_NAMES)} routing points, "
+        f"served on {base_url} from {settings.sqlite_path}",
+        f"token: {secret}",
+        "try, from this folder (the client commands read the token from the environment):",
+        f"  curl -s -H {shlex.quote('wolkvox-token: ' + secret)} {shlex.quote(url)}",
+        f"  export ROUTING_POINTS_TOKEN={secret}",
+        f"  {program} get --server {DEMO_SERVER} --base-url {base_url}",
+        f"  {program} token-info --server {DEMO_SERVER} --base-url {base_url}",
+        f"  {program} points list {DEMO_SERVER} --database {database}",
+    ]
+
+
+@click.command(
+    epilog=example("routing-points demo", "routing-points demo --port 8080"),
+)
 @host_option
 @port_option
 @database_option
 @store_errors
 def demo(host: str, port: int, database_url: str | None) -> None:
-    """Create a fresh demo database (operation 0001, 25 routing points) and serve it."""
+    """Create a fresh demo database (operation 0032, 25 routing points) and serve it.
+
+    Its banner prints the token and the commands to try, ready to paste.
+    """
     settings = settings_for(database_url or DEMO_DATABASE)
     if not settings.is_sqlite:
         raise click.ClickException("the demo runs on a SQLite database only")
+    check_port_free(host, port)
     with sole_server(settings):
         secret = create_demo_database(settings)
-    url = f"http://{host}:{port}{contract.ENDPOINT}?api={contract.ROUTING_POINTS}"
-    click.echo(f"demo operation {DEMO_SERVER} with {len(_DEMO_NAMES)} routing points")
-    click.echo(f"token: {secret}")
-    click.echo("try:")
-    click.echo(f"  curl -s -H {shlex.quote('wolkvox-token: ' + secret)} {shlex.quote(url)}")
+    for line in demo_banner(settings, host, port, secret):
+        click.echo(line)
     sys.stdout.flush()
     run_server(settings, host, port)

@@ -11,6 +11,7 @@ import signal
 import sys
 import threading
 from datetime import datetime, timedelta
+from pathlib import Path
 from types import FrameType
 from zoneinfo import ZoneInfo
 
@@ -20,11 +21,12 @@ from rich.console import Console
 from rich.table import Table
 
 from routing_points.cli.consume import EXIT_OTHER, connection_options, exit_code
+from routing_points.cli.help import example
 from routing_points.cli.serve import configure_logging
 from routing_points.client import Client, RetryPolicy, RoutingPointsError
 from routing_points.watch.diff import FLAGS
 from routing_points.watch.exporter import WatchMetrics
-from routing_points.watch.history import History
+from routing_points.watch.history import History, history_url
 from routing_points.watch.watcher import IntervalPolicy, Watcher
 from routing_points.watch.webhook import WebhookSender
 
@@ -40,7 +42,12 @@ def _zone(name: str | None) -> ZoneInfo | None:
         raise click.BadParameter(f"{name!r} is not a known IANA time zone") from None
 
 
-@click.command()
+@click.command(
+    epilog=example(
+        "routing-points watch --server 0032 --base-url http://127.0.0.1:8000 --once",
+        "routing-points watch --server 0032 --metrics-port 9477 --webhook https://hooks.example/rp",
+    )
+)
 @connection_options
 @click.option(
     "--every",
@@ -163,7 +170,13 @@ def _flag_lines(history: History, server: str | None, rp_id: int, since: float |
     return lines
 
 
-@click.command("history")
+@click.command(
+    "history",
+    epilog=example(
+        "routing-points history --server 0032 --since 2026-11-01",
+        "routing-points history --rp 101 --format json",
+    ),
+)
 @click.option("--history", "history_path", default=DEFAULT_HISTORY, show_default=True)
 @click.option("--server", default=None, help="Only this operation.")
 @click.option("--rp", "rp_id", type=int, default=None, help="Only this routing point.")
@@ -183,6 +196,13 @@ def history_command(
     output_format: str,
 ) -> None:
     """Print the timeline of changes the watcher recorded."""
+    location = history_url(history_path)
+    if location.startswith("sqlite:///") and not Path(location.removeprefix("sqlite:///")).exists():
+        # Reading never creates: a typo in the path is said, not answered with nothing.
+        raise click.ClickException(
+            f"no history at {history_path}; the watcher creates it: "
+            f"routing-points watch --history {history_path} ..."
+        )
     history = History(history_path)
     try:
         starting = _since(since)

@@ -36,6 +36,8 @@ class Admission:
         principal = await self.reader.principal(hash_secret(incoming.token))
         if principal is None:
             raise InvalidToken()
+        if principal.valid_until is not None and self.policy.clock() >= principal.valid_until:
+            raise InvalidToken()  # the previous secret of a rotation, past its grace period
         for nomenclature in incoming.named:
             # Same answer as an unknown token: never reveal whether the other one exists.
             if not hmac.compare_digest(nomenclature, principal.nomenclature):

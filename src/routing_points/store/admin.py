@@ -61,6 +61,8 @@ class TokenSummary:
     scope: str
     created_at: int
     revoked_at: int | None
+    # After `tokens rotate` with a grace period: until when the previous secret works.
+    previous_valid_until: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,6 +186,7 @@ def list_tokens(engine: Engine, nomenclature: str) -> list[TokenSummary]:
                 tokens.c.scope,
                 tokens.c.created_at,
                 tokens.c.revoked_at,
+                tokens.c.previous_valid_until,
             )
             .where(tokens.c.operation_id == operation.id)
             .order_by(tokens.c.id)
@@ -197,6 +200,7 @@ def list_tokens(engine: Engine, nomenclature: str) -> list[TokenSummary]:
             row.scope,
             row.created_at,
             row.revoked_at,
+            row.previous_valid_until,
         )
         for row in rows
     ]
@@ -212,6 +216,67 @@ def revoke_token(engine: Engine, token_id: int) -> None:
         if revoked.revoked_at is not None:
             raise Conflict(f"token {token_id} is already revoked")
         conn.execute(update(tokens).where(tokens.c.id == token_id).values(revoked_at=_now()))
+
+
+def rotate_token(engine: Engine, token_id: int, grace_s: int, now: int | None = None) -> NewToken:
+    """A new secret for the same token (its id, limits and counters stay).
+
+    The previous secret keeps working for `grace_s` seconds, so the clients can be
+    switched over without a gap; 0 refuses it at once. Only the one secret it replaces is
+    kept: rotating again ends the grace period of the one before.
+    """
+    if grace_s < 0:
+        raise Invalid(f"grace: must be 0 or more seconds, got {grace_s}")
+    now = _now() if now is None else now
+    secret = new_secret()
+    with engine.begin() as conn:
+        row = conn.execute(
+            select(tokens.c.secret_hash, tokens.c.revoked_at).where(tokens.c.id == token_id)
+        ).one_or_none()
+        if row is None:
+            raise NotFound(f"token {token_id} does not exist")
+        if row.revoked_at is not None:
+            raise Conflict(f"token {token_id} is revoked: create a new one instead")
+        conn.execute(
+            update(tokens)
+            .where(tokens.c.id == token_id)
+            .values(
+                secret_hash=hash_secret(secret),
+                previous_secret_hash=row.secret_hash if grace_s > 0 else None,
+                previous_valid_until=now + grace_s if grace_s > 0 else None,
+            )
+        )
+    return NewToken(token_id, secret)
+
+
+def set_operation(
+    engine: Engine,
+    nomenclature: str,
+    *,
+    name: str | None = None,
+    licenses: int | None = None,
+    timezone: str | None = None,
+) -> Operation:
+    """Change an operation's name, licenses or time zone; its answers follow at once."""
+    values: dict[str, Any] = {}
+    try:
+        if name is not None:
+            if not name.strip() or len(name) > 255:
+                raise records.InvalidValue("name", "must be text of 1 to 255 characters")
+            values["name"] = name
+        if licenses is not None:
+            values["licenses"] = records.licenses(licenses)
+        if timezone is not None:
+            values["timezone"] = records.timezone(timezone)
+    except records.InvalidValue as exc:
+        raise Invalid(str(exc)) from None
+    if not values:
+        raise Invalid("nothing to change: give --name, --licenses or --timezone")
+    with engine.begin() as conn:
+        operation = operation_row(conn, nomenclature)
+        conn.execute(update(operations).where(operations.c.id == operation.id).values(**values))
+        bump_version(conn, operation.id)
+        return operation_row(conn, nomenclature)
 
 
 def dialect_insert(conn: Connection) -> Any:

@@ -1,24 +1,51 @@
 """Reading routing points from an operator's file: CSV or JSON, with the contract's fields.
 
 JSON is a list of records, or a whole API answer (`{"data": [...]}`), so the output of
-one server imports into another. CSV has a header row with the field names. Problems
-name the record (and for CSV the line) so the operator can find it.
+one server imports into another. CSV has a header row with the field names. Every bad
+record is reported with its place (CSV: the line as an editor numbers it, the header
+being line 1; JSON: the record's position), so one run finds them all.
 """
 
 from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import orjson
+from sqlalchemy import Engine, select
 
-from routing_points.store.admin import Invalid
+from routing_points.store import records as values
+from routing_points.store.admin import Invalid, operation_row
+from routing_points.store.schema import routing_points
+
+# Problems listed one by one; beyond this many, only their number.
+MAX_REPORTED = 20
 
 
-def read_records(path: Path) -> list[dict[str, Any]]:
+@dataclass(slots=True)
+class PointFile:
+    """The records of a file, where each one starts, and what is wrong with them."""
+
+    unit: str  # "line" (CSV) or "record" (JSON)
+    records: list[dict[str, Any]] = field(default_factory=list)
+    places: list[int] = field(default_factory=list)
+    # (place, what is wrong), for the records that could not even be read.
+    problems: list[tuple[int, str]] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class ImportCheck:
+    problems: list[str]
+    new: int
+    updated: int
+
+
+def read_point_file(path: Path) -> PointFile:
+    """The file's records; Invalid when it cannot be read as records at all."""
     try:
         raw = path.read_bytes()
     except OSError as exc:
@@ -27,15 +54,24 @@ def read_records(path: Path) -> list[dict[str, Any]]:
     if not text_start:
         raise Invalid(f"{path}: holds no records")
     if path.suffix.lower() == ".json" or text_start in (b"[", b"{"):
-        records = _json_records(raw, path)
+        found = _json_records(raw, path)
     else:
-        records = list(_csv_records(raw, path))
-    if not records:
+        found = _csv_records(raw, path)
+    if not found.records and not found.problems:
         raise Invalid(f"{path}: holds no records")
-    return records
+    return found
 
 
-def _json_records(raw: bytes, path: Path) -> list[dict[str, Any]]:
+def read_records(path: Path) -> list[dict[str, Any]]:
+    """The file's records, or Invalid naming the first problem."""
+    found = read_point_file(path)
+    if found.problems:
+        place, problem = found.problems[0]
+        raise Invalid(f"{path}: {found.unit} {place}: {problem}")
+    return found.records
+
+
+def _json_records(raw: bytes, path: Path) -> PointFile:
     try:
         document = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
@@ -44,13 +80,17 @@ def _json_records(raw: bytes, path: Path) -> list[dict[str, Any]]:
         document = document.get("data", [document]) if "rp_id" not in document else [document]
     if not isinstance(document, list):
         raise Invalid(f"{path}: expected a list of routing point records")
+    found = PointFile("record")
     for index, record in enumerate(document, start=1):
-        if not isinstance(record, dict):
-            raise Invalid(f"{path}: record {index}: expected an object with the contract's fields")
-    return document
+        if isinstance(record, dict):
+            found.records.append(record)
+            found.places.append(index)
+        else:
+            found.problems.append((index, "expected an object with the contract's fields"))
+    return found
 
 
-def _csv_records(raw: bytes, path: Path) -> Iterator[dict[str, Any]]:
+def _csv_records(raw: bytes, path: Path) -> PointFile:
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError:
@@ -58,10 +98,51 @@ def _csv_records(raw: bytes, path: Path) -> Iterator[dict[str, Any]]:
     reader = csv.DictReader(io.StringIO(text, newline=""))
     if not reader.fieldnames or "rp_id" not in reader.fieldnames:
         raise Invalid(f"{path}: the CSV header row must name rp_id and the other fields")
-    for index, row in enumerate(reader, start=1):
+    found = PointFile("line")
+    start = reader.line_num + 1  # a quoted field may span lines: a record starts after the last
+    for row in reader:
+        place, start = start, reader.line_num + 1
         if None in row or any(value is None for value in row.values()):
-            raise Invalid(
-                f"{path}: record {index} (line {reader.line_num}): "
-                "has a different number of fields than the header"
-            )
-        yield row
+            found.problems.append((place, "has a different number of fields than the header"))
+            continue
+        found.records.append(row)
+        found.places.append(place)
+    return found
+
+
+def check_import(engine: Engine, nomenclature: str, found: PointFile) -> ImportCheck:
+    """Validate every record against the operation, and count what an import would do."""
+    with engine.connect() as conn:
+        operation = operation_row(conn, nomenclature)
+        existing = set(
+            conn.execute(
+                select(routing_points.c.rp_id).where(routing_points.c.operation_id == operation.id)
+            ).scalars()
+        )
+    zone = ZoneInfo(operation.timezone)
+    problems = list(found.problems)
+    first_seen: dict[int, int] = {}
+    for place, record in zip(found.places, found.records, strict=True):
+        try:
+            change = values.point_change(record, zone, require_name=False)
+        except values.InvalidValue as exc:
+            problems.append((place, str(exc)))
+            continue
+        if change.rp_id in first_seen:
+            first = f"{found.unit} {first_seen[change.rp_id]}"
+            problems.append((place, f"rp_id {change.rp_id} appears twice (first at {first})"))
+            continue
+        first_seen[change.rp_id] = place
+        if change.rp_id not in existing and "rp_name" not in change.values:
+            problems.append((place, f"rp_id {change.rp_id} is new, so it needs an rp_name"))
+    new = len(first_seen.keys() - existing)
+    listed = [f"{found.unit} {place}: {problem}" for place, problem in sorted(problems)]
+    return ImportCheck(listed, new, len(first_seen) - new)
+
+
+def problem_report(problems: list[str]) -> list[str]:
+    """The problems to show: the first MAX_REPORTED, then how many more there are."""
+    shown = problems[:MAX_REPORTED]
+    if len(problems) > MAX_REPORTED:
+        shown.append(f"and {len(problems) - MAX_REPORTED} more")
+    return shown

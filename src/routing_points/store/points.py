@@ -203,6 +203,38 @@ def delete_point(engine: Engine, nomenclature: str, rp_id: int) -> None:
         bump_version(conn, operation.id)
 
 
+def delete_points(engine: Engine, nomenclature: str, rp_ids: Sequence[int]) -> int:
+    """Delete these routing points: all of them, or none if any does not exist."""
+    wanted = sorted(set(rp_ids))
+    with engine.begin() as conn:
+        operation = operation_row(conn, nomenclature)
+        existing: set[int] = set()
+        for start in range(0, len(wanted), UPSERT_CHUNK):
+            chunk = wanted[start : start + UPSERT_CHUNK]
+            existing.update(
+                conn.execute(
+                    select(routing_points.c.rp_id)
+                    .where(routing_points.c.operation_id == operation.id)
+                    .where(routing_points.c.rp_id.in_(chunk))
+                ).scalars()
+            )
+        missing = [rp for rp in wanted if rp not in existing]
+        if missing:
+            shown = ", ".join(map(str, missing[:20])) + (" ..." if len(missing) > 20 else "")
+            raise NotFound(
+                f"routing point(s) {shown} do not exist in operation {nomenclature}: "
+                "nothing was deleted"
+            )
+        for start in range(0, len(wanted), UPSERT_CHUNK):
+            conn.execute(
+                delete(routing_points)
+                .where(routing_points.c.operation_id == operation.id)
+                .where(routing_points.c.rp_id.in_(wanted[start : start + UPSERT_CHUNK]))
+            )
+        bump_version(conn, operation.id)
+    return len(wanted)
+
+
 def get_point(engine: Engine, nomenclature: str, rp_id: int) -> tuple[Operation, Any]:
     with engine.connect() as conn:
         operation = operation_row(conn, nomenclature)

@@ -20,15 +20,17 @@ from routing_points.store.principals import ChangeListener, PrincipalCache
 from routing_points.store.reader import (
     PAGE_COLUMNS,
     PRINCIPAL_COLUMNS,
+    PRINCIPAL_VALID_UNTIL,
+    PRINCIPAL_WHERE,
     PointRow,
     Principal,
     StoreUnavailable,
 )
 
 _PRINCIPAL_SQL = f"""
-SELECT {PRINCIPAL_COLUMNS}
+SELECT {PRINCIPAL_COLUMNS}, {PRINCIPAL_VALID_UNTIL.format("$1")}
 FROM tokens t JOIN operations o ON o.id = t.operation_id
-WHERE t.secret_hash = $1 AND t.revoked_at IS NULL
+WHERE {PRINCIPAL_WHERE.format("$1")}
 """
 _PAGE_SQL = f"""
 SELECT {PAGE_COLUMNS}

@@ -12,6 +12,9 @@ PRINCIPAL_COLUMNS = (
     "t.id, t.operation_id, t.description, t.daily_limit, t.scope, "
     "o.nomenclature, o.licenses, o.timezone, o.version, o.etag_salt"
 )
+# Matches the current secret, or the previous one of a rotation (with its deadline).
+PRINCIPAL_WHERE = "(t.secret_hash = {0} OR t.previous_secret_hash = {0}) AND t.revoked_at IS NULL"
+PRINCIPAL_VALID_UNTIL = "CASE WHEN t.secret_hash = {0} THEN NULL ELSE t.previous_valid_until END"
 
 # Raw columns: converting in Python is cheaper than CAST and CASE in SQL.
 PAGE_COLUMNS = (
@@ -40,6 +43,8 @@ class Principal(NamedTuple):
     timezone: str
     version: int
     etag_salt: str
+    # Set when the secret is the previous one of a rotation: refused from this instant.
+    valid_until: int | None = None
 
 
 class Reader(Protocol):

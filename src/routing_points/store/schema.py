@@ -73,6 +73,9 @@ tokens = Table(
     Column("scope", String(16), nullable=False, server_default="read"),
     Column("created_at", BigInteger, nullable=False),
     Column("revoked_at", BigInteger, nullable=True),
+    # `tokens rotate`: the replaced secret's digest keeps working until this instant.
+    Column("previous_secret_hash", String(64), nullable=True, unique=True, index=True),
+    Column("previous_valid_until", BigInteger, nullable=True),
     CheckConstraint("daily_limit IS NULL OR daily_limit >= 1", name="daily_limit_positive"),
     CheckConstraint("scope IN ('read', 'admin')", name="scope_known"),
 )

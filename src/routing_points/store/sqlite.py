@@ -32,6 +32,8 @@ from routing_points.store.engine import configure_sqlite_connection
 from routing_points.store.reader import (
     PAGE_COLUMNS,
     PRINCIPAL_COLUMNS,
+    PRINCIPAL_VALID_UNTIL,
+    PRINCIPAL_WHERE,
     PointRow,
     Principal,
     StoreUnavailable,
@@ -41,9 +43,9 @@ T = TypeVar("T")
 
 # Built from constant column lists only: no value is ever formatted into SQL.
 _PRINCIPAL_SQL = f"""
-SELECT {PRINCIPAL_COLUMNS}
+SELECT {PRINCIPAL_COLUMNS}, {PRINCIPAL_VALID_UNTIL.format("?1")}
 FROM tokens t JOIN operations o ON o.id = t.operation_id
-WHERE t.secret_hash = ? AND t.revoked_at IS NULL
+WHERE {PRINCIPAL_WHERE.format("?1")}
 """
 
 _PAGE_SQL = f"""

@@ -1,0 +1,174 @@
+"""Every operator mistake, on a real process: one line naming it, non-zero, nothing created."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, inspect
+from sqlalchemy.engine import make_url
+
+from tests.support.processes import ServerProcess, cli
+from tests.support.services import free_port
+
+pytestmark = pytest.mark.slow
+
+
+def one_line_error(result: subprocess.CompletedProcess[str]) -> str:
+    """The single line on stderr of a refused command (and no traceback)."""
+    assert result.returncode != 0, result.stdout
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("Error: "), lines[0]
+    return lines[0]
+
+
+def test_a_bad_setting_names_the_variable_and_the_rule(tmp_path: Path) -> None:
+    env = {"ROUTING_POINTS_DAILY_CALLS_PER_LICENSE": "0"}
+    line = one_line_error(cli("operations", "list", cwd=tmp_path, env=env))
+    assert line == (
+        "Error: ROUTING_POINTS_DAILY_CALLS_PER_LICENSE: Input should be greater than or equal to 1"
+    )
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_bad_database_variable_names_the_variable(tmp_path: Path) -> None:
+    env = {"ROUTING_POINTS_DATABASE_URL": "mysql://x"}
+    line = one_line_error(cli("migrate", cwd=tmp_path, env=env))
+    assert line.startswith("Error: ROUTING_POINTS_DATABASE_URL: must be a sqlite:///PATH")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("url", "rule"),
+    [
+        ("foo://x", "must be a sqlite:///PATH or postgresql://... URL"),
+        ("sqlite://", "must name a file: sqlite:///PATH"),
+        ("postgresql://a:b@host:port/x", "is not a valid database URL"),
+    ],
+)
+def test_a_bad_database_option_names_the_option(tmp_path: Path, url: str, rule: str) -> None:
+    line = one_line_error(cli("migrate", "--database", url, cwd=tmp_path))
+    assert line == f"Error: --database: {rule}"
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_postgresql_down_names_the_url_without_its_password(tmp_path: Path) -> None:
+    port = free_port()  # nothing listens there
+    url = f"postgresql://rp:s3cret@127.0.0.1:{port}/routing_points"
+    line = one_line_error(cli("operations", "list", "--database", url, cwd=tmp_path))
+    assert f"cannot use the database postgresql://rp:***@127.0.0.1:{port}/routing_points" in line
+    assert "Connection refused" in line
+    assert "s3cret" not in line
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_wrong_postgresql_role_says_so(tmp_path: Path, postgres_url: str) -> None:
+    url = make_url(postgres_url).set(username="no_such_role", password="pw")
+    shown = url.render_as_string(hide_password=True)
+    line = one_line_error(cli("migrate", "--database", url.render_as_string(False), cwd=tmp_path))
+    assert f"cannot use the database {shown}" in line
+    assert 'role "no_such_role" does not exist' in line
+
+
+def test_an_unwritable_sqlite_path(tmp_path: Path) -> None:
+    line = one_line_error(cli("migrate", "--database", "sqlite:////proc/rp.db", cwd=tmp_path))
+    assert (
+        line == "Error: cannot use the database sqlite:////proc/rp.db: unable to open database file"
+    )
+    assert not Path("/proc/rp.db").exists()
+
+
+def test_a_missing_folder_is_not_created(tmp_path: Path) -> None:
+    line = one_line_error(cli("migrate", "--database", "sqlite:///typo/rp.db", cwd=tmp_path))
+    assert line == "Error: cannot create the database typo/rp.db: the folder typo does not exist"
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_file_that_is_not_sqlite_is_left_alone(tmp_path: Path) -> None:
+    notes = tmp_path / "notes.db"
+    notes.write_text("my notes\n")
+    for command in (["migrate"], ["serve", "--port", str(free_port())]):
+        result = cli(*command, "--database", "sqlite:///notes.db", cwd=tmp_path)
+        line = one_line_error(result)
+        assert line == "Error: cannot use the database sqlite:///notes.db: file is not a database"
+    assert notes.read_text() == "my notes\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.db"]
+
+
+def test_serve_on_a_port_in_use_creates_nothing(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        for command in ("serve", "demo"):
+            result = cli(command, "--port", str(port), cwd=tmp_path)
+            line = one_line_error(result)
+            assert line == f"Error: cannot listen on 127.0.0.1:{port}: Address already in use"
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_second_server_on_one_sqlite_file_is_refused(tmp_path: Path) -> None:
+    assert cli("migrate", cwd=tmp_path).returncode == 0
+    first = ServerProcess("serve", port=free_port(), cwd=tmp_path).wait_ready()
+    try:
+        line = one_line_error(cli("serve", "--port", str(free_port()), cwd=tmp_path))
+        assert line.startswith("Error: another server is already using routing-points.db")
+    finally:
+        assert first.stop()
+
+
+def test_a_second_postgresql_server_without_redis_is_refused(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    first = ServerProcess("serve", "--database", postgres_url, port=free_port(), cwd=tmp_path)
+    first.wait_ready()
+    try:
+        result = cli("serve", "--database", postgres_url, "--port", str(free_port()), cwd=tmp_path)
+        line = one_line_error(result)
+        assert line.startswith("Error: another server keeps its limits in postgresql://")
+        assert line.endswith("give every server the same --redis to run several")
+    finally:
+        assert first.stop()
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["operations", "list"],
+        ["operations", "add", "0032", "--name", "Acme", "--licenses", "1"],
+        ["tokens", "list", "0032"],
+        ["tokens", "add", "0032"],
+        ["tokens", "revoke", "1"],
+        ["points", "list", "0032"],
+        ["points", "set", "0032", "101", "--ivr", "no"],
+    ],
+)
+def test_reading_never_creates_a_database(tmp_path: Path, command: list[str]) -> None:
+    line = one_line_error(cli(*command, cwd=tmp_path))
+    assert line == (
+        "Error: no database at routing-points.db; create it with: "
+        "routing-points migrate --database sqlite:///routing-points.db"
+    )
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_history_of_a_missing_file_creates_nothing(tmp_path: Path) -> None:
+    line = one_line_error(cli("history", "--history", "typo.db", cwd=tmp_path))
+    assert line.startswith("Error: no history at typo.db")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_reading_an_empty_postgresql_database_creates_no_tables(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    shown = make_url(postgres_url).render_as_string(hide_password=True)
+    line = one_line_error(cli("tokens", "list", "0032", "--database", postgres_url, cwd=tmp_path))
+    assert line.startswith(f"Error: no routing-points store in {shown}; create it with: ")
+    engine = create_engine(make_url(postgres_url).set(drivername="postgresql+psycopg"))
+    try:
+        assert inspect(engine).get_table_names() == []
+    finally:
+        engine.dispose()
