@@ -54,6 +54,24 @@ class Settings(BaseSettings):
     # How long a client should wait after a concurrency refusal.
     concurrency_retry_after_s: int = Field(default=1, ge=1)
 
+    # Per connection (uvicorn's protocol lacks them; see server/protocol.py).
+    max_header_bytes: int = Field(
+        default=32 * 1024,
+        ge=1024,
+        description="bytes of a request line and headers together; more is refused with 431",
+    )
+    max_header_count: int = Field(
+        default=100, ge=8, description="header fields of one request; more is refused with 431"
+    )
+    header_timeout_s: float = Field(
+        default=10.0, gt=0, description="seconds for a request's headers to arrive, else dropped"
+    )
+    send_timeout_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="seconds a client may stop reading its answer before it is dropped",
+    )
+
     # Rendered bodies kept per operation version, so unchanged reads skip the store.
     body_cache_bytes: int = Field(default=128 * 1024 * 1024, ge=0)
 
@@ -63,6 +81,10 @@ class Settings(BaseSettings):
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     access_log: bool = True
+    log_format: Literal["text", "json"] = Field(
+        default="text",
+        description="text: one human-readable line per record; json: one JSON object per line",
+    )
 
     @field_validator("database_url")
     @classmethod

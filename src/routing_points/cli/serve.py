@@ -21,6 +21,8 @@ import uvicorn
 
 from routing_points.cli.common import database_option, open_store, settings_for, store_errors
 from routing_points.server import create_app
+from routing_points.server.logformat import JsonLinesFormatter
+from routing_points.server.protocol import bounded_protocol
 from routing_points.settings import Settings
 from routing_points.store import admin, points
 
@@ -58,10 +60,13 @@ _DEMO_NAMES = [
 ]
 
 
-def configure_logging(level: str) -> None:
+def configure_logging(level: str, log_format: str = "text") -> None:
     logging.basicConfig(
         level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True
     )
+    if log_format == "json":
+        for handler in logging.getLogger().handlers:
+            handler.setFormatter(JsonLinesFormatter())
 
 
 @contextlib.contextmanager
@@ -84,7 +89,7 @@ def sole_server(settings: Settings) -> Iterator[None]:
 
 
 def run_server(settings: Settings, host: str, port: int, workers: int = 1) -> None:
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     common: dict[str, Any] = {
         "host": host,
         "port": port,
@@ -93,9 +98,12 @@ def run_server(settings: Settings, host: str, port: int, workers: int = 1) -> No
         "lifespan": "on",
         "timeout_graceful_shutdown": 5,
     }
+    if settings.log_format == "json":
+        # No uvicorn handlers of its own: its records reach the root's JSON handler.
+        common["log_config"] = None
     if workers == 1:
         with sole_server(settings):
-            uvicorn.run(create_app(settings), **common)
+            uvicorn.run(create_app(settings), http=bounded_protocol(settings), **common)
         return
     if settings.is_sqlite or not settings.redis_url:
         raise click.ClickException(
@@ -111,6 +119,7 @@ def run_server(settings: Settings, host: str, port: int, workers: int = 1) -> No
             "routing_points.server.app:app_from_environment",
             factory=True,
             workers=workers,
+            http="routing_points.server.protocol:from_environment",
             **common,
         )
 

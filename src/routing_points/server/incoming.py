@@ -22,6 +22,8 @@ _HOST_OPERATION = re.compile(rb"^wv([0-9]{4})\.", re.IGNORECASE)
 @dataclass(slots=True)
 class Incoming:
     token: str = ""
+    # More than one wolkvox-token header: refused, never "the last one wins".
+    tokens_seen: int = 0
     # Every operation the request names: wolkvox_server / wolkvox-server, or a wvNNNN. Host.
     named: list[str] = field(default_factory=list)
     if_none_match: str | None = None
@@ -39,6 +41,7 @@ def scan(headers: Iterable[tuple[bytes, bytes]]) -> Incoming:
     for name, value in headers:
         if name == b"wolkvox-token":
             incoming.token = value.decode("latin-1").strip()
+            incoming.tokens_seen += 1
         elif name in (b"wolkvox_server", b"wolkvox-server"):
             if value.strip():
                 incoming.named.append(_nomenclature(value))
