@@ -61,6 +61,7 @@ def redact_query(query: bytes) -> bytes:
 def request_target(scope: Scope) -> str:
     """The path and query as sent, redacted and escaped: safe to write on one line."""
     raw_path = scope.get("raw_path") or scope["path"].encode("utf-8", "surrogateescape")
+    raw_path = raw_path.partition(b"?")[0]  # some servers (httpx's ASGI transport) include it
     query = scope.get("query_string", b"")
     return escape(raw_path + (b"?" + redact_query(query) if query else b""))
 

@@ -29,6 +29,8 @@ from routing_points.server.errors import envelope_body
 from routing_points.settings import Settings
 
 HEADER_FIELDS_TOO_LARGE = 431
+# How long a refused connection's remaining bytes are read and discarded.
+LINGER_S = 2.0
 
 
 def _envelope_reply(status: int, phrase: str, msg: str) -> bytes:
@@ -137,7 +139,18 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._cancel_header_timer()
         if not self.transport.is_closing():
             self.transport.write(_envelope_reply(status, phrase, msg))
-            self.transport.close()
+            # Lingering close, as nginx does: closing with unread bytes would reset the
+            # connection and lose the answer, so half-close, discard what still comes
+            # (data_received ignores it now), and abort after a short linger.
+            if self.transport.can_write_eof():
+                self.transport.write_eof()
+                self.loop.call_later(LINGER_S, self._abort)
+            else:
+                self.transport.close()
+
+    def _abort(self) -> None:
+        if not self.transport.is_closing():
+            self.transport.abort()
 
     def send_400_response(self, msg: str) -> None:
         if not self._refused:
