@@ -32,7 +32,8 @@ class Page:
     gzipped: bytes | None = None
 
 
-# Level 6 (zlib's default): the 60,000-point answer shrinks 16x; see bench/RESULTS.md.
+# Level 6 (zlib's default): the 60,000-point answer, 9.8 MB, is 0.61 MB in 0.38 s once;
+# level 1 is 0.85 MB in 0.18 s, level 9 0.55 MB in 1.3 s (bench/compression.py).
 GZIP_LEVEL = 6
 # Bodies above this are compressed in a thread: the event loop keeps answering.
 GZIP_INLINE_BYTES = 64 * 1024
