@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import shutil
+import socket
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -33,6 +35,8 @@ def nginx_config(folder: Path, port: int, upstreams: list[int]) -> str:
         "    server 10.0.0.11:8000;   # host A\n    server 10.0.0.12:8000;   # host B\n", servers
     )
     site = site.replace("listen 80;", f"listen 127.0.0.1:{port};")
+    # The header deadline, shortened so the slowloris test waits 1 s, not 10.
+    site = site.replace("client_header_timeout 10s;", "client_header_timeout 1s;")
     temp = "".join(
         f"{kind}_temp_path {folder}/{kind};\n"
         for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
@@ -118,3 +122,33 @@ def test_operation_matching_works_through_nginx(
             for _ in range(4)
         }
     assert served_by == {200}
+
+
+def test_nginx_bounds_headers_in_the_envelope(
+    engine: Engine, behind_nginx: tuple[str, list[ServerProcess]]
+) -> None:
+    url, _ = behind_nginx
+    tenant = add_tenant(engine, "0032", [point(1)])
+    port = int(url.rsplit(":", 1)[1])
+    with httpx.Client(base_url=url) as http:
+        huge = http.get(
+            f"{ENDPOINT}?api=routing_points", headers=headers(tenant.token, x_big="a" * 40_000)
+        )
+        packed = http.get(
+            f"{ENDPOINT}?api=routing_points",
+            headers=headers(tenant.token, **{"accept-encoding": "gzip"}),
+        )
+    assert huge.status_code == 431
+    assert huge.headers["content-type"] == "application/json"
+    assert huge.json()["code"] == 431
+    # gzip goes through nginx untouched, with its own ETag.
+    assert packed.headers["content-encoding"] == "gzip"
+    assert packed.headers["etag"].endswith('-gz"')
+    # Slowloris: nginx drops a connection whose headers are not in within 1 s.
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        started = time.monotonic()
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n")
+        while sock.recv(65536):
+            pass
+        held = time.monotonic() - started
+    assert held < 9, f"an unfinished request held {held:.1f} s against a 1 s header deadline"

@@ -123,6 +123,23 @@ class Settings(BaseSettings):
         default=1, ge=1, description="`retry-after` of a concurrency refusal (L8)"
     )
 
+    max_header_bytes: int = Field(
+        default=32 * 1024,
+        ge=1024,
+        description="bytes of a request line and headers together; more is refused with 431",
+    )
+    max_header_count: int = Field(
+        default=100, ge=8, description="header fields of one request; more is refused with 431"
+    )
+    header_timeout_s: float = Field(
+        default=10.0, gt=0, description="seconds for a request's headers to arrive, else dropped"
+    )
+    send_timeout_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="seconds a client may stop reading its answer before it is dropped",
+    )
+
     body_cache_bytes: int = Field(
         default=128 * 1024 * 1024,
         ge=0,
@@ -147,6 +164,10 @@ class Settings(BaseSettings):
         default="INFO", description="the server's log level: DEBUG, INFO, WARNING or ERROR"
     )
     access_log: bool = Field(default=True, description="one log line per request")
+    log_format: Literal["text", "json"] = Field(
+        default="text",
+        description="text: one human-readable line per record; json: one JSON object per line",
+    )
 
     @field_validator("database_url")
     @classmethod

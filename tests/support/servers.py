@@ -16,6 +16,7 @@ from starlette.applications import Starlette
 
 from routing_points.clock import system_clock
 from routing_points.server import create_app
+from routing_points.server.protocol import bounded_protocol
 from routing_points.settings import Settings
 from tests.support.services import RedisNamespace, free_port
 
@@ -65,7 +66,12 @@ class LiveServer:
 
     def start(self) -> LiveServer:
         config = uvicorn.Config(
-            self.asgi, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on"
+            self.asgi,
+            host="127.0.0.1",
+            port=self.port,
+            log_level="warning",
+            lifespan="on",
+            http=bounded_protocol(self.settings),
         )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, daemon=True)

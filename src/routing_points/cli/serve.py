@@ -33,6 +33,8 @@ from routing_points.cli.common import (
 )
 from routing_points.cli.help import example
 from routing_points.server import create_app
+from routing_points.server.logformat import JsonLinesFormatter
+from routing_points.server.protocol import bounded_protocol
 from routing_points.settings import Settings
 from routing_points.store import admin, points
 
@@ -71,10 +73,13 @@ _DEMO_NAMES = [
 ]
 
 
-def configure_logging(level: str) -> None:
+def configure_logging(level: str, log_format: str = "text") -> None:
     logging.basicConfig(
         level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True
     )
+    if log_format == "json":
+        for handler in logging.getLogger().handlers:
+            handler.setFormatter(JsonLinesFormatter())
 
 
 @contextlib.contextmanager
@@ -97,7 +102,7 @@ def sole_server(settings: Settings) -> Iterator[None]:
 
 
 def run_server(settings: Settings, host: str, port: int, workers: int = 1) -> None:
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     common: dict[str, Any] = {
         "host": host,
         "port": port,
@@ -106,9 +111,12 @@ def run_server(settings: Settings, host: str, port: int, workers: int = 1) -> No
         "lifespan": "on",
         "timeout_graceful_shutdown": 5,
     }
+    if settings.log_format == "json":
+        # No uvicorn handlers of its own: its records reach the root's JSON handler.
+        common["log_config"] = None
     if workers == 1:
         with sole_server(settings):
-            uvicorn.run(create_app(settings), **common)
+            uvicorn.run(create_app(settings), http=bounded_protocol(settings), **common)
         return
     # Workers are fresh interpreters: they read their settings from the environment.
     # (`serve` has checked that several workers have PostgreSQL and Redis.)
@@ -123,6 +131,7 @@ def run_server(settings: Settings, host: str, port: int, workers: int = 1) -> No
             # A worker importing the app on a busy machine can take more than uvicorn's
             # default 5 s to answer its first health check; killed for that, it never starts.
             timeout_worker_healthcheck=30,
+            http="routing_points.server.protocol:from_environment",
             **common,
         )
 

@@ -21,7 +21,7 @@ from zoneinfo import ZoneInfo
 
 import orjson
 from sqlalchemy import Engine
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
 from routing_points.server.admission import Admission
@@ -35,7 +35,7 @@ from routing_points.server.errors import (
     NotFound,
     PayloadTooLarge,
 )
-from routing_points.server.guard import ConsumptionGuard
+from routing_points.server.guard import ClientDisconnected, ConsumptionGuard
 from routing_points.server.incoming import non_negative_id, scan
 from routing_points.server.render import LocalTimes, point_records
 from routing_points.settings import Settings
@@ -110,11 +110,16 @@ class AdminEndpoints:
 
         async def read() -> bytes:
             chunks, size = [], 0
-            async for chunk in request.stream():
-                size += len(chunk)
-                if size > limit:
-                    raise PayloadTooLarge(f"THE BODY EXCEEDS THE LIMIT OF {limit} BYTES")
-                chunks.append(chunk)
+            try:
+                async for chunk in request.stream():
+                    size += len(chunk)
+                    if size > limit:
+                        raise PayloadTooLarge(f"THE BODY EXCEEDS THE LIMIT OF {limit} BYTES")
+                    chunks.append(chunk)
+            except ClientDisconnect:
+                # Hung up mid-upload: nothing was written, no one to answer (logged 499).
+                # The call was admitted, so it stays charged, like any admitted call.
+                raise ClientDisconnected() from None
             return b"".join(chunks)
 
         remaining = self.settings.consumption_timeout_s - (time.monotonic() - started)

@@ -10,12 +10,14 @@ from __future__ import annotations
 import hmac
 import time
 from collections.abc import Awaitable, Callable
+from functools import partial
 
 from starlette.responses import Response
 
 from routing_points.limits.policy import LimitPolicy, Ticket
-from routing_points.server.errors import ApiError, InvalidToken, MissingToken
+from routing_points.server.errors import ApiError, BadRequest, InvalidToken, MissingToken
 from routing_points.server.guard import CLIENT_CLOSED, CONSUMPTION_STARTED, ClientDisconnected
+from routing_points.server.held import SlotHeldResponse
 from routing_points.server.incoming import Incoming
 from routing_points.store.reader import Principal, Reader
 from routing_points.store.secrets import hash_secret
@@ -31,6 +33,8 @@ class Admission:
 
     async def authenticate(self, incoming: Incoming) -> Principal:
         CONSUMPTION_STARTED.set(time.monotonic())  # the time limit counts from here
+        if incoming.tokens_seen > 1:
+            raise BadRequest("THE WOLKVOX-TOKEN HEADER IS REPEATED")
         if not incoming.token:
             raise MissingToken()
         principal = await self.reader.principal(hash_secret(incoming.token))
@@ -40,19 +44,26 @@ class Admission:
             raise InvalidToken()  # the previous secret of a rotation, past its grace period
         for nomenclature in incoming.named:
             # Same answer as an unknown token: never reveal whether the other one exists.
-            if not hmac.compare_digest(nomenclature, principal.nomenclature):
+            # Bytes: compare_digest refuses a str that is not ASCII (a TypeError, a 500).
+            named = nomenclature.encode("utf-8", "surrogateescape")
+            if not hmac.compare_digest(named, principal.nomenclature.encode()):
                 raise InvalidToken()
         return principal
 
     async def serve(self, ticket: Ticket, respond: Callable[[], Awaitable[Response]]) -> Response:
         """Answer an admitted call: its refusals carry the budget headers too, its client
-        may hang up, and its slot is released however it ends."""
+        may hang up, and its slot is released however it ends: an answer's once it is sent."""
+        release = partial(self.policy.release, ticket)
         try:
-            return await respond()
+            response = await respond()
+        except ClientDisconnected:
+            response = Response(status_code=CLIENT_CLOSED)
         except ApiError as exc:
             exc.headers.extend(ticket.headers)
+            await release()
             raise
-        except ClientDisconnected:
-            return Response(status_code=CLIENT_CLOSED)
-        finally:
-            await self.policy.release(ticket)
+        except BaseException:
+            await release()
+            raise
+        # [slot held until sent] released when the body has gone out, not when it is built.
+        return SlotHeldResponse(response, release)

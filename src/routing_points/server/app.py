@@ -171,6 +171,9 @@ def create_app(
         },
         lifespan=lifespan,
     )
+    # No redirect to the path with(out) a trailing slash: its Location would be built
+    # from the request's Host header. A wrong path is a 404 envelope.
+    app.router.redirect_slashes = False
     app.state.services = services
     return app
 

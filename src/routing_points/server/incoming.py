@@ -22,9 +22,12 @@ _HOST_OPERATION = re.compile(rb"^wv([0-9]{4})\.", re.IGNORECASE)
 @dataclass(slots=True)
 class Incoming:
     token: str = ""
+    # More than one wolkvox-token header: refused, never "the last one wins".
+    tokens_seen: int = 0
     # Every operation the request names: wolkvox_server / wolkvox-server, or a wvNNNN. Host.
     named: list[str] = field(default_factory=list)
     if_none_match: str | None = None
+    accepts_gzip: bool = False
 
 
 def _nomenclature(value: bytes) -> str:
@@ -39,6 +42,7 @@ def scan(headers: Iterable[tuple[bytes, bytes]]) -> Incoming:
     for name, value in headers:
         if name == b"wolkvox-token":
             incoming.token = value.decode("latin-1").strip()
+            incoming.tokens_seen += 1
         elif name in (b"wolkvox_server", b"wolkvox-server"):
             if value.strip():
                 incoming.named.append(_nomenclature(value))
@@ -49,7 +53,29 @@ def scan(headers: Iterable[tuple[bytes, bytes]]) -> Incoming:
                     incoming.named.append(match.group(1).decode())
         elif name == b"if-none-match":
             incoming.if_none_match = value.decode("latin-1")
+        elif name == b"accept-encoding":
+            incoming.accepts_gzip = accepts_gzip(value)
     return incoming
+
+
+@functools.lru_cache(maxsize=256)
+def accepts_gzip(value: bytes) -> bool:
+    """Whether an Accept-Encoding value accepts gzip (RFC 9110 12.5.3): `gzip`, `x-gzip`
+    or `*`, with a q above 0. A q that is not a number refuses: identity is always safe."""
+    for item in value.lower().split(b","):
+        coding, _, params = item.partition(b";")
+        if coding.strip() not in (b"gzip", b"x-gzip", b"*"):
+            continue
+        name, _, q = params.partition(b"=")
+        if not name.strip():
+            return True
+        if name.strip() != b"q":
+            continue
+        try:
+            return float(q.strip()) > 0
+        except ValueError:
+            return False
+    return False
 
 
 def non_negative_id(text: str) -> int | None:

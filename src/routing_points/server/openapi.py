@@ -10,6 +10,18 @@ from __future__ import annotations
 from typing import Any
 
 from routing_points import __version__
+from routing_points.server.schema_patterns import (
+    ANY_LOCAL_TIME,
+    EVENT_TIME,
+    FLAG_INPUT,
+    ID_INPUT,
+    ID_PARAMETER,
+    LOCAL_TIME,
+    NAME_INPUT,
+    REPLACE_FLAG,
+    REPORT_TIME,
+    TOKEN_HEADERS,
+)
 from routing_points.settings import Settings
 
 RECORD_EXAMPLE = {
@@ -22,7 +34,7 @@ RECORD_EXAMPLE = {
     "last_use": "2026-11-20 14:03:11",
 }
 YES_NO = {"type": "string", "enum": ["yes", "no"]}
-LAST_USE_PATTERN = "^$|^[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2}$"
+LAST_USE_PATTERN = f"^$|^{LOCAL_TIME}$"
 DIGITS = {"type": "string", "pattern": "^[0-9]+$"}
 
 
@@ -84,28 +96,19 @@ def _errors(*statuses: int) -> dict[str, Any]:
     return {str(status): _error(described[status]) for status in statuses}
 
 
-TOKEN_HEADERS = [
-    {
-        "name": "wolkvox_server",
-        "in": "header",
-        "required": False,
-        "schema": {"type": "string"},
-        "example": "0032",
-        "description": "The operation; if given it must be the token's (also wolkvox-server).",
-    },
-]
 ADMIN_ERRORS = (400, 401, 403, 404, 405, 409, 413, 503, 504)
 
 
 def openapi_document(settings: Settings) -> dict[str, Any]:
     fields: dict[str, Any] = {
-        "rp_name": {"type": "string", "minLength": 1, "maxLength": 255},
-        "ivr_active": YES_NO,
-        "chat_active": YES_NO,
-        "interaction_active": YES_NO,
-        "crm_active": YES_NO,
+        "rp_name": NAME_INPUT,
+        "ivr_active": FLAG_INPUT,
+        "chat_active": FLAG_INPUT,
+        "interaction_active": FLAG_INPUT,
+        "crm_active": FLAG_INPUT,
         "last_use": {
-            "type": "string",
+            # null, like "", is a routing point never used.
+            "type": ["string", "null"],
             "pattern": LAST_USE_PATTERN,
             "example": "2026-11-20 14:03:11",
         },
@@ -114,12 +117,13 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
         "type": "object",
         "additionalProperties": False,
         "required": ["rp_id", "rp_name"],
-        "properties": {"rp_id": {"oneOf": [DIGITS, {"type": "integer", "minimum": 1}]}, **fields},
+        "properties": {"rp_id": ID_INPUT, **fields},
         "example": RECORD_EXAMPLE,
     }
     changes = {
         "type": "object",
         "additionalProperties": False,
+        "minProperties": 1,
         "properties": fields,
         "example": {"ivr_active": "no"},
     }
@@ -152,7 +156,7 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
                             "name": "routing",
                             "in": "query",
                             "required": False,
-                            "schema": {"type": "integer", "minimum": 0},
+                            "schema": ID_PARAMETER,
                             "description": "Only this rp_id.",
                             "example": 101,
                         },
@@ -160,7 +164,7 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
                             "name": "after",
                             "in": "query",
                             "required": False,
-                            "schema": {"type": "integer", "minimum": 0},
+                            "schema": ID_PARAMETER,
                             "description": "Continue after this rp_id (L3 continuation).",
                         },
                         {
@@ -204,7 +208,7 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
                         "name": "rp_id",
                         "in": "path",
                         "required": True,
-                        "schema": {"type": "integer", "minimum": 0},
+                        "schema": ID_PARAMETER,
                         "example": 101,
                     },
                     *TOKEN_HEADERS,
@@ -242,7 +246,7 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
                             "name": "replace",
                             "in": "query",
                             "required": False,
-                            "schema": {"type": "string", "enum": ["true", "false"]},
+                            "schema": REPLACE_FLAG,
                             "description": "Delete the points that are not in the upload.",
                         },
                         *TOKEN_HEADERS,
@@ -254,7 +258,7 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
                                 "schema": {
                                     "type": "array",
                                     "maxItems": cap,
-                                    "items": _ref("RoutingPointInput"),
+                                    "items": _ref("RoutingPointUpsert"),
                                 }
                             }
                         },
@@ -324,21 +328,21 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
                             "name": "date_ini",
                             "in": "query",
                             "required": True,
-                            "schema": {"type": "string", "pattern": "^[0-9]{14}$"},
+                            "schema": REPORT_TIME,
                             "example": "20261101000000",
                         },
                         {
                             "name": "date_end",
                             "in": "query",
                             "required": True,
-                            "schema": {"type": "string", "pattern": "^[0-9]{14}$"},
+                            "schema": REPORT_TIME,
                             "example": "20261130235959",
                         },
                         {
                             "name": "routing",
                             "in": "query",
                             "required": False,
-                            "schema": {"type": "integer", "minimum": 0},
+                            "schema": ID_PARAMETER,
                         },
                         *TOKEN_HEADERS,
                     ],
@@ -426,7 +430,7 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
                         "crm_active": YES_NO,
                         "last_use": {
                             "type": "string",
-                            "pattern": LAST_USE_PATTERN,
+                            "pattern": f"^$|^{ANY_LOCAL_TIME}$",
                         },
                     },
                     "example": RECORD_EXAMPLE,
@@ -459,22 +463,20 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
                 },
                 "TokenInfoAnswer": _envelope({"type": "array", "items": _ref("TokenInfo")}),
                 "RoutingPointInput": point_input,
+                # An upsert may leave out any field of a point that exists, rp_name too.
+                "RoutingPointUpsert": {**point_input, "required": ["rp_id"]},
                 "RoutingPointChanges": changes,
                 "UsageEvent": {
                     "type": "object",
                     "additionalProperties": False,
                     "required": ["rp_id", "channel", "at"],
                     "properties": {
-                        "rp_id": {"oneOf": [DIGITS, {"type": "integer", "minimum": 1}]},
+                        "rp_id": ID_INPUT,
                         "channel": {
                             "type": "string",
                             "enum": ["ivr", "chat", "interaction", "crm"],
                         },
-                        "at": {
-                            "type": "string",
-                            "description": "The operation's local "
-                            "'YYYY-MM-DD HH:MM:SS', or ISO 8601 with an offset.",
-                        },
+                        "at": EVENT_TIME,
                     },
                     "example": {"rp_id": "101", "channel": "ivr", "at": "2026-11-20 14:03:11"},
                 },

@@ -35,11 +35,15 @@ from routing_points.server.pages import (
     PageRenderer,
     SharedRenders,
     etag_matches,
+    gzip_etag,
+    gzipped,
     page_etag,
 )
 from routing_points.server.render import success_body
 from routing_points.store.reader import Principal
 
+# routing_points answers are gzip-compressed for clients that accept it (caches must know).
+VARY = (b"vary", b"Accept-Encoding")
 ETAG_CACHE_SIZE = 10_000
 
 
@@ -94,6 +98,7 @@ class InformationEndpoint:
         deferred: ApiError | None = None
         query: PointsQuery | None = None
         etag: str | None = None
+        compress = False
         cost = 1
         if api == ROUTING_POINTS:
             try:
@@ -101,9 +106,15 @@ class InformationEndpoint:
             except ApiError as exc:
                 deferred = exc
             else:
-                etag = self._etag(principal, query)
+                identity_etag = self._etag(principal, query)
+                compress = incoming.accepts_gzip
+                etag = gzip_etag(identity_etag) if compress else identity_etag
                 if_none_match = incoming.if_none_match
-                if if_none_match is not None and etag_matches(if_none_match, etag):
+                # Either representation's tag is a match: the content is the same.
+                if if_none_match is not None and (
+                    etag_matches(if_none_match, identity_etag)
+                    or etag_matches(if_none_match, gzip_etag(identity_etag))
+                ):
                     cost = 0
         elif api != TOKEN_INFO:
             deferred = UnknownApi()
@@ -111,7 +122,8 @@ class InformationEndpoint:
         if cost and self.metrics is not None:
             self.metrics.consumed(principal.nomenclature, ticket.operation_used)
         return await self.admission.serve(
-            ticket, partial(self._answer, receive, principal, query, etag, ticket, deferred)
+            ticket,
+            partial(self._answer, receive, principal, query, etag, compress, ticket, deferred),
         )
 
     def _etag(self, principal: Principal, query: PointsQuery) -> str:
@@ -131,6 +143,7 @@ class InformationEndpoint:
         principal: Principal,
         query: PointsQuery | None,
         etag: str | None,
+        compress: bool,
         ticket: Ticket,
         deferred: ApiError | None,
     ) -> Response:
@@ -149,15 +162,23 @@ class InformationEndpoint:
             page = self.cache.get(key)
             if page is None:
                 instant = False
-                respond = partial(self._render, key, principal, query, etag, ticket)
+                respond = partial(self._render, key, principal, query, etag, compress, ticket)
             else:
-                respond = partial(self._page_response, page, etag, ticket)
+                # Compressing a page the first time takes a while: inside the time limit.
+                instant = not compress or page.gzipped is not None
+                respond = partial(self._page_response, page, etag, compress, ticket)
         if instant and not self.guard.injects_faults:
             return await respond()
         return await self.guard.run(respond, receive)
 
     async def _render(
-        self, key: PageKey, principal: Principal, query: PointsQuery, etag: str, ticket: Ticket
+        self,
+        key: PageKey,
+        principal: Principal,
+        query: PointsQuery,
+        etag: str,
+        compress: bool,
+        ticket: Ticket,
     ) -> Response:
         async def render() -> Page:
             page = await self.renderer.render(principal, query.routing, query.after)
@@ -165,11 +186,17 @@ class InformationEndpoint:
             return page
 
         page = await self._renders.get(key, render)
-        return await self._page_response(page, etag, ticket)
+        return await self._page_response(page, etag, compress, ticket)
 
-    async def _page_response(self, page: Page, etag: str, ticket: Ticket) -> Response:
-        response = _json_response(page.body, ticket)
-        response.raw_headers.append((b"etag", etag.encode()))
+    async def _page_response(
+        self, page: Page, etag: str, compress: bool, ticket: Ticket
+    ) -> Response:
+        if compress:
+            response = _json_response(await gzipped(page), ticket)
+            response.raw_headers.append((b"content-encoding", b"gzip"))
+        else:
+            response = _json_response(page.body, ticket)
+        response.raw_headers += [(b"etag", etag.encode()), VARY]
         if page.next_after is not None:
             self._add_continuation(response, page)
         return response
@@ -188,7 +215,7 @@ class InformationEndpoint:
     @staticmethod
     async def _not_modified(etag: str, ticket: Ticket) -> Response:
         response = Response(status_code=304)
-        response.raw_headers.extend([(b"etag", etag.encode()), *ticket.headers])
+        response.raw_headers.extend([(b"etag", etag.encode()), VARY, *ticket.headers])
         return response
 
     async def _token_info(self, ticket: Ticket) -> Response:

@@ -160,12 +160,12 @@ class Services:
                 raise NotStarted("starting")
             try:
                 await self.reader.ping()
-            except StoreUnavailable as exc:
-                checks["store"] = str(exc) or "unavailable"
+            except StoreUnavailable:
+                checks["store"] = "unavailable"  # never the text: it names hosts
             try:
                 await self.limits.ping()
-            except BackendUnavailable as exc:
-                checks["limits"] = str(exc) or "unavailable"
+            except BackendUnavailable:
+                checks["limits"] = "unavailable"
         except NotStarted:
             checks = {"store": "starting", "limits": "starting"}
         ready = all(value == "ok" for value in checks.values())

@@ -38,6 +38,8 @@ class EventsResult:
 
 def _moment(value: Any, zone: ZoneInfo) -> int:
     """`at`: the operation's local "YYYY-MM-DD HH:MM:SS", ISO 8601 with an offset, or epoch s."""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)  # JSON's 410.0 is the integer 410, as for rp_id
     if isinstance(value, int) and not isinstance(value, bool):
         return instant("at", value)
     if isinstance(value, str) and ("T" in value or "+" in value or value.endswith("Z")):
@@ -48,7 +50,11 @@ def _moment(value: Any, zone: ZoneInfo) -> int:
         if moment.tzinfo is None:
             moment = moment.replace(tzinfo=zone)
         return instant("at", int(moment.timestamp()))
-    moment_s = last_use(value, zone)
+    try:
+        moment_s = last_use(value, zone)
+    except InvalidValue as exc:
+        # The same format as last_use, but the field that is wrong is `at`.
+        raise InvalidValue("at", str(exc).removeprefix("last_use: ")) from None
     if moment_s is None:
         raise InvalidValue("at", "is required")
     return moment_s

@@ -1,0 +1,202 @@
+"""uvicorn's httptools protocol with the per-connection bounds it lacks.
+
+uvicorn (0.54) has no cap on the size or count of request headers, no deadline for them
+to arrive (its keep-alive timer only starts after a first response), and no deadline for
+a client that stops reading: a 64 MB header block was answered 200, slowloris sockets
+were never dropped, and a stalled reader held its answer for ever. Each bound is a few
+lines at the protocol level, where the bytes arrive, so this subclass adds them:
+
+- the request line and headers together: at most `max_header_bytes` bytes and
+  `max_header_count` headers, else `431` in the contract's envelope, and the connection
+  is closed;
+- `header_timeout_s` for a request's headers to arrive, counted from the connection (or
+  from the first byte of a follow-up request), else the connection is dropped;
+- `send_timeout_s` for a client that stops reading: the connection is aborted when the
+  write buffer stays above its high-water mark that long, which ends the answer's send
+  and so frees its concurrency slot;
+- a parser error is answered `400` in the envelope, not uvicorn's text/plain.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from typing import Any
+
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from routing_points.server.errors import envelope_body
+from routing_points.settings import Settings
+
+HEADER_FIELDS_TOO_LARGE = 431
+# How long a refused connection's remaining bytes are read and discarded.
+LINGER_S = 2.0
+
+
+def _envelope_reply(status: int, phrase: str, msg: str) -> bytes:
+    body = envelope_body(status, phrase.upper(), msg)
+    head = (
+        f"HTTP/1.1 {status} {phrase}\r\n"
+        "content-type: application/json\r\n"
+        f"content-length: {len(body)}\r\n"
+        "connection: close\r\n\r\n"
+    )
+    return head.encode("ascii") + body
+
+
+class BoundedHttpToolsProtocol(HttpToolsProtocol):
+    max_header_bytes = 32 * 1024
+    max_header_count = 100
+    header_timeout_s = 10.0
+    send_timeout_s = 30.0
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._header_bytes = 0
+        self._header_count = 0
+        self._refused = False
+        # Bytes received while a request's headers are incomplete: httptools buffers a
+        # header until it ends, so one endless header is caught here, not in on_header.
+        self._awaiting_headers = True
+        self._unparsed = 0
+        self._header_timer: asyncio.TimerHandle | None = None
+        self._send_timer: asyncio.TimerHandle | None = None
+
+    # Headers: a deadline and a size.
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm_header_timer()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_header_timer()
+        self._cancel_send_timer()
+        super().connection_lost(exc)
+
+    def _arm_header_timer(self) -> None:
+        if self._header_timer is None:
+            self._header_timer = self.loop.call_later(self.header_timeout_s, self._headers_late)
+
+    def _cancel_header_timer(self) -> None:
+        if self._header_timer is not None:
+            self._header_timer.cancel()
+            self._header_timer = None
+
+    def _headers_late(self) -> None:
+        self._header_timer = None
+        if not self.transport.is_closing():
+            self.transport.abort()
+
+    def data_received(self, data: bytes) -> None:
+        if self._refused:
+            return
+        if self._awaiting_headers:
+            self._unparsed += len(data)
+        super().data_received(data)
+        if self._awaiting_headers and not self._refused and self._unparsed > self.max_header_bytes:
+            self._refuse_headers()
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._header_bytes = self._header_count = 0
+        self._arm_header_timer()
+
+    def on_url(self, url: bytes) -> None:
+        self._count(len(url), 0)
+        super().on_url(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._count(len(name) + len(value), 1)
+        super().on_header(name, value)
+
+    def _count(self, size: int, headers: int) -> None:
+        self._header_bytes += size
+        self._header_count += headers
+        if self._header_bytes > self.max_header_bytes or self._header_count > self.max_header_count:
+            self._refuse_headers()
+            # Stops the parser: uvicorn's handler then calls send_400_response, a no-op now.
+            raise ValueError("request headers over the limit")
+
+    def _refuse_headers(self) -> None:
+        self._refuse(
+            HEADER_FIELDS_TOO_LARGE,
+            "Request Header Fields Too Large",
+            f"THE REQUEST HEADERS EXCEED {self.max_header_bytes} BYTES "
+            f"OR {self.max_header_count} FIELDS",
+        )
+
+    def on_headers_complete(self) -> None:
+        self._cancel_header_timer()
+        self._awaiting_headers = False
+        self._unparsed = 0
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        self._awaiting_headers = True
+        super().on_message_complete()
+
+    def _refuse(self, status: int, phrase: str, msg: str) -> None:
+        self._refused = True
+        self._cancel_header_timer()
+        if not self.transport.is_closing():
+            self.transport.write(_envelope_reply(status, phrase, msg))
+            # Lingering close, as nginx does: closing with unread bytes would reset the
+            # connection and lose the answer, so half-close, discard what still comes
+            # (data_received ignores it now), and abort after a short linger.
+            if self.transport.can_write_eof():
+                self.transport.write_eof()
+                self.loop.call_later(LINGER_S, self._abort)
+            else:
+                self.transport.close()
+
+    def _abort(self) -> None:
+        if not self.transport.is_closing():
+            self.transport.abort()
+
+    def send_400_response(self, msg: str) -> None:
+        if not self._refused:
+            self._refuse(400, "Bad Request", "THE REQUEST IS NOT VALID HTTP")
+
+    # Sending: a deadline for a client that stopped reading.
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        if self._send_timer is None:
+            self._send_timer = self.loop.call_later(self.send_timeout_s, self._send_stalled)
+
+    def resume_writing(self) -> None:
+        self._cancel_send_timer()
+        super().resume_writing()
+
+    def _cancel_send_timer(self) -> None:
+        if self._send_timer is not None:
+            self._send_timer.cancel()
+            self._send_timer = None
+
+    def _send_stalled(self) -> None:
+        self._send_timer = None
+        self.logger.info("dropped a client that stopped reading its answer")
+        self.transport.abort()
+
+
+def bounded_protocol(settings: Settings) -> type[BoundedHttpToolsProtocol]:
+    """The protocol class with the settings' bounds."""
+    return type(
+        "BoundedHttpToolsProtocol",
+        (BoundedHttpToolsProtocol,),
+        {
+            "max_header_bytes": settings.max_header_bytes,
+            "max_header_count": settings.max_header_count,
+            "header_timeout_s": settings.header_timeout_s,
+            "send_timeout_s": settings.send_timeout_s,
+        },
+    )
+
+
+@functools.cache
+def _environment_protocol() -> type[BoundedHttpToolsProtocol]:
+    return bounded_protocol(Settings())
+
+
+def from_environment(**kwargs: Any) -> BoundedHttpToolsProtocol:
+    """What uvicorn's worker processes build connections with (`http=` as an import
+    string): the bounds from ROUTING_POINTS_* like the rest of their settings."""
+    return _environment_protocol()(**kwargs)

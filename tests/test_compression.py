@@ -1,0 +1,106 @@
+"""gzip on the wire: compressed once per page version, its own ETag, 304s unchanged."""
+
+from __future__ import annotations
+
+import gzip
+
+import httpx
+import orjson
+import pytest
+
+from routing_points.client import Client
+from tests.support.seed import Tenant
+from tests.support.servers import LiveServer
+from tests.support.wire import ENDPOINT
+
+POINTS = f"{ENDPOINT}?api=routing_points"
+
+
+class Answer:
+    def __init__(self, response: httpx.Response, wire: bytes) -> None:
+        self.status_code = response.status_code
+        self.headers = response.headers
+        self.wire = wire  # the body as sent, before any decoding
+
+
+def get(live: LiveServer, token: str, **extra: str) -> Answer:
+    with httpx.Client(timeout=30) as http:
+        request = http.build_request(
+            "GET", f"{live.url}{POINTS}", headers={"wolkvox-token": token, **extra}
+        )
+        response = http.send(request, stream=True)
+        try:
+            return Answer(response, b"".join(response.iter_raw()))
+        finally:
+            response.close()
+
+
+def remaining(response: Answer) -> str:
+    return response.headers["ratelimit"].split("r=")[1].split(";")[0]
+
+
+def test_gzip_when_accepted_with_its_own_etag(live: LiveServer, tenant: Tenant) -> None:
+    plain = get(live, tenant.token, **{"accept-encoding": "identity"})
+    packed = get(live, tenant.token, **{"accept-encoding": "br;q=1, gzip;q=0.5"})
+    assert "content-encoding" not in plain.headers
+    assert packed.headers["content-encoding"] == "gzip"
+    assert plain.headers["vary"] == packed.headers["vary"] == "Accept-Encoding"
+    assert gzip.decompress(packed.wire) == plain.wire
+    assert orjson.loads(plain.wire)["msg"] == "3 records were found"
+    # Two representations, two strong validators (RFC 9110 8.8.3).
+    assert plain.headers["etag"] != packed.headers["etag"]
+    assert packed.headers["etag"] == plain.headers["etag"][:-1] + '-gz"'
+    # q=0 refuses gzip; a q that is not a number too.
+    for refusal in ("gzip;q=0", "gzip;q=high", "deflate"):
+        assert (
+            "content-encoding"
+            not in get(live, tenant.token, **{"accept-encoding": refusal}).headers
+        )
+
+
+def test_either_tag_is_a_free_304(live: LiveServer, tenant: Tenant) -> None:
+    plain = get(live, tenant.token, **{"accept-encoding": "identity"})
+    packed = get(live, tenant.token, **{"accept-encoding": "gzip"})
+    before = remaining(packed)
+    for tag in (plain.headers["etag"], packed.headers["etag"]):
+        for encoding in ("gzip", "identity"):
+            answer = get(live, tenant.token, **{"if-none-match": tag, "accept-encoding": encoding})
+            assert answer.status_code == 304
+            assert answer.wire == b""
+            assert answer.headers["vary"] == "Accept-Encoding"
+            expected = packed if encoding == "gzip" else plain
+            assert answer.headers["etag"] == expected.headers["etag"]
+            assert remaining(answer) == before  # 4 conditional calls, 0 charged
+
+
+def test_compressed_once_per_page_version(live: LiveServer, tenant: Tenant) -> None:
+    first = get(live, tenant.token, **{"accept-encoding": "gzip"})
+    cache = live.app.state.services._endpoint.cache
+    (page,) = list(cache._pages.values())
+    kept = page.gzipped
+    assert kept is not None
+    second = get(live, tenant.token, **{"accept-encoding": "gzip"})
+    assert page.gzipped is kept  # the same bytes object: not compressed again
+    assert first.wire == second.wire == kept
+
+
+class RecordingTransport(httpx.HTTPTransport):
+    """The real HTTP transport, remembering the encodings the server answered with."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.encodings: list[str | None] = []
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        response = super().handle_request(request)
+        self.encodings.append(response.headers.get("content-encoding"))
+        return response
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_the_sdk_asks_for_gzip(live: LiveServer, tenant: Tenant) -> None:
+    transport = RecordingTransport()
+    with Client(tenant.server, tenant.token, base_url=live.url, transport=transport) as client:
+        points = client.routing_points()
+    assert [point.rp_id for point in points] == [101, 102, 1000]
+    assert transport.encodings == ["gzip"]
