@@ -12,7 +12,7 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import httpx
 import psycopg
@@ -29,6 +29,10 @@ from routing_points.settings import Settings
 from routing_points.store import admin, migrate
 from routing_points.store import points as point_store
 from routing_points.store.engine import create_sync_engine
+from tests.browser import launch_chromium
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Page
 
 ENDPOINT = "/api/v2/information.php"
 RUNNING_IN_CI = os.environ.get("CI") == "true"
@@ -50,6 +54,19 @@ def service_missing(what: str, exc: BaseException) -> NoReturn:
     if RUNNING_IN_CI:
         pytest.fail(f"{what} is required in CI and is not reachable: {exc}")
     pytest.skip(f"{what} is not reachable here ({exc}); CI runs these tests against it")
+
+
+@pytest.fixture
+def browser_page() -> Iterator[Page]:
+    """A fresh page of a real headless Chromium (tests/browser.py)."""
+    with contextlib.ExitStack() as stack:
+        try:
+            browser = stack.enter_context(launch_chromium())
+        except FileNotFoundError as exc:
+            service_missing("Chromium", exc)
+        page = browser.new_page()
+        yield page
+        page.close()
 
 
 @pytest.fixture
