@@ -207,6 +207,7 @@ def test_bad_bodies_are_clear_400s(
     assert response.json()["data"] is None
 
 
+@pytest.mark.dated
 def test_events_out_of_order_leave_last_use_at_the_latest(
     http: httpx.Client, operation: Admin
 ) -> None:
@@ -239,6 +240,7 @@ def test_events_out_of_order_leave_last_use_at_the_latest(
     assert body["data"][0]["last_use"] == "2026-11-21 09:30:00"
 
 
+@pytest.mark.dated
 def test_bad_events_refuse_the_batch(http: httpx.Client, operation: Admin) -> None:
     response = http.post(
         f"{ADMIN}/usage_events",
@@ -252,6 +254,7 @@ def test_bad_events_refuse_the_batch(http: httpx.Client, operation: Admin) -> No
     assert response.json()["msg"].startswith("EVENT AT INDEX 1: CHANNEL: 'FAX' IS NOT ONE OF")
 
 
+@pytest.mark.dated
 def test_the_usage_report(http: httpx.Client, operation: Admin) -> None:
     token = headers(operation.token)
     http.post(
@@ -282,6 +285,7 @@ def test_the_usage_report(http: httpx.Client, operation: Admin) -> None:
     assert [row["rp_id"] for row in only.json()["data"]] == ["102"]
 
 
+@pytest.mark.dated
 @pytest.mark.parametrize(
     ("date_ini", "date_end", "status", "msg"),
     [

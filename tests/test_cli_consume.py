@@ -16,6 +16,8 @@ from routing_points.cli.consume import relative_age
 from tests.conftest import LiveServer, Tenant, add_tenant, free_port
 from tests.processes import cli
 
+pytestmark = pytest.mark.dated
+
 FIELDS = [
     "rp_id",
     "rp_name",

@@ -12,7 +12,7 @@ from routing_points.store.engine import create_sync_engine
 from tests.conftest import ENDPOINT, free_port
 from tests.processes import ServerProcess, cli
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.dated]
 
 
 def start_demo(cwd: Path) -> tuple[ServerProcess, str, str]:

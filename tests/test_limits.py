@@ -28,7 +28,7 @@ from tests.conftest import (
     point,
 )
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.dated]
 
 POINTS = f"{ENDPOINT}?api=routing_points"
 TOKEN_INFO = f"{ENDPOINT}?api=token_info"
