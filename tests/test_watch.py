@@ -327,9 +327,13 @@ def test_once_is_silent_when_nothing_changed(watched: Watched) -> None:
     for _ in range(2):
         result = watched.watch("--once", "--budget-share", "0.001")
         assert (result.returncode, result.stdout, result.stderr) == (0, "", "")
-    verbose = watched.watch("--once", "-vv")
+    verbose = watched.watch("--once", "-v")
     assert verbose.returncode == 0
-    assert "HTTP Request: GET" in verbose.stderr
+    assert "polled 0032: unchanged (304), 3 points, 0 events" in verbose.stderr
+    assert "HTTP Request" not in verbose.stderr
+    debug = watched.watch("--once", "-vv")
+    assert debug.returncode == 0
+    assert "HTTP Request: GET" in debug.stderr
 
 
 def test_interval_policy() -> None:

@@ -170,6 +170,17 @@ class Watcher:
         for event in stored:
             self.out.write(orjson.dumps(event.as_dict()).decode() + "\n")
         self.out.flush()
+        logger.info(
+            "polled %s: %s, %d points, %d events",
+            self.server,
+            "unchanged (304)"
+            if not_modified
+            else "new snapshot"
+            if newest is not None
+            else "baseline",
+            len(points),
+            len(stored),
+        )
         if self.metrics is not None:
             self.metrics.succeeded(
                 points, self._now_local(), now, self.client.remaining_budget, len(stale)
