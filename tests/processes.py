@@ -29,7 +29,7 @@ def cli(
     )
 
 
-def wait_for_port(port: int, process: subprocess.Popen[Any], timeout: float = 20) -> None:
+def wait_for_port(port: int, process: subprocess.Popen[Any], timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
