@@ -201,6 +201,7 @@ def test_bad_bodies_are_clear_400s(
     assert response.json()["data"] is None
 
 
+@pytest.mark.dated
 def test_events_out_of_order_leave_last_use_at_the_latest(
     http: httpx.Client, operation: Admin
 ) -> None:
@@ -233,6 +234,7 @@ def test_events_out_of_order_leave_last_use_at_the_latest(
     assert body["data"][0]["last_use"] == "2026-11-21 09:30:00"
 
 
+@pytest.mark.dated
 def test_bad_events_refuse_the_batch(http: httpx.Client, operation: Admin) -> None:
     response = http.post(
         f"{ADMIN}/usage_events",
@@ -246,6 +248,7 @@ def test_bad_events_refuse_the_batch(http: httpx.Client, operation: Admin) -> No
     assert response.json()["msg"].startswith("EVENT AT INDEX 1: CHANNEL: 'FAX' IS NOT ONE OF")
 
 
+@pytest.mark.dated
 def test_the_usage_report(http: httpx.Client, operation: Admin) -> None:
     token = headers(operation.token)
     http.post(
@@ -276,6 +279,7 @@ def test_the_usage_report(http: httpx.Client, operation: Admin) -> None:
     assert [row["rp_id"] for row in only.json()["data"]] == ["102"]
 
 
+@pytest.mark.dated
 @pytest.mark.parametrize(
     ("date_ini", "date_end", "status", "msg"),
     [

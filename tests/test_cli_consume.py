@@ -19,6 +19,8 @@ from tests.support.servers import LiveServer
 from tests.support.services import free_port
 from tests.support.wire import FIELDS, SALES_LINE
 
+pytestmark = pytest.mark.dated
+
 
 def test_get_json_is_exactly_the_records_as_sent(live: LiveServer, tenant: Tenant) -> None:
     result = cli(

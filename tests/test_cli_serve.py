@@ -13,7 +13,7 @@ from tests.support.processes import ServerProcess, cli
 from tests.support.services import free_port
 from tests.support.wire import ENDPOINT
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.dated]
 
 
 def start_demo(cwd: Path) -> tuple[ServerProcess, str, str]:

@@ -28,7 +28,7 @@ from tests.support.servers import (
 )
 from tests.support.wire import ENDPOINT
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.dated]
 
 POINTS = f"{ENDPOINT}?api=routing_points"
 TOKEN_INFO = f"{ENDPOINT}?api=token_info"

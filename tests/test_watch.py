@@ -29,7 +29,7 @@ from tests.support.processes import COMMAND, ServerProcess, cli, wait_for_port
 from tests.support.seed import add_tenant, point
 from tests.support.services import free_port
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.dated]
 
 # Dates relative to today (UTC, the operation's zone and the watcher's --timezone here), so the
 # suite means the same on any day: used two days ago, used again yesterday.
@@ -46,7 +46,11 @@ class Watched:
     history: Path
 
     def watch(self, *extra: str) -> subprocess.CompletedProcess[str]:
-        return cli(
+        return cli(*self.command(*extra)[len(COMMAND) :])
+
+    def command(self, *extra: str) -> list[str]:
+        return [
+            *COMMAND,
             "watch",
             "--server",
             "0032",
@@ -61,7 +65,7 @@ class Watched:
             "--timezone",
             "UTC",
             *extra,
-        )
+        ]
 
 
 @pytest.fixture
@@ -254,6 +258,7 @@ def test_metrics_and_a_clean_stop(watched: Watched) -> None:
             "1",
             "--metrics-port",
             str(port),
+            "--metrics-per-point",
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -298,11 +303,38 @@ def test_metrics_and_a_clean_stop(watched: Watched) -> None:
     assert [e["kind"] for e in lines(out)] == ["flag_off"]
 
 
-def test_the_interval_adjustment_is_shown(watched: Watched) -> None:
-    result = watched.watch("--once", "--budget-share", "0.001")
-    # 1,000 polls a day at most (0.1% of 1,000,000): one every 86.4 s.
-    assert "polling every 87 s instead of 1 s" in result.stderr
-    assert "within 0.1% of a daily budget of 1000000" in result.stderr
+def test_the_interval_adjustment_is_shown(watched: Watched, tmp_path: Path) -> None:
+    log = tmp_path / "watch.log"
+    with log.open("w") as stderr:
+        process = subprocess.Popen(
+            [*watched.command("--budget-share", "0.001")], stdout=subprocess.PIPE, stderr=stderr
+        )
+    try:
+        deadline = time.monotonic() + 60
+        # 1,000 polls a day at most (0.1% of 1,000,000): one every 86.4 s.
+        while "daily budget of 1000000" not in log.read_text() and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.communicate(timeout=20)
+    assert "polling every 87 s instead of 1 s" in log.read_text()
+    assert "within 0.1% of a daily budget of 1000000" in log.read_text()
+    assert process.returncode == 0
+
+
+def test_once_is_silent_when_nothing_changed(watched: Watched) -> None:
+    """What cron needs: the first poll is a silent baseline, an unchanged operation prints
+    nothing, and no log line (no interval warning, no HTTP request lines) reaches stderr."""
+    for _ in range(2):
+        result = watched.watch("--once", "--budget-share", "0.001")
+        assert (result.returncode, result.stdout, result.stderr) == (0, "", "")
+    verbose = watched.watch("--once", "-v")
+    assert verbose.returncode == 0
+    assert "polled 0032: unchanged (304), 3 points, 0 events" in verbose.stderr
+    assert "HTTP Request" not in verbose.stderr
+    debug = watched.watch("--once", "-vv")
+    assert debug.returncode == 0
+    assert "HTTP Request: GET" in debug.stderr
 
 
 def test_interval_policy() -> None:

@@ -66,7 +66,13 @@ class ServerProcess:
         return self.process.stdout
 
     def wait_ready(self) -> ServerProcess:
-        wait_for_port(self.port, self.process)
+        """Wait until it listens; a server that never does is killed, its pipes closed (so
+        no unclosed-file warning lands on a later test)."""
+        try:
+            wait_for_port(self.port, self.process)
+        except RuntimeError:
+            self.kill()
+            raise
         return self
 
     def stop(self) -> bool:

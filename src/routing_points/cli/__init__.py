@@ -2,27 +2,61 @@
 
 Every failure is one clear line on stderr and a non-zero exit; admin commands never
 leave a half-written store behind.
+
+The client commands (`get`, `token-info`, `watch`, `history`) need only the plain install.
+The server and admin commands are imported when invoked, so that without the `server`
+extra they answer one line naming it instead of failing at import.
 """
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
 import click
 
 from routing_points import __version__
-from routing_points.cli.admin import migrate, operations, tokens
 from routing_points.cli.consume import get, token_info
-from routing_points.cli.mirror import mirror
-from routing_points.cli.points import points
-from routing_points.cli.serve import demo, serve
 from routing_points.cli.watch import history_command, watch
+
+# Command name -> the module defining it (an attribute of the same name, `-` as `_`).
+SERVER_COMMANDS = {
+    "serve": "routing_points.cli.serve",
+    "demo": "routing_points.cli.serve",
+    "migrate": "routing_points.cli.admin",
+    "operations": "routing_points.cli.admin",
+    "tokens": "routing_points.cli.admin",
+    "points": "routing_points.cli.points",
+    "mirror": "routing_points.cli.mirror",
+}
+# Top-level modules only the `server` extra installs.
+SERVER_ONLY = {"starlette", "uvicorn", "alembic", "redis", "pydantic_settings", "pydantic"}
+SERVER_ONLY |= {"anyio", "asyncpg", "psycopg", "uvloop", "httptools"}
+INSTALL_SERVER = "pip install 'routing-points[server]'"
 
 
 class UsageMistake(click.ClickException):
     """A usage error as one line (click's own adds the usage and a hint: three lines)."""
 
     exit_code = 2
+
+
+def needs_server_extra(name: str, missing: str) -> click.Command:
+    """A stand-in that names the extra, whatever arguments it is given."""
+
+    def explain() -> None:
+        raise click.ClickException(
+            f"`routing-points {name}` needs the server extra ({missing} is not installed): "
+            f"{INSTALL_SERVER}"
+        )
+
+    return click.Command(
+        name,
+        callback=explain,
+        help=f"(needs the server extra: {INSTALL_SERVER})",
+        add_help_option=False,
+        context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
+    )
 
 
 class Commands(click.Group):
@@ -33,6 +67,24 @@ class Commands(click.Group):
             path = exc.ctx.command_path if exc.ctx is not None else ctx.command_path
             raise UsageMistake(f"{exc.format_message()} (see: {path} --help)") from None
 
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *SERVER_COMMANDS})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        command = super().get_command(ctx, cmd_name)
+        if command is not None or cmd_name not in SERVER_COMMANDS:
+            return command
+        try:
+            module = importlib.import_module(SERVER_COMMANDS[cmd_name])
+        except ModuleNotFoundError as exc:
+            missing = (exc.name or "").split(".")[0]
+            if missing not in SERVER_ONLY:
+                raise
+            return needs_server_extra(cmd_name, missing)
+        loaded = getattr(module, cmd_name.replace("-", "_"))
+        assert isinstance(loaded, click.Command)
+        return loaded
+
 
 @click.group(cls=Commands, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="routing-points")
@@ -40,17 +92,5 @@ def main() -> None:
     """A self-hostable Wolkvox routing_points API, and the client to consume it."""
 
 
-for command in (
-    serve,
-    demo,
-    migrate,
-    operations,
-    tokens,
-    points,
-    get,
-    token_info,
-    watch,
-    history_command,
-    mirror,
-):
+for command in (get, token_info, watch, history_command):
     main.add_command(command)

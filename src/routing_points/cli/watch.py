@@ -2,11 +2,15 @@
 
 `watch --once` is for cron: exit 0 when nothing changed, 1 when something did, and the
 `get` codes for failures (3 authentication, 4 quota, 5 network), 6 for any other error.
+Stopped by Ctrl-C or SIGTERM: 0 between polls, 130 / 143 when a poll was cut short. Logs go
+to stderr at WARNING and above unless `-v` (INFO) or `-vv` (DEBUG, HTTP requests included),
+so a quiet cron job mails nothing.
 """
 
 from __future__ import annotations
 
 import csv
+import logging
 import signal
 import sys
 import threading
@@ -22,17 +26,26 @@ from rich.table import Table
 
 from routing_points.cli.consume import EXIT_OTHER, connection_options, exit_code
 from routing_points.cli.help import example
-from routing_points.cli.serve import configure_logging
 from routing_points.client import Client, RetryPolicy, RoutingPointsError
 from routing_points.watch.diff import FLAGS
 from routing_points.watch.exporter import WatchMetrics
 from routing_points.watch.history import History, history_url
-from routing_points.watch.watcher import IntervalPolicy, Watcher
+from routing_points.watch.watcher import IntervalPolicy, PollInterrupted, Watcher
 from routing_points.watch.webhook import WebhookSender
 
 DEFAULT_HISTORY = "routing-points-history.db"
 EXIT_CHANGED, EXIT_WATCH_OTHER = 1, 6
 EVENT_FIELDS = ("id", "at", "server", "kind", "rp_id", "rp_name", "field", "old", "new")
+
+
+def configure_watch_logging(verbosity: int) -> None:
+    """WARNING and above by default; httpx's per-request INFO lines only at -vv."""
+    level = logging.WARNING if verbosity == 0 else logging.INFO if verbosity == 1 else logging.DEBUG
+    logging.basicConfig(
+        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True
+    )
+    for noisy in ("httpx", "httpcore"):
+        logging.getLogger(noisy).setLevel(logging.DEBUG if verbosity >= 2 else logging.WARNING)
 
 
 def _zone(name: str | None) -> ZoneInfo | None:
@@ -65,6 +78,11 @@ def _zone(name: str | None) -> ZoneInfo | None:
 )
 @click.option("--metrics-port", type=int, default=None, help="Serve Prometheus metrics here.")
 @click.option("--metrics-host", default="127.0.0.1", show_default=True)
+@click.option(
+    "--metrics-per-point",
+    is_flag=True,
+    help="Also export one series per routing point and flag (large for big operations).",
+)
 @click.option("--webhook", default=None, help="POST change events here, in order.")
 @click.option("--once", is_flag=True, help="Poll once (for cron): exit 1 if anything changed.")
 @click.option(
@@ -86,6 +104,7 @@ def _zone(name: str | None) -> ZoneInfo | None:
     default=None,
     help="The operation's time zone, for ages and staleness (default: this machine's).",
 )
+@click.option("-v", "--verbose", count=True, help="Log each poll (-v), and each request (-vv).")
 def watch(
     server: str,
     token: str,
@@ -95,18 +114,21 @@ def watch(
     history_path: str,
     metrics_port: int | None,
     metrics_host: str,
+    metrics_per_point: bool,
     webhook: str | None,
     once: bool,
     stale_after: float,
     budget_share: float,
     timezone: str | None,
+    verbose: int,
 ) -> None:
     """Poll an operation, keep its history, print each change as one JSON line."""
-    configure_logging("INFO")
+    configure_watch_logging(verbose)
     zone = _zone(timezone)
     history = History(history_path)
-    metrics = WatchMetrics(server) if metrics_port is not None else None
-    if metrics is not None and metrics_port is not None:
+    metrics = None
+    if metrics_port is not None:
+        metrics = WatchMetrics(server, per_point=metrics_per_point)
         metrics.serve(metrics_port, metrics_host)
     sender = WebhookSender(webhook, history) if webhook else None
     client = Client(
@@ -121,7 +143,18 @@ def watch(
         out=sys.stdout,
         metrics=metrics,
         webhook=sender,
+        explain_interval=not once,
     )
+    stop = threading.Event()
+    received: list[int] = []
+
+    def request_stop(signum: int, _frame: FrameType | None) -> None:
+        received.append(signum)
+        stop.set()
+        watcher.interrupt()  # raises PollInterrupted while a poll is still reading
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
     try:
         if once:
             try:
@@ -132,14 +165,10 @@ def watch(
                 sys.exit(EXIT_WATCH_OTHER if code == EXIT_OTHER else code)
             watcher.deliver()
             sys.exit(EXIT_CHANGED if result.events else 0)
-        stop = threading.Event()
-
-        def request_stop(signum: int, _frame: FrameType | None) -> None:
-            stop.set()
-
-        signal.signal(signal.SIGTERM, request_stop)
-        signal.signal(signal.SIGINT, request_stop)
         watcher.run(stop)
+    except PollInterrupted:
+        click.echo("stopped during a poll: nothing of it was recorded", err=True)
+        sys.exit(128 + (received[-1] if received else signal.SIGINT))
     finally:
         client.close()
         if sender is not None:

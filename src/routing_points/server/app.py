@@ -17,15 +17,14 @@ from starlette.convertors import Convertor, register_url_convertor
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, Response
-from starlette.routing import Mount, Route
-from starlette.staticfiles import StaticFiles
-from swagger_ui_bundle import swagger_ui_path
+from starlette.responses import Response
+from starlette.routing import Route
 
 from routing_points.clock import Clock, system_clock
 from routing_points.contract import ENDPOINT
 from routing_points.server.accesslog import AccessLogMiddleware
 from routing_points.server.addon import ServerAddon
+from routing_points.server.docs import page_routes
 from routing_points.server.errors import (
     ApiError,
     InternalError,
@@ -70,14 +69,6 @@ async def _unexpected_error(_request: Request, exc: Exception) -> Response:
 
 
 ADMIN = "/api/v2/admin"
-DOCS_PAGE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>routing-points API</title>
-<link rel="stylesheet" href="/docs/static/swagger-ui.css"></head>
-<body><div id="swagger-ui"></div>
-<script src="/docs/static/swagger-ui-bundle.js"></script>
-<script>SwaggerUIBundle({url: "/openapi.json", dom_id: "#swagger-ui"});</script>
-</body></html>
-"""
 
 
 class RoutingPointId(Convertor[int]):
@@ -126,9 +117,6 @@ def create_app(
     async def openapi(_request: Request) -> Response:
         return Response(schema, media_type="application/json")
 
-    async def docs(_request: Request) -> Response:
-        return HTMLResponse(DOCS_PAGE)
-
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
         await services.start()
@@ -149,8 +137,7 @@ def create_app(
             *admin_routes(services),
             Route("/healthz", alive, methods=["GET"]),
             Route("/openapi.json", openapi, methods=["GET"]),
-            Route("/docs", docs, methods=["GET"]),
-            Mount("/docs/static", StaticFiles(directory=swagger_ui_path), name="docs-static"),
+            *page_routes(),
             Route("/readyz", services.readiness, methods=["GET"]),
             Route(
                 "/metrics",

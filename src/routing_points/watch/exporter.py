@@ -1,4 +1,10 @@
-"""Prometheus metrics of a watched operation, served by the watcher itself."""
+"""Prometheus metrics of a watched operation, served by the watcher itself.
+
+By default the series are aggregates (points, points with each flag on, never used, stale),
+so a scrape stays a few hundred bytes however big the operation. Per-point series
+(`routing_point_flag`, `routing_point_info`, `routing_point_seconds_since_last_use`) are
+opt-in: three series or more per point weigh megabytes at 70,000 points.
+"""
 
 from __future__ import annotations
 
@@ -12,9 +18,34 @@ from routing_points.watch.diff import FLAGS
 
 
 class WatchMetrics:
-    def __init__(self, server: str) -> None:
+    def __init__(self, server: str, *, per_point: bool = False) -> None:
         self.server = server
+        self.per_point = per_point
         self.registry = CollectorRegistry()
+        self.points = Gauge(
+            "routing_points_count",
+            "Routing points of the operation.",
+            ["server"],
+            registry=self.registry,
+        )
+        self.flag_on = Gauge(
+            "routing_points_flag_on",
+            "Routing points with the flag on.",
+            ["server", "flag"],
+            registry=self.registry,
+        )
+        self.never_used = Gauge(
+            "routing_points_never_used",
+            "Routing points with no last use.",
+            ["server"],
+            registry=self.registry,
+        )
+        self.stale = Gauge(
+            "routing_points_stale",
+            "Routing points unused for longer than --stale-after.",
+            ["server"],
+            registry=self.registry,
+        )
         self.flag = Gauge(
             "routing_point_flag",
             "1 when the routing point's flag is on.",
@@ -68,7 +99,25 @@ class WatchMetrics:
         now_local: datetime,
         now: float,
         budget_remaining: int | None,
+        stale: int = 0,
     ) -> None:
+        self.points.labels(self.server).set(len(points))
+        for flag in FLAGS:
+            on = sum(1 for point in points.values() if getattr(point, flag))
+            self.flag_on.labels(self.server, flag).set(on)
+        self.never_used.labels(self.server).set(
+            sum(1 for point in points.values() if point.last_use is None)
+        )
+        self.stale.labels(self.server).set(stale)
+        if self.per_point:
+            self._per_point(points, now_local)
+        if budget_remaining is not None:
+            self.budget.labels(self.server).set(budget_remaining)
+        self.polls.labels(self.server, "success").inc()
+        self.last_success.labels(self.server).set(now)
+        self.up.labels(self.server).set(1)
+
+    def _per_point(self, points: dict[int, RoutingPoint], now_local: datetime) -> None:
         for rp_id in set(self._shown) - set(points):
             self._forget(rp_id)
         for rp_id, point in points.items():
@@ -83,11 +132,6 @@ class WatchMetrics:
                 math.nan if point.last_use is None else (now_local - point.last_use).total_seconds()
             )
             self.idle.labels(self.server, label).set(idle)
-        if budget_remaining is not None:
-            self.budget.labels(self.server).set(budget_remaining)
-        self.polls.labels(self.server, "success").inc()
-        self.last_success.labels(self.server).set(now)
-        self.up.labels(self.server).set(1)
 
     def failed(self) -> None:
         self.polls.labels(self.server, "failure").inc()

@@ -4,6 +4,10 @@ An unchanged operation answers 304 and costs nothing. The interval is never shor
 the service's advice (`X-Poll-Interval`) nor than what keeps the watcher's own calls within
 a share of the daily budget (10% by default), assuming every poll costs one; every
 adjustment is logged. Failures are logged in one line each and retried with back-off.
+
+A stop request (Ctrl-C, SIGTERM) abandons a poll still reading, however big the operation:
+nothing of it is recorded yet, so nothing is lost. Once its snapshot is being written the
+poll finishes, so what is stored is also printed.
 """
 
 from __future__ import annotations
@@ -53,6 +57,10 @@ class IntervalPolicy:
         return interval, "; ".join(reasons)
 
 
+class PollInterrupted(Exception):
+    """A stop request arrived while a poll was reading: nothing of it was recorded."""
+
+
 @dataclass(frozen=True, slots=True)
 class PollResult:
     events: list[Event]
@@ -71,6 +79,7 @@ class Watcher:
         out: IO[str],
         metrics: WatchMetrics | None = None,
         webhook: WebhookSender | None = None,
+        explain_interval: bool = True,
     ) -> None:
         self.client = client
         self.server = client.server
@@ -82,6 +91,10 @@ class Watcher:
         self.metrics = metrics
         self.webhook = webhook
         self.interval_s = policy.requested_s
+        # Whether to log why the interval differs from the requested one (not under --once).
+        self.explain_interval = explain_interval
+        # True while a stop request may abandon the poll (see `interrupt`).
+        self.interruptible = False
         self._loaded = False
         self._baseline: tuple[str | None, dict[int, RoutingPoint]] | None = None
         self._explained = ""
@@ -98,7 +111,20 @@ class Watcher:
             self._loaded = True
         return self._baseline
 
+    def interrupt(self) -> None:
+        """Called from a signal handler: abandon the poll if it is still reading."""
+        if self.interruptible:
+            self.interruptible = False
+            raise PollInterrupted
+
     def poll(self) -> PollResult:
+        self.interruptible = True
+        try:
+            return self._poll()
+        finally:
+            self.interruptible = False
+
+    def _poll(self) -> PollResult:
         newest = self._newest()
         etag = newest[0] if newest is not None else None
         records: list[dict[str, object]] = []
@@ -129,6 +155,7 @@ class Watcher:
         if newest is not None:
             changes += stale_changes
         stored: list[Event] = []
+        self.interruptible = False  # from here on, what is stored is also printed
         if not not_modified or changes or stale != already_stale:
             stored = self.history.record(
                 self.server,
@@ -143,15 +170,30 @@ class Watcher:
         for event in stored:
             self.out.write(orjson.dumps(event.as_dict()).decode() + "\n")
         self.out.flush()
+        logger.info(
+            "polled %s: %s, %d points, %d events",
+            self.server,
+            "unchanged (304)"
+            if not_modified
+            else "new snapshot"
+            if newest is not None
+            else "baseline",
+            len(points),
+            len(stored),
+        )
         if self.metrics is not None:
-            self.metrics.succeeded(points, self._now_local(), now, self.client.remaining_budget)
+            self.metrics.succeeded(
+                points, self._now_local(), now, self.client.remaining_budget, len(stale)
+            )
         self._adjust_interval()
         return PollResult(stored, not_modified)
 
-    def _adjust_interval(self) -> None:
+    def _adjust_interval(self, *, explain: bool = True) -> None:
         limit = self.client.budget.limit if self.client.budget is not None else None
         self.interval_s, why = self.policy.interval(self.client.poll_interval_s, limit)
-        if why and why != self._explained:
+        if not explain:
+            return
+        if why and why != self._explained and self.explain_interval:
             logger.warning(
                 "polling every %g s instead of %g s: %s",
                 self.interval_s,
@@ -161,13 +203,21 @@ class Watcher:
         self._explained = why
 
     def deliver(self) -> None:
+        """Send what waits in the history; a stop request may cut it short (it is retried
+        from the history next time, at least once)."""
         if self.webhook is not None:
-            self.webhook.deliver()
+            self.interruptible = True
+            try:
+                self.webhook.deliver()
+            finally:
+                self.interruptible = False
 
     def run(self, stop: threading.Event) -> None:
-        """Poll until `stop` is set; a poll under way always finishes and is recorded."""
+        """Poll until `stop` is set (a signal handler also calls `interrupt`)."""
         failures = 0
-        self._adjust_interval()
+        # Until a poll has told the service's advice and budget, the safest interval is
+        # assumed (for the back-off after a failure), and not explained: it is not known yet.
+        self._adjust_interval(explain=False)
         while not stop.is_set():
             try:
                 self.poll()
