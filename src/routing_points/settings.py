@@ -61,6 +61,30 @@ class Settings(BaseSettings):
     sandbox_latency_ms: float = Field(default=0.0, ge=0)
     sandbox_failure_rate: float = Field(default=0.0, ge=0, le=1)
 
+    # The console, IP allow-lists and the audit log.
+    trusted_proxies: str = Field(
+        default="",
+        description=(
+            "Comma-separated addresses or CIDR networks of reverse proxies whose "
+            "X-Forwarded-For is believed; from anyone else the header is ignored."
+        ),
+    )
+    console_session_ttl_s: int = Field(
+        default=8 * 3600,
+        ge=60,
+        description="How long a console sign-in lasts before it must be made again (seconds).",
+    )
+    console_secret: str | None = Field(
+        default=None,
+        description=(
+            "Key that signs console cookies; unset, one is generated once and kept in the "
+            "store, so every worker and host shares it."
+        ),
+    )
+    audit_retention_days: int = Field(
+        default=400, ge=1, description="Days the audit log keeps an entry."
+    )
+
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     access_log: bool = True
 

@@ -13,7 +13,8 @@ from collections.abc import Awaitable, Callable
 from starlette.responses import Response
 
 from routing_points.limits.policy import LimitPolicy, Ticket
-from routing_points.server.errors import ApiError, InvalidToken, MissingToken
+from routing_points.server.addresses import ClientAddress, allowed
+from routing_points.server.errors import AddressNotAllowed, ApiError, InvalidToken, MissingToken
 from routing_points.server.guard import CLIENT_CLOSED, ClientDisconnected
 from routing_points.server.incoming import Incoming
 from routing_points.store.reader import Principal, Reader
@@ -27,8 +28,10 @@ class Admission:
         # The policy's own method, not a coroutine around it: every wait for a charge's
         # commit would pass through one more frame.
         self.admit: Callable[[Principal, str, int], Awaitable[Ticket]] = policy.admit
+        self.client_address = ClientAddress(policy.settings.trusted_proxies)
 
-    async def authenticate(self, incoming: Incoming) -> Principal:
+    async def authenticate(self, incoming: Incoming, peer: str | None = None) -> Principal:
+        """The live token of the request, from an address its operation allows."""
         if not incoming.token:
             raise MissingToken()
         principal = await self.reader.principal(hash_secret(incoming.token))
@@ -38,6 +41,14 @@ class Admission:
             # Same answer as an unknown token: never reveal whether the other one exists.
             if not hmac.compare_digest(nomenclature, principal.nomenclature):
                 raise InvalidToken()
+        # Expired is refused exactly like revoked.
+        if principal.expires_at is not None and principal.expires_at <= self.policy.clock():
+            raise InvalidToken()
+        if principal.ip_allowlist:
+            address = self.client_address(peer, incoming.forwarded_for)
+            if not allowed(address, principal.ip_allowlist):
+                self.policy.refused(principal, "address")
+                raise AddressNotAllowed(address)
         return principal
 
     async def serve(self, ticket: Ticket, respond: Callable[[], Awaitable[Response]]) -> Response:

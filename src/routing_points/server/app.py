@@ -23,6 +23,7 @@ from starlette.staticfiles import StaticFiles
 from swagger_ui_bundle import swagger_ui_path
 
 from routing_points.clock import Clock, system_clock
+from routing_points.console import Console
 from routing_points.server.accesslog import AccessLogMiddleware
 from routing_points.server.errors import (
     ApiError,
@@ -131,8 +132,10 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock)
         finally:
             await services.stop()
 
+    console = Console(settings, lambda: services.engine)
     app = Starlette(
         routes=[
+            *console.routes(),
             Route(ENDPOINT, services.information, methods=["GET"]),
             *admin_routes(services),
             Route("/healthz", alive, methods=["GET"]),

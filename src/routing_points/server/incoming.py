@@ -1,7 +1,7 @@
 """What the hot path needs from a request, read in one pass and without Starlette's Request.
 
 ASGI hands headers over as a list of lowercase byte pairs; a single scan picks out the
-five that matter instead of five linear lookups. Query strings repeat (every poller asks
+six that matter instead of five linear lookups. Query strings repeat (every poller asks
 the same thing), so they are parsed once and cached.
 """
 
@@ -25,6 +25,7 @@ class Incoming:
     # Every operation the request names: wolkvox_server / wolkvox-server, or a wvNNNN. Host.
     named: list[str] = field(default_factory=list)
     if_none_match: str | None = None
+    forwarded_for: str | None = None
 
 
 def _nomenclature(value: bytes) -> str:
@@ -49,6 +50,8 @@ def scan(headers: Iterable[tuple[bytes, bytes]]) -> Incoming:
                     incoming.named.append(match.group(1).decode())
         elif name == b"if-none-match":
             incoming.if_none_match = value.decode("latin-1")
+        elif name == b"x-forwarded-for":
+            incoming.forwarded_for = value.decode("latin-1")
     return incoming
 
 

@@ -34,6 +34,7 @@ from routing_points.store import migrate
 from routing_points.store.engine import create_sync_engine
 from routing_points.store.postgres import PostgresReader
 from routing_points.store.reader import StoreUnavailable
+from routing_points.store.refusals import RefusalLog
 from routing_points.store.sqlite import SqliteReader
 
 
@@ -51,6 +52,7 @@ class Services:
         self._endpoint: InformationEndpoint | None = None
         self._admin: AdminEndpoints | None = None
         self.engine: Engine | None = None
+        self.tallies: RefusalLog | None = None
 
     async def start(self) -> None:
         settings = self.settings
@@ -83,7 +85,13 @@ class Services:
                 )
             limits = LocalLimits(reader)
         self.limits = limits
-        admission = Admission(reader, LimitPolicy(settings, limits, self.clock))
+        policy = LimitPolicy(settings, limits, self.clock)
+        tallies = self.tallies = RefusalLog(engine)
+        policy.on_refusal = tallies.note
+        if isinstance(limits, RedisLimits):
+            policy.on_charge = tallies.charged
+        tallies.start()
+        admission = Admission(reader, policy)
         guard = ConsumptionGuard(settings)
         self._endpoint = InformationEndpoint(
             admission,
@@ -95,6 +103,9 @@ class Services:
         self._admin = AdminEndpoints(settings, admission, guard, engine)
 
     async def stop(self) -> None:
+        if self.tallies is not None:
+            await self.tallies.stop()
+            self.tallies = None
         if self.limits is not None:
             await self.limits.close()
         if self.reader is not None:

@@ -148,6 +148,7 @@ def add_token(
     description: str = "",
     daily_limit: int | None = None,
     scope: str = "read",
+    expires_at: int | None = None,
 ) -> NewToken:
     if daily_limit is not None and daily_limit < 1:
         raise Invalid(f"daily limit: must be at least 1, got {daily_limit}")
@@ -167,6 +168,7 @@ def add_token(
                 daily_limit=daily_limit,
                 scope=scope,
                 created_at=_now(),
+                expires_at=expires_at,
             )
             .returning(tokens.c.id)
         ).scalar_one()

@@ -10,7 +10,8 @@ from typing import NamedTuple, Protocol
 
 PRINCIPAL_COLUMNS = (
     "t.id, t.operation_id, t.description, t.daily_limit, t.scope, "
-    "o.nomenclature, o.licenses, o.timezone, o.version, o.etag_salt"
+    "o.nomenclature, o.licenses, o.timezone, o.version, o.etag_salt, "
+    "t.expires_at, o.ip_allowlist"
 )
 
 # Raw columns: converting in Python is cheaper than CAST and CASE in SQL.
@@ -40,6 +41,9 @@ class Principal(NamedTuple):
     timezone: str
     version: int
     etag_salt: str
+    # Epoch seconds past which the token is refused, and the operation's allowed networks.
+    expires_at: int | None = None
+    ip_allowlist: str = ""
 
 
 class Reader(Protocol):
