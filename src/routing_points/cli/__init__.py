@@ -9,6 +9,7 @@ from __future__ import annotations
 import click
 
 from routing_points import __version__
+from routing_points.cli.access import allowlist, audit_command
 from routing_points.cli.admin import migrate, operations, points, tokens
 from routing_points.cli.consume import get, token_info
 from routing_points.cli.serve import demo, serve
@@ -28,6 +29,8 @@ for command in (
     operations,
     tokens,
     points,
+    allowlist,
+    audit_command,
     get,
     token_info,
     watch,
