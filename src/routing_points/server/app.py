@@ -106,6 +106,13 @@ def admin_routes(services: Services) -> list[Route]:
         ),
         Route(f"{ADMIN}/usage_events", services.admin_endpoint("usage_events"), methods=["POST"]),
         Route(f"{ADMIN}/usage_report", services.admin_endpoint("usage_report"), methods=["GET"]),
+        Route(f"{ADMIN}/tokens", services.admin_endpoint("tokens"), methods=["GET", "POST"]),
+        Route(
+            f"{ADMIN}/allowlist",
+            services.admin_endpoint("allowlist"),
+            methods=["GET", "POST", "DELETE"],
+        ),
+        Route(f"{ADMIN}/audit", services.admin_endpoint("audit_log"), methods=["GET"]),
     ]
 
 

@@ -22,6 +22,7 @@ from routing_points.limits.local import LocalLimits
 from routing_points.limits.policy import LimitPolicy
 from routing_points.limits.redis import RedisLimits
 from routing_points.server.admin import AdminEndpoints
+from routing_points.server.admin_access import AccessEndpoints
 from routing_points.server.admission import Admission
 from routing_points.server.errors import ApiError
 from routing_points.server.guard import ConsumptionGuard
@@ -51,6 +52,7 @@ class Services:
         self.limits: LimitBackend | None = None
         self._endpoint: InformationEndpoint | None = None
         self._admin: AdminEndpoints | None = None
+        self._access: AccessEndpoints | None = None
         self.engine: Engine | None = None
         self.tallies: RefusalLog | None = None
 
@@ -101,6 +103,7 @@ class Services:
             self.metrics,
         )
         self._admin = AdminEndpoints(settings, admission, guard, engine)
+        self._access = AccessEndpoints(self._admin)
 
     async def stop(self) -> None:
         if self.tallies is not None:
@@ -113,6 +116,7 @@ class Services:
         if self.engine is not None:
             self.engine.dispose()
         self.reader = self.limits = self._endpoint = self._admin = self.engine = None
+        self._access = None
 
     async def information(self, request: Request) -> Response:
         return await self.respond(request.scope, request.receive)
@@ -133,7 +137,8 @@ class Services:
         async def endpoint(request: Request) -> Response:
             if self._admin is None:
                 raise NotStarted("the app's lifespan has not started")
-            handler: Callable[[Request], Awaitable[Response]] = getattr(self._admin, name)
+            owner = self._access if hasattr(AccessEndpoints, name) else self._admin
+            handler: Callable[[Request], Awaitable[Response]] = getattr(owner, name)
             if self.metrics is None:
                 return await handler(request)
             return await self._measured("admin", partial(handler, request))
