@@ -84,7 +84,7 @@ def stacked_bars(days: Sequence[str], series: Sequence[Series], label: str) -> M
         marks.append(
             f'<line x1="{left}" x2="{width - 8}" y1="{y:.1f}" y2="{y:.1f}" class="grid" />'
             f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end" class="axis">'
-            f"{round(peak * fraction)}</text>"
+            f"{peak * fraction:g}</text>"
         )
     legend = "".join(
         f'<li><span class="swatch swatch-{i % len(PALETTE)}"></span>{escape(s.name)}</li>'
