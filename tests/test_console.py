@@ -17,7 +17,7 @@ import pytest
 
 from tests.browser import launch_chromium
 from tests.conftest import ENDPOINT, RedisNamespace, free_port
-from tests.processes import ServerProcess, cli
+from tests.processes import ServerProcess, cli, wait_for_port
 
 SHOTS = Path(__file__).parent / "screenshots"
 WIDTHS = {"wide": (1280, 900), "narrow": (390, 844)}
@@ -56,10 +56,9 @@ def console_server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[d
         "read": _secret("0032", "--description", "poller", database=database),
         "other": _secret("0033", "--scope", "admin", database=database),
     }
-    server = ServerProcess(
-        "serve", "--database", database, *extra, port=free_port(), env=env
-    ).wait_ready()
+    server = ServerProcess("serve", "--database", database, *extra, port=free_port(), env=env)
     try:
+        wait_for_port(server.port, server.process, timeout=90)  # two workers on a busy machine
         yield {"url": server.url, "database": database, "secrets": secrets, "store": request.param}
     finally:
         server.stop()
