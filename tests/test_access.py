@@ -113,6 +113,24 @@ def test_the_allow_list_holds_ten_entries_per_license(engine: Engine, tenant: Te
         access.add_network(engine, "0032", "not-a-network")
 
 
+async def test_budget_refusals_are_counted_where_they_are_decided(
+    database_url: str, engine: Engine, tenant: Tenant
+) -> None:
+    app = create_app(make_settings(database_url, daily_calls_per_license=1))
+    params = {"api": "routing_points"}
+    async with asgi_client(app) as client:
+        first = await client.get(ENDPOINT, params=params, headers=headers(tenant.token))
+        second = await client.get(ENDPOINT, params=params, headers=headers(tenant.token))
+        await app.state.services.tallies.flush()
+    assert (first.status_code, second.status_code) == (200, 403)
+    operation = admin.get_operation(engine, "0032")
+    days = {time.strftime("%Y-%m-%d", time.gmtime(time.time() + s)) for s in (-86400, 0, 86400)}
+    counted: dict[str, int] = {}
+    for day in days:
+        counted.update(refusals_on(engine, operation.id, day))
+    assert counted == {"budget": 1}
+
+
 @BOTH_STORES
 async def test_the_admin_api_manages_tokens_allow_list_and_reads_the_audit(
     database_url: str, engine: Engine

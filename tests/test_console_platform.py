@@ -99,3 +99,43 @@ async def test_an_admin_session_cannot_use_platform_pages(
     assert operations.status_code == 404
     assert settings.status_code == 404
     assert admin.get_operation(engine, "0032").licenses == 1
+
+
+async def test_rotate_and_expire_a_token_from_the_console(
+    database_url: str, engine: Engine, tenant: Tenant
+) -> None:
+    boss = admin.add_token(engine, "0032", "boss", scope="admin")
+    info = {"api": "token_info"}
+    async with asgi_client(create_app(make_settings(database_url))) as client:
+        await _sign_in(client, boss.secret)
+        page = await client.get("/console/o/0032/tokens")
+        rotated = await client.post(
+            f"/console/o/0032/tokens/{tenant.token_id}/rotate", data={"csrf": _csrf(page)}
+        )
+        found = re.search(r'<code id="new-secret">([^<]+)</code>', rotated.text)
+        assert found is not None
+        new_secret = found.group(1)
+        old = await client.get(
+            "/api/v2/information.php", params=info, headers={"wolkvox-token": tenant.token}
+        )
+        new = await client.get(
+            "/api/v2/information.php", params=info, headers={"wolkvox-token": new_secret}
+        )
+        bad = await client.post(
+            f"/console/o/0032/tokens/{tenant.token_id}/terms",
+            data={"csrf": _csrf(page), "expires": "last tuesday"},
+        )
+        terms = await client.post(
+            f"/console/o/0032/tokens/{tenant.token_id}/terms",
+            data={"csrf": _csrf(page), "daily_limit": "50", "expires": "12h"},
+        )
+        listing = await client.get("/console/o/0032/tokens")
+    assert old.status_code == 403
+    assert new.status_code == 200
+    assert bad.status_code == 400
+    assert "is not a duration" in bad.text
+    assert terms.status_code == 303
+    assert new_secret not in listing.text
+    view = next(v for v in access.token_views(engine, "0032")[1] if v.id == tenant.token_id)
+    assert view.daily_limit == 50
+    assert view.expires_at is not None
