@@ -4,7 +4,7 @@ and the platform's list of operations."""
 from __future__ import annotations
 
 import functools
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -15,16 +15,14 @@ from routing_points.console import charts, data
 from routing_points.console.pages import Console, stops, text, upload
 from routing_points.store import access
 from routing_points.store import admin as store_admin
-from routing_points.store import audit as store_audit
 from routing_points.store import points as point_store
-from routing_points.store import usage as store_usage
 from routing_points.store.sessions import Session
 
 IDLE_DAYS = 90
 YES_NO = ("yes", "no")
 
 
-def _server(request: Request) -> str:
+def server_of(request: Request) -> str:
     return str(request.path_params["server"])
 
 
@@ -36,7 +34,7 @@ def _optional_int(value: str, what: str) -> int | None:
     return int(value)
 
 
-def _csv(body: str, filename: str) -> Response:
+def csv_response(body: str, filename: str) -> Response:
     return Response(
         body,
         media_type="text/csv; charset=utf-8",
@@ -103,7 +101,7 @@ class OperationPages:
 
     @stops
     async def settings(self, request: Request) -> Response:
-        c, server = self.c, _server(request)
+        c, server = self.c, server_of(request)
         session = await c.session(request, server)
         c.platform_only(request, session)
         form = await request.form()
@@ -133,7 +131,7 @@ class OperationPages:
 
     @stops
     async def overview(self, request: Request) -> Response:
-        server = _server(request)
+        server = server_of(request)
         session = await self.c.session(request, server)
         return await self._overview(request, session, server)
 
@@ -165,7 +163,7 @@ class OperationPages:
 
     @stops
     async def tokens(self, request: Request) -> Response:
-        c, server = self.c, _server(request)
+        c, server = self.c, server_of(request)
         session = await c.session(request, server)
         if request.method == "GET":
             return await self._tokens(request, session, server)
@@ -201,7 +199,7 @@ class OperationPages:
 
     @stops
     async def token(self, request: Request) -> Response:
-        c, server = self.c, _server(request)
+        c, server = self.c, server_of(request)
         session = await c.session(request, server)
         token_id, action = int(request.path_params["token_id"]), request.path_params["action"]
         form = await request.form()
@@ -301,7 +299,7 @@ class OperationPages:
 
     @stops
     async def points(self, request: Request) -> Response:
-        server = _server(request)
+        server = server_of(request)
         session = await self.c.session(request, server)
         return await self._points(request, session, server)
 
@@ -338,14 +336,14 @@ class OperationPages:
 
     @stops
     async def points_csv(self, request: Request) -> Response:
-        c, server = self.c, _server(request)
+        c, server = self.c, server_of(request)
         await c.session(request, server)
         body = await c.run(functools.partial(data.points_csv, c.engine, server))
-        return _csv(body, f"routing-points-{server}.csv")
+        return csv_response(body, f"routing-points-{server}.csv")
 
     @stops
     async def points_import(self, request: Request) -> Response:
-        c, server = self.c, _server(request)
+        c, server = self.c, server_of(request)
         session = await c.session(request, server)
         form = await request.form()
         file = upload(form, "file")
@@ -367,7 +365,7 @@ class OperationPages:
 
     @stops
     async def point(self, request: Request) -> Response:
-        c, server = self.c, _server(request)
+        c, server = self.c, server_of(request)
         session = await c.session(request, server)
         rp_id = int(request.path_params["rp_id"])
         error, status = "", 200
@@ -407,72 +405,11 @@ class OperationPages:
             status=status,
         )
 
-    # -- usage ---------------------------------------------------------------------------
-
-    async def _report(
-        self, request: Request, server: str
-    ) -> tuple[str, str, list[str], list[dict[str, str]], str]:
-        """(first day, last day, days, rows, error) of the report the query asks for."""
-        c = self.c
-        operation = await c.run(functools.partial(store_admin.get_operation, c.engine, server))
-        zone = ZoneInfo(operation.timezone)
-        today = datetime.now(zone).date()
-        try:
-            start, end = data.report_range(
-                request.query_params.get("from", ""),
-                request.query_params.get("to", ""),
-                today,
-                c.settings.max_date_range_days,
-            )
-        except store_admin.Invalid as exc:
-            start, end = today - timedelta(days=6), today
-            error = str(exc)
-        else:
-            error = ""
-        first = int(datetime.combine(start, time(0), zone).timestamp())
-        last = int(datetime.combine(end + timedelta(days=1), time(0), zone).timestamp()) - 1
-        rows = await c.run(
-            functools.partial(store_usage.usage_report, c.engine, server, first, last, None)
-        )
-        days = data.day_list(end, (end - start).days + 1)
-        return start.isoformat(), end.isoformat(), days, rows, error
-
-    @stops
-    async def usage(self, request: Request) -> Response:
-        c, server = self.c, _server(request)
-        session = await c.session(request, server)
-        start, end, days, rows, error = await self._report(request, server)
-        per_channel = data.usage_table(rows, days)
-        series = [charts.Series(name, values) for name, values in per_channel.items()]
-        return c.page(
-            request,
-            session,
-            server,
-            "usage.html",
-            title=f"Usage of {server}",
-            start=start,
-            end=end,
-            rows=rows,
-            chart=charts.stacked_bars(days, series, "Events per day"),
-            error=error,
-            max_days=c.settings.max_date_range_days,
-            status=400 if error else 200,
-        )
-
-    @stops
-    async def usage_csv(self, request: Request) -> Response:
-        c, server = self.c, _server(request)
-        session = await c.session(request, server)
-        start, end, _days, rows, error = await self._report(request, server)
-        if error:
-            return c.error_page(request, 400, error, session)
-        return _csv(data.usage_csv(rows), f"usage-{server}-{start}-{end}.csv")
-
     # -- allow-list ----------------------------------------------------------------------
 
     @stops
     async def allowlist(self, request: Request) -> Response:
-        c, server = self.c, _server(request)
+        c, server = self.c, server_of(request)
         session = await c.session(request, server)
         error, status = "", 200
         if request.method == "POST":
@@ -508,25 +445,4 @@ class OperationPages:
             error=error,
             status=status,
             your_address=c.address(request),
-        )
-
-    # -- audit ---------------------------------------------------------------------------
-
-    @stops
-    async def audit(self, request: Request) -> Response:
-        c, server = self.c, _server(request)
-        session = await c.session(request, server)
-        operation = await c.run(functools.partial(store_admin.get_operation, c.engine, server))
-        found = await c.run(functools.partial(store_audit.entries, c.engine, server, limit=500))
-        rows = [
-            {"entry": entry, "at": data.local_time(entry.at, operation.timezone)} for entry in found
-        ]
-        return c.page(
-            request,
-            session,
-            server,
-            "audit.html",
-            title=f"Audit log of {server}",
-            rows=rows,
-            retention=c.settings.audit_retention_days,
         )

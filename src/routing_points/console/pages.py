@@ -253,8 +253,9 @@ class Console:
 
     def routes(self) -> list[BaseRoute]:
         from routing_points.console.operation import OperationPages
+        from routing_points.console.reports import ReportPages
 
-        pages = OperationPages(self)
+        pages, reports = OperationPages(self), ReportPages(self)
         o = "/console/o/{server:str}"
         return [
             Route("/console", lambda _r: RedirectResponse("/console/", 308), methods=["GET"]),
@@ -270,10 +271,10 @@ class Console:
             Route(f"{o}/points.csv", pages.points_csv, methods=["GET"]),
             Route(f"{o}/points/import", pages.points_import, methods=["POST"]),
             Route(f"{o}/points/{{rp_id:int}}", pages.point, methods=["GET", "POST"]),
-            Route(f"{o}/usage", pages.usage, methods=["GET"]),
-            Route(f"{o}/usage.csv", pages.usage_csv, methods=["GET"]),
+            Route(f"{o}/usage", reports.usage, methods=["GET"]),
+            Route(f"{o}/usage.csv", reports.usage_csv, methods=["GET"]),
             Route(f"{o}/allowlist", pages.allowlist, methods=["GET", "POST"]),
-            Route(f"{o}/audit", pages.audit, methods=["GET"]),
+            Route(f"{o}/audit", reports.audit, methods=["GET"]),
             Mount("/console/static", StaticFiles(directory=HERE / "static"), name="console-static"),
         ]
 
