@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, Engine, insert, or_, select, update
+from sqlalchemy import ColumnElement, Engine, delete, insert, or_, select, update
 
 from routing_points.store.schema import console_sessions, operations, platform_tokens, tokens
 from routing_points.store.secrets import hash_secret
@@ -73,6 +73,8 @@ def open_session(engine: Engine, signer: Signer, address: str, ttl_s: int) -> tu
     """A new session: (its id, for the cookie only), the session."""
     session_id, csrf, now = secrets.token_urlsafe(32), secrets.token_urlsafe(32), int(time.time())
     with engine.begin() as conn:
+        # Sessions past their end serve no one: dropped as new ones open.
+        conn.execute(delete(console_sessions).where(console_sessions.c.expires_at < now))
         conn.execute(
             insert(console_sessions).values(
                 id_hash=hash_secret(session_id),
