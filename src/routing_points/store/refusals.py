@@ -22,6 +22,7 @@ from routing_points.store.schema import refusal_counters, usage_counters
 
 logger = logging.getLogger("routing_points.store")
 FLUSH_EVERY_S = 1.0
+STOP_FLUSH_S = 5.0
 
 
 class RefusalLog:
@@ -46,7 +47,15 @@ class RefusalLog:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
-        await self.flush()
+        # A store that is down must neither fail nor hold the shutdown. Two tries: the
+        # first may meet a pooled connection that a database restart left dead.
+        for attempt in (1, 2):
+            try:
+                await asyncio.wait_for(self.flush(), timeout=STOP_FLUSH_S)
+                return
+            except Exception as exc:
+                if attempt == 2:
+                    logger.warning("counts not written at shutdown: %s", exc)
 
     async def _loop(self) -> None:
         while True:
