@@ -5,7 +5,6 @@ The helpers they use, and that tests use directly, live in `tests/support/`.
 
 from __future__ import annotations
 
-import contextlib
 import secrets
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -23,7 +22,7 @@ from routing_points.clock import ManualClock
 from routing_points.server import create_app
 from routing_points.store import migrate
 from routing_points.store.engine import create_sync_engine
-from tests.support.browser import launch_chromium
+from tests.support.browser import chromium
 from tests.support.seed import Tenant, add_tenant, point
 from tests.support.servers import LiveServer, asgi_client, make_settings
 from tests.support.services import (
@@ -46,11 +45,7 @@ def anyio_backend() -> str:
 @pytest.fixture
 def browser_page() -> Iterator[Page]:
     """A fresh page of a real headless Chromium (tests/support/browser.py)."""
-    with contextlib.ExitStack() as stack:
-        try:
-            browser = stack.enter_context(launch_chromium())
-        except FileNotFoundError as exc:
-            service_missing("Chromium", exc)
+    with chromium() as browser:
         page = browser.new_page()
         yield page
         page.close()

@@ -160,6 +160,29 @@ class Settings(BaseSettings):
         "`--upstream-token-file`); never on the command line, where `ps` shows it",
     )
 
+    trusted_proxies: str = Field(
+        default="",
+        description=(
+            "Comma-separated addresses or CIDR networks of reverse proxies whose "
+            "X-Forwarded-For is believed; from anyone else the header is ignored."
+        ),
+    )
+    console_session_ttl_s: int = Field(
+        default=8 * 3600,
+        ge=60,
+        description="How long a console sign-in lasts before it must be made again (seconds).",
+    )
+    console_secret: str | None = Field(
+        default=None,
+        description=(
+            "Key that signs console cookies; unset, one is generated once and kept in the "
+            "store, so every worker and host shares it."
+        ),
+    )
+    audit_retention_days: int = Field(
+        default=400, ge=1, description="Days the audit log keeps an entry."
+    )
+
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         default="INFO", description="the server's log level: DEBUG, INFO, WARNING or ERROR"
     )

@@ -14,6 +14,8 @@ from pathlib import Path
 
 from playwright.sync_api import Browser, Page, sync_playwright
 
+from tests.support.services import service_missing
+
 CHROMIUM = os.environ.get("ROUTING_POINTS_TEST_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--headless",
@@ -25,7 +27,7 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 # Where screenshots go: ignored by git, kept after the run to be looked at.
-SCREENSHOTS = Path(__file__).parent / "screenshots"
+SCREENSHOTS = Path(__file__).parent.parent / "screenshots"
 
 
 def chromium_path() -> str | None:
@@ -54,3 +56,14 @@ def screenshot(page: Page, name: str) -> Path:
     path = SCREENSHOTS / f"{name}.png"
     page.screenshot(path=str(path), full_page=True)
     return path
+
+
+@contextlib.contextmanager
+def chromium() -> Iterator[Browser]:
+    """`launch_chromium`, or a skip (a failure in CI) where Chromium is not installed."""
+    with contextlib.ExitStack() as stack:
+        try:
+            browser = stack.enter_context(launch_chromium())
+        except FileNotFoundError as exc:
+            service_missing("Chromium", exc)
+        yield browser

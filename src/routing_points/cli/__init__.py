@@ -19,15 +19,17 @@ from routing_points import __version__
 from routing_points.cli.consume import get, token_info
 from routing_points.cli.watch import history_command, watch
 
-# Command name -> the module defining it (an attribute of the same name, `-` as `_`).
+# Command name -> where it is defined (`module:attribute`), imported only when used.
 SERVER_COMMANDS = {
-    "serve": "routing_points.cli.serve",
-    "demo": "routing_points.cli.serve",
-    "migrate": "routing_points.cli.admin",
-    "operations": "routing_points.cli.admin",
-    "tokens": "routing_points.cli.admin",
-    "points": "routing_points.cli.points",
-    "mirror": "routing_points.cli.mirror",
+    "serve": "routing_points.cli.serve:serve",
+    "demo": "routing_points.cli.serve:demo",
+    "migrate": "routing_points.cli.admin:migrate",
+    "operations": "routing_points.cli.admin:operations",
+    "tokens": "routing_points.cli.admin:tokens",
+    "points": "routing_points.cli.points:points",
+    "mirror": "routing_points.cli.mirror:mirror",
+    "allowlist": "routing_points.cli.access:allowlist",
+    "audit": "routing_points.cli.access:audit_command",
 }
 # Top-level modules only the `server` extra installs.
 SERVER_ONLY = {"starlette", "uvicorn", "alembic", "redis", "pydantic_settings", "pydantic"}
@@ -74,14 +76,15 @@ class Commands(click.Group):
         command = super().get_command(ctx, cmd_name)
         if command is not None or cmd_name not in SERVER_COMMANDS:
             return command
+        module_name, attribute = SERVER_COMMANDS[cmd_name].split(":")
         try:
-            module = importlib.import_module(SERVER_COMMANDS[cmd_name])
+            module = importlib.import_module(module_name)
         except ModuleNotFoundError as exc:
             missing = (exc.name or "").split(".")[0]
             if missing not in SERVER_ONLY:
                 raise
             return needs_server_extra(cmd_name, missing)
-        loaded = getattr(module, cmd_name.replace("-", "_"))
+        loaded = getattr(module, attribute)
         assert isinstance(loaded, click.Command)
         return loaded
 

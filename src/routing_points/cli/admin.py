@@ -9,6 +9,7 @@ from typing import Any
 import click
 from rich.console import Console
 from rich.table import Table
+from sqlalchemy import Engine
 
 from routing_points.cli.common import (
     database_option,
@@ -20,7 +21,20 @@ from routing_points.cli.common import (
     store_errors,
 )
 from routing_points.cli.help import example
-from routing_points.store import admin
+from routing_points.store import access, admin, audit
+
+
+def cli_audit(engine: Engine, action: str, server: str | None, detail: dict[str, object]) -> None:
+    """Append a CLI change to the audit log, as the operating-system user who ran it."""
+    audit.record(
+        engine,
+        actor=audit.cli_actor(),
+        address="local",
+        action=action,
+        nomenclature=server,
+        detail=detail,
+        retention_days=settings_for(None).audit_retention_days,
+    )
 
 
 def print_table(table: Table) -> None:
@@ -78,7 +92,14 @@ def operations_add(
     server: str, name: str, licenses: int, timezone: str, database_url: str | None
 ) -> None:
     """Add an operation."""
-    operation = admin.add_operation(open_store(database_url), server, name, licenses, timezone)
+    engine = open_store(database_url)
+    operation = admin.add_operation(engine, server, name, licenses, timezone)
+    cli_audit(
+        engine,
+        "operation.create",
+        operation.nomenclature,
+        {"name": name, "licenses": licenses, "timezone": operation.timezone},
+    )
     click.echo(f"operation {operation.nomenclature} added ({operation.name})")
 
 
@@ -105,6 +126,10 @@ def operations_set(
     """Change an operation's name, licenses or time zone; servers follow at once."""
     engine = open_store(database_url)
     admin.set_operation(engine, server, name=name, licenses=licenses, timezone=timezone)
+    changes = {"name": name, "licenses": licenses, "timezone": timezone}
+    cli_audit(
+        engine, "operation.update", server, {k: v for k, v in changes.items() if v is not None}
+    )
     click.echo(f"operation {server} updated")
 
 
@@ -147,19 +172,59 @@ def tokens() -> None:
     epilog=example(
         'routing-points tokens add 0032 --description "BI pipeline"',
         "routing-points tokens add 0032 --scope admin --daily-limit 500",
+        "routing-points tokens add 0032 --expires 30d",
+        'routing-points tokens add --scope platform --description "platform team"',
     ),
 )
-@click.argument("server")
+@click.argument("server", required=False)
 @click.option("--description", default="", help="What the token is for.")
 @click.option("--daily-limit", type=int, default=None, help="Its own daily limit, if any.")
-@click.option("--scope", type=click.Choice(["read", "admin"]), default="read", show_default=True)
+@click.option(
+    "--scope",
+    type=click.Choice(["read", "admin", "platform"]),
+    default="read",
+    show_default=True,
+    help="platform: the console's every operation (no SERVER; never accepted by the API).",
+)
+@click.option(
+    "--expires", default=None, help="When it stops working: 30d, 12h, 90m, 2w or YYYY-MM-DD."
+)
 @database_option
 @store_errors
 def tokens_add(
-    server: str, description: str, daily_limit: int | None, scope: str, database_url: str | None
+    server: str | None,
+    description: str,
+    daily_limit: int | None,
+    scope: str,
+    expires: str | None,
+    database_url: str | None,
 ) -> None:
     """Create a token; its secret is printed alone on the last line, and never again."""
-    token = admin.add_token(open_store(database_url), server, description, daily_limit, scope)
+    expires_at = access.parse_expiry(expires) if expires is not None else None
+    if scope == "platform":
+        if server is not None or daily_limit is not None:
+            raise click.UsageError("a platform token takes no SERVER and no --daily-limit")
+        engine = open_store(database_url)
+        platform = access.add_platform_token(engine, description, expires_at)
+        cli_audit(engine, "platform_token.create", None, {"platform_token_id": platform.id})
+        click.echo(f"platform token {platform.id} created; its secret follows:")
+        click.echo(platform.secret)
+        return
+    if server is None:
+        raise click.UsageError("give the SERVER of the operation the token belongs to")
+    engine = open_store(database_url)
+    token = admin.add_token(engine, server, description, daily_limit, scope, expires_at)
+    cli_audit(
+        engine,
+        "token.create",
+        server,
+        {
+            "token_id": token.id,
+            "scope": scope,
+            "daily_limit": daily_limit,
+            "expires_at": expires_at,
+        },
+    )
     click.echo(f"token {token.id} created for operation {server}; its secret follows:")
     click.echo(token.secret)
 
@@ -186,13 +251,14 @@ def tokens_list(server: str, as_json: bool, database_url: str | None) -> None:
                     "scope": token.scope,
                     "created_at": iso_utc(token.created_at),
                     "revoked_at": iso_utc(token.revoked_at),
+                    "expires_at": iso_utc(token.expires_at),
                     "previous_secret_valid_until": iso_utc(token.previous_valid_until),
                 }
                 for token in found
             ]
         )
         return
-    table = Table("id", "description", "daily limit", "scope", "created", "revoked")
+    table = Table("id", "description", "daily limit", "scope", "created", "expires", "revoked")
     for token in found:
         table.add_row(
             str(token.id),
@@ -200,6 +266,7 @@ def tokens_list(server: str, as_json: bool, database_url: str | None) -> None:
             "" if token.daily_limit is None else str(token.daily_limit),
             token.scope,
             _timestamp(token.created_at),
+            _timestamp(token.expires_at),
             _timestamp(token.revoked_at),
         )
     print_table(table)
@@ -211,7 +278,10 @@ def tokens_list(server: str, as_json: bool, database_url: str | None) -> None:
 @store_errors
 def tokens_revoke(token_id: int, database_url: str | None) -> None:
     """Revoke a token: it is refused from the next request on."""
-    admin.revoke_token(open_store(database_url), token_id)
+    engine = open_store(database_url)
+    server = access.token_operation(engine, token_id)
+    admin.revoke_token(engine, token_id)
+    cli_audit(engine, "token.revoke", server, {"token_id": token_id})
     click.echo(f"token {token_id} revoked")
 
 
@@ -239,7 +309,65 @@ def tokens_rotate(token_id: int, grace: int, database_url: str | None) -> None:
     for the grace period, so clients can switch without a gap; rotating again ends the
     grace of the secret before.
     """
-    token = admin.rotate_token(open_store(database_url), token_id, grace)
+    engine = open_store(database_url)
+    token = admin.rotate_token(engine, token_id, grace)
+    server = access.token_operation(engine, token_id)
+    cli_audit(engine, "token.rotate", server, {"token_id": token_id, "grace_s": grace})
     until = "is refused from now on" if grace == 0 else f"works for {grace} s more"
     click.echo(f"token {token_id} rotated: the old secret {until}; the new secret follows:")
     click.echo(token.secret)
+
+
+@tokens.command(
+    "expire",
+    epilog=example(
+        "routing-points tokens expire 7 --expires 30d",
+        "routing-points tokens expire 7 --never",
+    ),
+)
+@click.argument("token_id", type=int)
+@click.option("--expires", default=None, help="30d, 12h, 90m, 2w or YYYY-MM-DD.")
+@click.option("--never", is_flag=True, help="Remove the expiry.")
+@database_option
+@store_errors
+def tokens_expire(
+    token_id: int, expires: str | None, never: bool, database_url: str | None
+) -> None:
+    """Set or remove a token's expiry; an expired token is refused like a revoked one."""
+    if (expires is None) == (not never):
+        raise click.UsageError("give either --expires WHEN or --never")
+    expires_at = None if never or expires is None else access.parse_expiry(expires)
+    engine = open_store(database_url)
+    server = access.token_operation(engine, token_id)
+    access.set_token_expiry(engine, token_id, expires_at)
+    cli_audit(engine, "token.terms", server, {"token_id": token_id, "expires_at": expires_at})
+    click.echo(f"token {token_id} expires {_timestamp(expires_at) or 'never'}")
+
+
+@tokens.command("list-platform", epilog=example("routing-points tokens list-platform"))
+@database_option
+@store_errors
+def tokens_list_platform(database_url: str | None) -> None:
+    """List the platform tokens (never their secrets)."""
+    table = Table("id", "description", "created", "expires", "revoked")
+    for token in access.list_platform_tokens(open_store(database_url)):
+        table.add_row(
+            str(token.id),
+            token.description,
+            _timestamp(token.created_at),
+            _timestamp(token.expires_at),
+            _timestamp(token.revoked_at),
+        )
+    print_table(table)
+
+
+@tokens.command("revoke-platform", epilog=example("routing-points tokens revoke-platform 2"))
+@click.argument("token_id", type=int)
+@database_option
+@store_errors
+def tokens_revoke_platform(token_id: int, database_url: str | None) -> None:
+    """Revoke a platform token; its console sessions end at once."""
+    engine = open_store(database_url)
+    access.revoke_platform_token(engine, token_id)
+    cli_audit(engine, "platform_token.revoke", None, {"platform_token_id": token_id})
+    click.echo(f"platform token {token_id} revoked")

@@ -18,7 +18,7 @@ import click
 import orjson
 from rich.table import Table
 
-from routing_points.cli.admin import print_table
+from routing_points.cli.admin import cli_audit, print_table
 from routing_points.cli.common import (
     database_option,
     json_option,
@@ -82,6 +82,7 @@ def points_import(server: str, file: Path, dry_run: bool, database_url: str | No
         )
         return
     result = point_store.upsert_points(engine, server, found.records, describe=f"{file}: record")
+    cli_audit(engine, "point.import", server, {"file": str(file), "upserted": result.upserted})
     click.echo(f"{result.upserted} routing points imported into operation {server} ({summary})")
 
 
@@ -199,7 +200,9 @@ def points_set(
         "rp_name": name,
     }
     changes = {field: value for field, value in given.items() if value is not None}
-    point_store.set_point(open_store(database_url), server, rp_id, changes)
+    engine = open_store(database_url)
+    point_store.set_point(engine, server, rp_id, changes)
+    cli_audit(engine, "point.update", server, {"rp_id": rp_id, "changes": changes})
     click.echo(f"routing point {rp_id} of operation {server} updated")
 
 
@@ -215,5 +218,7 @@ def points_set(
 @store_errors
 def points_delete(server: str, rp_ids: tuple[int, ...], database_url: str | None) -> None:
     """Delete routing points: all of them, or none if any does not exist."""
-    deleted = point_store.delete_points(open_store(database_url), server, rp_ids)
+    engine = open_store(database_url)
+    deleted = point_store.delete_points(engine, server, rp_ids)
+    cli_audit(engine, "point.delete", server, {"rp_ids": list(rp_ids)})
     click.echo(f"{deleted} routing points deleted from operation {server}")

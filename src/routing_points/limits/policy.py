@@ -55,6 +55,17 @@ class LimitPolicy:
         self._policy_headers: dict[tuple[int, int | None], tuple[bytes, bytes]] = {}
         # Backends whose release needs no I/O offer it synchronously: a coroutine less.
         self._release_now: Callable[[int], None] | None = getattr(backend, "release_now", None)
+        # Told of every refusal (operation id, local day, kind), to count them.
+        self.on_refusal: Callable[[int, str, str], None] | None = None
+        # Told of every charge (token, operation, day, cost) when the backend does not
+        # write its counters to the store itself (Redis).
+        self.on_charge: Callable[[int, int, str, int], None] | None = None
+
+    def refused(self, principal: Principal, kind: str, day: str | None = None) -> None:
+        if self.on_refusal is not None:
+            if day is None:
+                day = self.calendar.day(principal.timezone, self.clock()).day
+            self.on_refusal(principal.operation_id, day, kind)
 
     def limits_of(self, principal: Principal) -> tuple[int, int]:
         """(the operation's daily budget, the most this token may use of it today)."""
@@ -111,6 +122,8 @@ class LimitPolicy:
             result.operation_used,
         )
         if result.outcome is Outcome.ADMITTED:
+            if cost and self.on_charge is not None:
+                self.on_charge(principal.token_id, principal.operation_id, quota_day.day, cost)
             return Ticket(
                 principal,
                 result.token_used,
@@ -121,6 +134,7 @@ class LimitPolicy:
                 result.lease,
                 cost,
             )
+        self.refused(principal, result.outcome.value, quota_day.day)
         if result.outcome is Outcome.CONCURRENCY:
             retry = str(self.settings.concurrency_retry_after_s).encode()
             raise TooManySimultaneous(

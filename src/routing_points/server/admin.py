@@ -40,6 +40,7 @@ from routing_points.server.incoming import non_negative_id, scan
 from routing_points.server.render import LocalTimes, point_records
 from routing_points.settings import Settings
 from routing_points.store import admin as store_admin
+from routing_points.store import audit as store_audit
 from routing_points.store import points as store_points
 from routing_points.store import usage as store_usage
 from routing_points.store.reader import Principal
@@ -89,7 +90,8 @@ class AdminEndpoints:
     ) -> Response:
         """Authenticate, require the admin scope, admit, read the body, then do the work."""
         started = time.monotonic()
-        principal = await self.admission.authenticate(scan(request.scope["headers"]))
+        peer = request.client.host if request.client else None
+        principal = await self.admission.authenticate(scan(request.scope["headers"]), peer)
         if principal.scope != "admin":
             raise InsufficientScope()
         ticket = await self.admission.admit(principal, ADMIN_API, 1)
@@ -145,6 +147,25 @@ class AdminEndpoints:
             )
         return payload
 
+    async def audit(
+        self, request: Request, principal: Principal, action: str, detail: dict[str, Any]
+    ) -> None:
+        """Append the change to the audit log: which token, from where, what."""
+        peer = request.client.host if request.client else None
+        address = self.admission.client_address(peer, request.headers.get("x-forwarded-for"))
+        await asyncio.to_thread(
+            partial(
+                store_audit.record,
+                self.engine,
+                actor=f"api:token {principal.token_id}",
+                address=address,
+                action=action,
+                nomenclature=principal.nomenclature,
+                detail=detail,
+                retention_days=self.settings.audit_retention_days,
+            )
+        )
+
     async def _store(self, work: Callable[[], T]) -> T:
         try:
             return await asyncio.to_thread(work)
@@ -166,7 +187,9 @@ class AdminEndpoints:
                 rp_id = store_points.create_point(self.engine, server, payload)
                 return self._rendered(server, rp_id)
 
-            return _json(201, "1 records were created", [await self._store(write)])
+            created = await self._store(write)
+            await self.audit(request, principal, "point.create", {"record": created})
+            return _json(201, "1 records were created", [created])
 
         return await self._call(request, work, with_body=True)
 
@@ -187,7 +210,11 @@ class AdminEndpoints:
                 store_points.set_point(self.engine, server, rp_id, payload)
                 return self._rendered(server, rp_id)
 
-            return _json(200, "1 records were updated", [await self._store(write)])
+            updated = await self._store(write)
+            await self.audit(
+                request, principal, "point.update", {"rp_id": rp_id, "changes": payload}
+            )
+            return _json(200, "1 records were updated", [updated])
 
         return await self._call(request, work, with_body=True)
 
@@ -196,6 +223,7 @@ class AdminEndpoints:
             rp_id = _path_rp_id(request)
             server = principal.nomenclature
             await self._store(lambda: store_points.delete_point(self.engine, server, rp_id))
+            await self.audit(request, principal, "point.delete", {"rp_id": rp_id})
             return _json(200, "1 records were deleted", None)
 
         return await self._call(request, work, with_body=False)
@@ -215,6 +243,12 @@ class AdminEndpoints:
                     first_index=0,
                     replace=replace in ("true", "1"),
                 )
+            )
+            await self.audit(
+                request,
+                principal,
+                "point.bulk",
+                {"upserted": result.upserted, "deleted": result.deleted},
             )
             return _json(
                 200,

@@ -15,7 +15,14 @@ from functools import partial
 from starlette.responses import Response
 
 from routing_points.limits.policy import LimitPolicy, Ticket
-from routing_points.server.errors import ApiError, BadRequest, InvalidToken, MissingToken
+from routing_points.server.addresses import ClientAddress, allowed
+from routing_points.server.errors import (
+    AddressNotAllowed,
+    ApiError,
+    BadRequest,
+    InvalidToken,
+    MissingToken,
+)
 from routing_points.server.guard import CLIENT_CLOSED, CONSUMPTION_STARTED, ClientDisconnected
 from routing_points.server.held import SlotHeldResponse
 from routing_points.server.incoming import Incoming
@@ -30,8 +37,10 @@ class Admission:
         # The policy's own method, not a coroutine around it: every wait for a charge's
         # commit would pass through one more frame.
         self.admit: Callable[[Principal, str, int], Awaitable[Ticket]] = policy.admit
+        self.client_address = ClientAddress(policy.settings.trusted_proxies)
 
-    async def authenticate(self, incoming: Incoming) -> Principal:
+    async def authenticate(self, incoming: Incoming, peer: str | None = None) -> Principal:
+        """The live token of the request, from an address its operation allows."""
         CONSUMPTION_STARTED.set(time.monotonic())  # the time limit counts from here
         if incoming.tokens_seen > 1:
             raise BadRequest("THE WOLKVOX-TOKEN HEADER IS REPEATED")
@@ -48,6 +57,14 @@ class Admission:
             named = nomenclature.encode("utf-8", "surrogateescape")
             if not hmac.compare_digest(named, principal.nomenclature.encode()):
                 raise InvalidToken()
+        # Expired is refused exactly like revoked.
+        if principal.expires_at is not None and principal.expires_at <= self.policy.clock():
+            raise InvalidToken()
+        if principal.ip_allowlist:
+            address = self.client_address(peer, incoming.forwarded_for)
+            if not allowed(address, principal.ip_allowlist):
+                self.policy.refused(principal, "address")
+                raise AddressNotAllowed(address)
         return principal
 
     async def serve(self, ticket: Ticket, respond: Callable[[], Awaitable[Response]]) -> Response:

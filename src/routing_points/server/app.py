@@ -21,6 +21,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from routing_points.clock import Clock, system_clock
+from routing_points.console import Console
 from routing_points.contract import ENDPOINT
 from routing_points.server.accesslog import AccessLogMiddleware
 from routing_points.server.addon import ServerAddon
@@ -97,6 +98,13 @@ def admin_routes(services: Services) -> list[Route]:
         ),
         Route(f"{ADMIN}/usage_events", services.admin_endpoint("usage_events"), methods=["POST"]),
         Route(f"{ADMIN}/usage_report", services.admin_endpoint("usage_report"), methods=["GET"]),
+        Route(f"{ADMIN}/tokens", services.admin_endpoint("tokens"), methods=["GET", "POST"]),
+        Route(
+            f"{ADMIN}/allowlist",
+            services.admin_endpoint("allowlist"),
+            methods=["GET", "POST", "DELETE"],
+        ),
+        Route(f"{ADMIN}/audit", services.admin_endpoint("audit_log"), methods=["GET"]),
     ]
 
 
@@ -131,8 +139,10 @@ def create_app(
         finally:
             await services.stop()
 
+    console = Console(settings, lambda: services.engine)
     app = Starlette(
         routes=[
+            *console.routes(),
             Route(ENDPOINT, services.information, methods=["GET"]),
             *admin_routes(services),
             Route("/healthz", alive, methods=["GET"]),

@@ -14,6 +14,7 @@ place, `envelope_response`, and nowhere else. Their `msg` strings are `contract.
     │   ├── TokenLimitExceeded          TOKEN LIMIT EXCEEDED (L9)
     │   ├── TooManySimultaneous         EXCEEDS THE LIMIT OF SIMULTANEOUS ... (L8)
     │   ├── PollTooSoon                 the optional minimum interval (L2)
+│   ├── AddressNotAllowed           the caller is outside the operation's IP allow-list
     │   └── InsufficientScope           an admin endpoint with a read token
     ├── NotFound (404), MethodNotAllowed (405), Conflict (409)
     ├── PayloadTooLarge (413)           uploads over L4, or over the body size cap
@@ -109,6 +110,17 @@ class PollTooSoon(Forbidden):
 
     def __init__(self, interval_s: float, *, headers: RawHeaders | None = None) -> None:
         super().__init__(contract.poll_too_soon(interval_s), headers=headers)
+
+
+class AddressNotAllowed(Forbidden):
+    """The operation has an IP allow-list and the caller is outside it; costs nothing."""
+
+    refusal = "address"
+
+    def __init__(self, address: str) -> None:
+        super().__init__(
+            f"THE ADDRESS {address or 'UNKNOWN'} IS NOT IN THE OPERATION'S IP ALLOW-LIST"
+        )
 
 
 class InsufficientScope(Forbidden):

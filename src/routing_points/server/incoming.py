@@ -1,7 +1,7 @@
 """What the hot path needs from a request, read in one pass and without Starlette's Request.
 
 ASGI hands headers over as a list of lowercase byte pairs; a single scan picks out the
-five that matter instead of five linear lookups. Query strings repeat (every poller asks
+six that matter instead of five linear lookups. Query strings repeat (every poller asks
 the same thing), so they are parsed once and cached.
 """
 
@@ -28,6 +28,7 @@ class Incoming:
     named: list[str] = field(default_factory=list)
     if_none_match: str | None = None
     accepts_gzip: bool = False
+    forwarded_for: str | None = None
 
 
 def _nomenclature(value: bytes) -> str:
@@ -55,6 +56,8 @@ def scan(headers: Iterable[tuple[bytes, bytes]]) -> Incoming:
             incoming.if_none_match = value.decode("latin-1")
         elif name == b"accept-encoding":
             incoming.accepts_gzip = accepts_gzip(value)
+        elif name == b"x-forwarded-for":
+            incoming.forwarded_for = value.decode("latin-1")
     return incoming
 
 

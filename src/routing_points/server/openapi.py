@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from routing_points import __version__
+from routing_points.server.openapi_access import access_paths
 from routing_points.server.schema_patterns import (
     ANY_LOCAL_TIME,
     EVENT_TIME,
@@ -83,9 +84,10 @@ def _errors(*statuses: int) -> dict[str, Any]:
     described = {
         400: "BAD REQUEST: an unknown api, a malformed parameter or body, a result over L6",
         401: "UNAUTHORIZED: PLEASE ENTER THE WOLKVOX-TOKEN",
-        403: "FORBIDDEN: PLEASE VALIDATE TOKEN, TOKEN LIMIT EXCEEDED, EXCEEDS THE LIMIT OF "
-        "SIMULTANEOUS REQUESTS PER TOKEN (2), the minimum interval, or a read token on "
-        "the admin API",
+        403: "FORBIDDEN: PLEASE VALIDATE TOKEN (unknown, revoked or expired), TOKEN LIMIT "
+        "EXCEEDED, EXCEEDS THE LIMIT OF SIMULTANEOUS REQUESTS PER TOKEN (2), the minimum "
+        "interval, a caller outside the operation's IP allow-list, or a read token on the "
+        "admin API",
         404: "NOT FOUND",
         405: "METHOD NOT ALLOWED",
         409: "CONFLICT: the routing point exists",
@@ -129,7 +131,7 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
     }
     cap = settings.max_records_per_upload
     admin_security: list[dict[str, list[str]]] = [{"wolkvoxToken": []}]
-    return {
+    document: dict[str, Any] = {
         "openapi": "3.1.0",
         "info": {
             "title": "routing-points",
@@ -493,3 +495,5 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
             },
         },
     }
+    document["paths"].update(access_paths(admin_security, TOKEN_HEADERS, _errors(*ADMIN_ERRORS)))
+    return document

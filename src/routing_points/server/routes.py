@@ -92,7 +92,8 @@ class InformationEndpoint:
 
     async def __call__(self, scope: Scope, receive: Receive) -> Response:
         incoming = scan(scope["headers"])
-        principal = await self.admission.authenticate(incoming)
+        client = scope.get("client")
+        principal = await self.admission.authenticate(incoming, client[0] if client else None)
         params = query_params(scope["query_string"])
         api = params.get("api", "")
         deferred: ApiError | None = None

@@ -24,6 +24,7 @@ from routing_points.limits.policy import LimitPolicy
 from routing_points.limits.redis import RedisLimits
 from routing_points.server.addon import ServerAddon
 from routing_points.server.admin import AdminEndpoints
+from routing_points.server.admin_access import AccessEndpoints
 from routing_points.server.admission import Admission
 from routing_points.server.errors import ApiError
 from routing_points.server.guard import ConsumptionGuard
@@ -36,6 +37,7 @@ from routing_points.store import migrate
 from routing_points.store.engine import create_sync_engine
 from routing_points.store.postgres import PostgresReader
 from routing_points.store.reader import StoreUnavailable
+from routing_points.store.refusals import RefusalLog
 from routing_points.store.sqlite import SqliteReader
 
 
@@ -53,7 +55,9 @@ class Services:
         self.limits: LimitBackend | None = None
         self._endpoint: InformationEndpoint | None = None
         self._admin: AdminEndpoints | None = None
+        self._access: AccessEndpoints | None = None
         self.engine: Engine | None = None
+        self.tallies: RefusalLog | None = None
 
     async def start(self) -> None:
         settings = self.settings
@@ -91,7 +95,13 @@ class Services:
                 )
             limits = LocalLimits(reader)
         self.limits = limits
-        admission = Admission(reader, LimitPolicy(settings, limits, self.clock))
+        policy = LimitPolicy(settings, limits, self.clock)
+        tallies = self.tallies = RefusalLog(engine)
+        policy.on_refusal = tallies.note
+        if isinstance(limits, RedisLimits):
+            policy.on_charge = tallies.charged
+        tallies.start()
+        admission = Admission(reader, policy)
         guard = ConsumptionGuard(settings)
         self._endpoint = InformationEndpoint(
             admission,
@@ -101,8 +111,12 @@ class Services:
             self.metrics,
         )
         self._admin = AdminEndpoints(settings, admission, guard, engine)
+        self._access = AccessEndpoints(self._admin)
 
     async def stop(self) -> None:
+        if self.tallies is not None:
+            await self.tallies.stop()
+            self.tallies = None
         if self.limits is not None:
             await self.limits.close()
         if self.reader is not None:
@@ -110,6 +124,7 @@ class Services:
         if self.engine is not None:
             self.engine.dispose()
         self.reader = self.limits = self._endpoint = self._admin = self.engine = None
+        self._access = None
 
     async def information(self, request: Request) -> Response:
         return await self.respond(request.scope, request.receive)
@@ -130,7 +145,8 @@ class Services:
         async def endpoint(request: Request) -> Response:
             if self._admin is None:
                 raise NotStarted("the app's lifespan has not started")
-            handler: Callable[[Request], Awaitable[Response]] = getattr(self._admin, name)
+            owner = self._access if hasattr(AccessEndpoints, name) else self._admin
+            handler: Callable[[Request], Awaitable[Response]] = getattr(owner, name)
             if self.metrics is None:
                 return await handler(request)
             return await self._measured("admin", partial(handler, request))

@@ -63,6 +63,7 @@ class TokenSummary:
     revoked_at: int | None
     # After `tokens rotate` with a grace period: until when the previous secret works.
     previous_valid_until: int | None = None
+    expires_at: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,6 +151,7 @@ def add_token(
     description: str = "",
     daily_limit: int | None = None,
     scope: str = "read",
+    expires_at: int | None = None,
 ) -> NewToken:
     if daily_limit is not None and daily_limit < 1:
         raise Invalid(f"daily limit: must be at least 1, got {daily_limit}")
@@ -169,6 +171,7 @@ def add_token(
                 daily_limit=daily_limit,
                 scope=scope,
                 created_at=_now(),
+                expires_at=expires_at,
             )
             .returning(tokens.c.id)
         ).scalar_one()
@@ -187,6 +190,7 @@ def list_tokens(engine: Engine, nomenclature: str) -> list[TokenSummary]:
                 tokens.c.created_at,
                 tokens.c.revoked_at,
                 tokens.c.previous_valid_until,
+                tokens.c.expires_at,
             )
             .where(tokens.c.operation_id == operation.id)
             .order_by(tokens.c.id)
@@ -201,6 +205,7 @@ def list_tokens(engine: Engine, nomenclature: str) -> list[TokenSummary]:
             row.created_at,
             row.revoked_at,
             row.previous_valid_until,
+            row.expires_at,
         )
         for row in rows
     ]

@@ -10,7 +10,8 @@ from typing import NamedTuple, Protocol
 
 PRINCIPAL_COLUMNS = (
     "t.id, t.operation_id, t.description, t.daily_limit, t.scope, "
-    "o.nomenclature, o.licenses, o.timezone, o.version, o.etag_salt"
+    "o.nomenclature, o.licenses, o.timezone, o.version, o.etag_salt, "
+    "t.expires_at, o.ip_allowlist"
 )
 # Matches the current secret, or the previous one of a rotation (with its deadline).
 PRINCIPAL_WHERE = "(t.secret_hash = {0} OR t.previous_secret_hash = {0}) AND t.revoked_at IS NULL"
@@ -43,6 +44,9 @@ class Principal(NamedTuple):
     timezone: str
     version: int
     etag_salt: str
+    # Epoch seconds past which the token is refused, and the operation's allowed networks.
+    expires_at: int | None = None
+    ip_allowlist: str = ""
     # Set when the secret is the previous one of a rotation: refused from this instant.
     valid_until: int | None = None
 

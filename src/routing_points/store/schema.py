@@ -52,6 +52,8 @@ operations = Table(
     # Random per operation, so a recreated database never reproduces an old ETag.
     Column("etag_salt", String(32), nullable=False),
     Column("created_at", BigInteger, nullable=False),
+    # Space-separated CIDR networks the API may be called from; empty allows every address.
+    Column("ip_allowlist", Text, nullable=False, server_default=""),
     CheckConstraint("licenses >= 1", name="licenses_positive"),
 )
 
@@ -76,6 +78,8 @@ tokens = Table(
     # `tokens rotate`: the replaced secret's digest keeps working until this instant.
     Column("previous_secret_hash", String(64), nullable=True, unique=True, index=True),
     Column("previous_valid_until", BigInteger, nullable=True),
+    # Past this instant the token is refused like a revoked one.
+    Column("expires_at", BigInteger, nullable=True),
     CheckConstraint("daily_limit IS NULL OR daily_limit >= 1", name="daily_limit_positive"),
     CheckConstraint("scope IN ('read', 'admin')", name="scope_known"),
 )
@@ -128,4 +132,58 @@ usage_events = Table(
     Column("at", BigInteger, nullable=False),
     CheckConstraint("channel IN ('ivr', 'chat', 'interaction', 'crm')", name="channel_known"),
     Index("ix_usage_events_operation_at", "operation_id", "at"),
+)
+
+# Platform tokens see every operation in the console; the API never accepts them.
+platform_tokens = Table(
+    "platform_tokens",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("description", String(255), nullable=False, server_default=""),
+    Column("secret_hash", String(64), nullable=False, unique=True),
+    Column("created_at", BigInteger, nullable=False),
+    Column("revoked_at", BigInteger, nullable=True),
+    Column("expires_at", BigInteger, nullable=True),
+)
+
+# A console sign-in: the cookie carries the signed id, the store its digest, so every
+# worker can verify it and sign-out revokes it at once.
+console_sessions = Table(
+    "console_sessions",
+    metadata,
+    Column("id_hash", String(64), primary_key=True),
+    Column("token_id", Integer, nullable=True),
+    Column("platform_token_id", Integer, nullable=True),
+    Column("csrf", String(64), nullable=False),
+    Column("address", String(64), nullable=False, server_default=""),
+    Column("created_at", BigInteger, nullable=False),
+    Column("expires_at", BigInteger, nullable=False),
+    Column("revoked_at", BigInteger, nullable=True),
+)
+
+# Append-only: rows are only ever inserted, and deleted past the retention setting.
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column(
+        "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
+    Column("at", BigInteger, nullable=False),
+    Column("nomenclature", String(4), nullable=True),
+    Column("actor", String(255), nullable=False),
+    Column("address", String(64), nullable=False, server_default=""),
+    Column("action", String(64), nullable=False),
+    Column("detail", Text, nullable=False, server_default=""),
+    Index("ix_audit_log_nomenclature_at", "nomenclature", "at"),
+    Index("ix_audit_log_at", "at"),
+)
+
+# Refusals per operation, local day and kind (concurrency, budget, interval, address).
+refusal_counters = Table(
+    "refusal_counters",
+    metadata,
+    Column("operation_id", Integer, primary_key=True),
+    Column("day", String(10), primary_key=True),
+    Column("kind", String(16), primary_key=True),
+    Column("count", Integer, nullable=False),
 )

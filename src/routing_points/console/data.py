@@ -1,0 +1,207 @@
+"""What the console's pages show, read from the store in one place (sync, run in a thread).
+
+The same store on SQLite and PostgreSQL: calls per token and day come from the usage
+counters (written through by the embedded limits, copied from Redis otherwise), refusals
+from the refusal counters, events from the usage events.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import Engine, select
+
+from routing_points.limits.calendar import quota_day_at
+from routing_points.server.render import LocalTimes, point_records
+from routing_points.store import points as point_store
+from routing_points.store import records
+from routing_points.store.admin import Invalid, Operation, operation_row
+from routing_points.store.refusals import refusals_on
+from routing_points.store.schema import tokens, usage_counters
+
+HISTORY_DAYS = 31
+FIELDS = ("rp_id", "rp_name", "ivr_active", "chat_active", "interaction_active", "crm_active")
+FLAGS = ("ivr_active", "chat_active", "interaction_active", "crm_active")
+
+
+@dataclass(frozen=True, slots=True)
+class Overview:
+    operation: Operation
+    today: str
+    budget: int
+    used: int
+    seconds_to_reset: int
+    days: list[str]
+    per_token: dict[str, list[int]]
+    refusals: dict[str, int]
+
+
+def day_list(last: date, count: int) -> list[str]:
+    return [(last - timedelta(days=count - 1 - i)).isoformat() for i in range(count)]
+
+
+def overview(engine: Engine, nomenclature: str, calls_per_license: int) -> Overview:
+    now = time.time()
+    with engine.connect() as conn:
+        operation = operation_row(conn, nomenclature)
+        quota_day = quota_day_at(now, ZoneInfo(operation.timezone))
+        days = day_list(date.fromisoformat(quota_day.day), HISTORY_DAYS)
+        rows = conn.execute(
+            select(
+                usage_counters.c.token_id,
+                tokens.c.description,
+                usage_counters.c.day,
+                usage_counters.c.count,
+            )
+            .select_from(usage_counters.join(tokens, tokens.c.id == usage_counters.c.token_id))
+            .where(usage_counters.c.operation_id == operation.id)
+            .where(usage_counters.c.day >= days[0])
+            .order_by(usage_counters.c.token_id)
+        ).all()
+    index = {day: i for i, day in enumerate(days)}
+    per_token: dict[str, list[int]] = {}
+    used = 0
+    for token_id, description, day, count in rows:
+        name = f"#{token_id} {description}".strip()
+        series = per_token.setdefault(name, [0] * len(days))
+        if day in index:
+            series[index[day]] += int(count)
+        if day == quota_day.day:
+            used += int(count)
+    return Overview(
+        operation,
+        quota_day.day,
+        operation.licenses * calls_per_license,
+        used,
+        quota_day.seconds_left(now),
+        days,
+        per_token,
+        refusals_on(engine, operation.id, quota_day.day),
+    )
+
+
+def duration(seconds: int) -> str:
+    hours, rest = divmod(max(0, seconds), 3600)
+    return f"{hours} h {rest // 60:02d} min"
+
+
+def local_time(epoch: int | None, zone: str) -> str:
+    if epoch is None:
+        return ""
+    return datetime.fromtimestamp(epoch, ZoneInfo(zone)).strftime("%Y-%m-%d %H:%M")
+
+
+# -- routing points ----------------------------------------------------------------------
+
+
+def points(
+    engine: Engine, nomenclature: str, search: str, flags: dict[str, str]
+) -> tuple[Operation, list[dict[str, str]]]:
+    operation, rows = point_store.list_points(engine, nomenclature)
+    times = LocalTimes(ZoneInfo(operation.timezone))
+    found = point_records([point_store.contract_row(row) for row in rows], times)
+    needle = search.strip().lower()
+    chosen = []
+    for record in found:
+        if needle and needle not in record["rp_name"].lower() and needle != record["rp_id"]:
+            continue
+        if any(flags.get(flag) in ("yes", "no") and record[flag] != flags[flag] for flag in FLAGS):
+            continue
+        chosen.append(record)
+    return operation, chosen
+
+
+def points_csv(engine: Engine, nomenclature: str) -> str:
+    operation, rows = point_store.list_points(engine, nomenclature)
+    times = LocalTimes(ZoneInfo(operation.timezone))
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=[*FIELDS, "last_use"], lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(point_records([point_store.contract_row(row) for row in rows], times))
+    return out.getvalue()
+
+
+def import_csv(engine: Engine, nomenclature: str, raw: bytes) -> tuple[int, list[str]]:
+    """Check every row, then write them all, or nothing: (imported, problems by line)."""
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        return 0, ["the file is not UTF-8 text"]
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    if not reader.fieldnames or "rp_id" not in reader.fieldnames:
+        return 0, ["line 1: the header row must name rp_id and the other fields"]
+    with engine.connect() as conn:
+        zone = ZoneInfo(operation_row(conn, nomenclature).timezone)
+    problems: list[str] = []
+    rows: list[dict[str, Any]] = []
+    seen: dict[int, int] = {}
+    for row in reader:
+        line = reader.line_num
+        if None in row or any(value is None for value in row.values()):
+            problems.append(f"line {line}: a different number of fields than the header")
+            continue
+        try:
+            change = records.point_change(row, zone, require_name=False)
+        except records.InvalidValue as exc:
+            problems.append(f"line {line}: {exc}")
+            continue
+        if change.rp_id in seen:
+            problems.append(
+                f"line {line}: rp_id {change.rp_id} appears twice (also on line "
+                f"{seen[change.rp_id]})"
+            )
+            continue
+        seen[change.rp_id] = line
+        rows.append(row)
+    if not rows and not problems:
+        problems.append("the file holds no records")
+    if problems:
+        return 0, problems
+    try:
+        result = point_store.upsert_points(engine, nomenclature, rows, describe="record")
+    except Invalid as exc:
+        return 0, [str(exc)]
+    return result.upserted, []
+
+
+# -- usage report ------------------------------------------------------------------------
+
+
+def report_range(start_text: str, end_text: str, today: date, max_days: int) -> tuple[date, date]:
+    try:
+        end = date.fromisoformat(end_text) if end_text else today
+        start = date.fromisoformat(start_text) if start_text else end - timedelta(days=6)
+    except ValueError:
+        raise Invalid("dates: use the form YYYY-MM-DD") from None
+    if start > end:
+        raise Invalid("dates: the first day is after the last")
+    if (end - start).days + 1 > max_days:
+        raise Invalid(f"dates: a report covers at most {max_days} days")
+    return start, end
+
+
+def usage_table(rows: list[dict[str, str]], days: list[str]) -> dict[str, list[int]]:
+    """Events per channel and day, for the chart."""
+    per_channel: dict[str, list[int]] = defaultdict(lambda: [0] * len(days))
+    index = {day: i for i, day in enumerate(days)}
+    for row in rows:
+        if row["day"] in index:
+            per_channel[row["channel"]][index[row["day"]]] += int(row["events"])
+    return dict(sorted(per_channel.items()))
+
+
+def usage_csv(rows: list[dict[str, str]]) -> str:
+    out = io.StringIO()
+    writer = csv.DictWriter(
+        out, fieldnames=["day", "rp_id", "channel", "events"], lineterminator="\n"
+    )
+    writer.writeheader()
+    writer.writerows(rows)
+    return out.getvalue()

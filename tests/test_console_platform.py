@@ -1,0 +1,142 @@
+"""The console's sign-in rules and the platform scope, in-process (the browser walk is in
+test_console.py): who may sign in, what a platform session may do, what a stale one may not."""
+
+from __future__ import annotations
+
+import re
+
+import httpx
+import pytest
+from sqlalchemy import Engine
+
+from routing_points.server import create_app
+from routing_points.store import access, admin
+from tests.support.seed import Tenant
+from tests.support.servers import asgi_client, make_settings
+
+pytestmark = pytest.mark.anyio
+
+
+async def _sign_in(client: httpx.AsyncClient, secret: str) -> httpx.Response:
+    form = await client.get("/console/signin")
+    csrf = re.search(r'name="csrf" value="([^"]+)"', form.text)
+    assert csrf is not None
+    return await client.post("/console/signin", data={"csrf": csrf.group(1), "token": secret})
+
+
+def _csrf(page: httpx.Response) -> str:
+    found = re.search(r'name="csrf" value="([^"]+)"', page.text)
+    assert found is not None
+    return found.group(1)
+
+
+async def test_read_tokens_cannot_sign_in_and_the_secret_is_never_echoed(
+    database_url: str, tenant: Tenant
+) -> None:
+    async with asgi_client(create_app(make_settings(database_url))) as client:
+        refused = await _sign_in(client, tenant.token)
+        forged = await client.post("/console/signin", data={"token": tenant.token})
+    assert refused.status_code == 403
+    assert "live admin or platform token" in refused.text
+    assert tenant.token not in refused.text
+    assert forged.status_code == 403
+
+
+async def test_a_platform_token_sees_every_operation_and_changes_them(
+    database_url: str, engine: Engine, tenant: Tenant
+) -> None:
+    platform = access.add_platform_token(engine, "ops team")
+    async with asgi_client(create_app(make_settings(database_url))) as client:
+        signed = await _sign_in(client, platform.secret)
+        assert signed.headers["location"] == "/console/operations"
+        listing = await client.get("/console/operations")
+        assert "0032" in listing.text
+        created = await client.post(
+            "/console/operations",
+            data={
+                "csrf": _csrf(listing),
+                "server": "0044",
+                "name": "New one",
+                "licenses": "2",
+                "timezone": "Europe/Madrid",
+            },
+        )
+        assert created.status_code == 303
+        changed = await client.post(
+            "/console/o/0044/settings",
+            data={"csrf": _csrf(listing), "licenses": "3", "timezone": "America/Bogota"},
+        )
+        assert changed.status_code == 303
+        bad = await client.post(
+            "/console/o/0044/settings", data={"csrf": _csrf(listing), "timezone": "Mars/Base"}
+        )
+        assert bad.status_code == 400
+        # The API never accepts a platform token.
+        api = await client.get(
+            "/api/v2/information.php",
+            params={"api": "token_info"},
+            headers={"wolkvox-token": platform.secret},
+        )
+        assert api.status_code == 403
+        access.revoke_platform_token(engine, platform.id)
+        after = await client.get("/console/operations")
+    operation = admin.get_operation(engine, "0044")
+    assert (operation.licenses, operation.timezone) == (3, "America/Bogota")
+    assert after.status_code == 303  # revoking the token ended its session
+
+
+async def test_an_admin_session_cannot_use_platform_pages(
+    database_url: str, engine: Engine, tenant: Tenant
+) -> None:
+    boss = admin.add_token(engine, "0032", "boss", scope="admin")
+    async with asgi_client(create_app(make_settings(database_url))) as client:
+        await _sign_in(client, boss.secret)
+        overview = await client.get("/console/o/0032/")
+        operations = await client.get("/console/operations")
+        settings = await client.post(
+            "/console/o/0032/settings", data={"csrf": _csrf(overview), "licenses": "99"}
+        )
+    assert overview.status_code == 200
+    assert operations.status_code == 404
+    assert settings.status_code == 404
+    assert admin.get_operation(engine, "0032").licenses == 1
+
+
+async def test_rotate_and_expire_a_token_from_the_console(
+    database_url: str, engine: Engine, tenant: Tenant
+) -> None:
+    boss = admin.add_token(engine, "0032", "boss", scope="admin")
+    info = {"api": "token_info"}
+    async with asgi_client(create_app(make_settings(database_url))) as client:
+        await _sign_in(client, boss.secret)
+        page = await client.get("/console/o/0032/tokens")
+        rotated = await client.post(
+            f"/console/o/0032/tokens/{tenant.token_id}/rotate", data={"csrf": _csrf(page)}
+        )
+        found = re.search(r'<code id="new-secret">([^<]+)</code>', rotated.text)
+        assert found is not None
+        new_secret = found.group(1)
+        old = await client.get(
+            "/api/v2/information.php", params=info, headers={"wolkvox-token": tenant.token}
+        )
+        new = await client.get(
+            "/api/v2/information.php", params=info, headers={"wolkvox-token": new_secret}
+        )
+        bad = await client.post(
+            f"/console/o/0032/tokens/{tenant.token_id}/terms",
+            data={"csrf": _csrf(page), "expires": "last tuesday"},
+        )
+        terms = await client.post(
+            f"/console/o/0032/tokens/{tenant.token_id}/terms",
+            data={"csrf": _csrf(page), "daily_limit": "50", "expires": "12h"},
+        )
+        listing = await client.get("/console/o/0032/tokens")
+    assert old.status_code == 403
+    assert new.status_code == 200
+    assert bad.status_code == 400
+    assert "is not a duration" in bad.text
+    assert terms.status_code == 303
+    assert new_secret not in listing.text
+    view = next(v for v in access.token_views(engine, "0032")[1] if v.id == tenant.token_id)
+    assert view.daily_limit == 50
+    assert view.expires_at is not None
