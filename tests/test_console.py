@@ -43,6 +43,7 @@ def console_server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[d
         extra = ["--redis", redis.url, "--workers", "2"]
     else:
         database = f"sqlite:///{tmp_path / 'console.db'}"
+    assert cli("migrate", "--database", database).returncode == 0
     for server in ("0032", "0033"):
         done = cli(
             "operations", "add", server, "--name", f"Operation {server}", "--licenses", "1",

@@ -13,7 +13,7 @@ import pytest
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parent.parent
-SERVER_ONLY = ("starlette", "uvicorn", "asyncpg", "psycopg", "redis", "alembic", "pydantic")
+SERVER_ONLY = ("starlette", "uvicorn", "asyncpg", "psycopg", "redis", "pydantic")
 
 
 @pytest.fixture(scope="session")
@@ -53,7 +53,7 @@ def test_the_plain_install_has_no_server_dependency(plain_venv: Path) -> None:
     )
     names = {line.split("==")[0].lower().replace("_", "-") for line in listed.stdout.split()}
     assert "routing-points" in names
-    assert not names & {"starlette", "uvicorn", "asyncpg", "psycopg", "redis", "alembic"}
+    assert not names & {"starlette", "uvicorn", "asyncpg", "psycopg", "redis"}
 
 
 def test_client_commands_work_without_the_server_extra(plain_venv: Path, tmp_path: Path) -> None:

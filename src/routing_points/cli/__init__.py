@@ -32,7 +32,7 @@ SERVER_COMMANDS = {
     "audit": "routing_points.cli.access:audit_command",
 }
 # Top-level modules only the `server` extra installs.
-SERVER_ONLY = {"starlette", "uvicorn", "alembic", "redis", "pydantic_settings", "pydantic"}
+SERVER_ONLY = {"starlette", "uvicorn", "redis", "pydantic_settings", "pydantic"}
 SERVER_ONLY |= {"anyio", "asyncpg", "psycopg", "uvloop", "httptools"}
 INSTALL_SERVER = "pip install 'routing-points[server]'"
 

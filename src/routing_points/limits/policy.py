@@ -59,7 +59,6 @@ class LimitPolicy:
         self.on_refusal: Callable[[int, str, str], None] | None = None
         # Told of every charge (token, operation, day, cost) when the backend does not
         # write its counters to the store itself (Redis).
-        self.on_charge: Callable[[int, int, str, int], None] | None = None
 
     def refused(self, principal: Principal, kind: str, day: str | None = None) -> None:
         if self.on_refusal is not None:
@@ -122,8 +121,6 @@ class LimitPolicy:
             result.operation_used,
         )
         if result.outcome is Outcome.ADMITTED:
-            if cost and self.on_charge is not None:
-                self.on_charge(principal.token_id, principal.operation_id, quota_day.day, cost)
             return Ticket(
                 principal,
                 result.token_used,

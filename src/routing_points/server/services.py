@@ -98,8 +98,8 @@ class Services:
         policy = LimitPolicy(settings, limits, self.clock)
         tallies = self.tallies = RefusalLog(engine)
         policy.on_refusal = tallies.note
-        if isinstance(limits, RedisLimits):
-            policy.on_charge = tallies.charged
+        # Charges need no copy: both limit backends write them through to the store's
+        # usage counters (with Redis too: PostgreSQL is the durable record of the budget).
         tallies.start()
         admission = Admission(reader, policy)
         guard = ConsumptionGuard(settings)

@@ -1,11 +1,9 @@
-"""Refusals by operation, local day and kind, counted where admission decides them;
-and, when Redis keeps the limits, the calls per token and day for the console's history.
+"""Refusals by operation, local day and kind, counted where admission decides them.
 
 A refusal costs the caller nothing and must cost the server little: each worker counts in
 memory and adds its counts to the store about once a second (and when it stops), so a
-flood of refusals is one small write a second, and every worker's counts add up. With the
-embedded limits the store's usage counters are written through already; with Redis they
-live in Redis for one day only, so their copy for the console is added the same way.
+flood of refusals is one small write a second, and every worker's counts add up. (Calls
+need no such copy: both limit backends write every charge through to the usage counters.)
 """
 
 from __future__ import annotations
@@ -18,7 +16,7 @@ from collections import Counter
 from sqlalchemy import Engine, select
 
 from routing_points.store.admin import dialect_insert
-from routing_points.store.schema import refusal_counters, usage_counters
+from routing_points.store.schema import refusal_counters
 
 logger = logging.getLogger("routing_points.store")
 FLUSH_EVERY_S = 1.0
@@ -29,14 +27,10 @@ class RefusalLog:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._pending: Counter[tuple[int, str, str]] = Counter()
-        self._charges: Counter[tuple[int, str, int]] = Counter()
         self._task: asyncio.Task[None] | None = None
 
     def note(self, operation_id: int, day: str, kind: str) -> None:
         self._pending[(operation_id, day, kind)] += 1
-
-    def charged(self, token_id: int, operation_id: int, day: str, cost: int) -> None:
-        self._charges[(token_id, day, operation_id)] += cost
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._loop())
@@ -66,34 +60,18 @@ class RefusalLog:
                 logger.warning("refusal counts not written yet: %s", exc)
 
     async def flush(self) -> None:
-        if not self._pending and not self._charges:
+        if not self._pending:
             return
         pending, self._pending = self._pending, Counter()
-        charges, self._charges = self._charges, Counter()
         try:
-            await asyncio.to_thread(add_counts, self.engine, dict(pending), dict(charges))
+            await asyncio.to_thread(add_counts, self.engine, dict(pending))
         except Exception:
             self._pending.update(pending)
-            self._charges.update(charges)
             raise
 
 
-def add_counts(
-    engine: Engine,
-    counts: dict[tuple[int, str, str], int],
-    charges: dict[tuple[int, str, int], int] | None = None,
-) -> None:
+def add_counts(engine: Engine, counts: dict[tuple[int, str, str], int]) -> None:
     with engine.begin() as conn:
-        for (token_id, day, operation_id), cost in (charges or {}).items():
-            charge = dialect_insert(conn)(usage_counters).values(
-                token_id=token_id, day=day, operation_id=operation_id, count=cost
-            )
-            conn.execute(
-                charge.on_conflict_do_update(
-                    index_elements=[usage_counters.c.token_id, usage_counters.c.day],
-                    set_={"count": usage_counters.c.count + charge.excluded.count},
-                )
-            )
         for (operation_id, day, kind), count in counts.items():
             statement = dialect_insert(conn)(refusal_counters).values(
                 operation_id=operation_id, day=day, kind=kind, count=count
