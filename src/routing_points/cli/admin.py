@@ -125,7 +125,7 @@ def operations_set(
 ) -> None:
     """Change an operation's name, licenses or time zone; servers follow at once."""
     engine = open_store(database_url)
-    admin.set_operation(engine, server, name=name, licenses=licenses, timezone=timezone)
+    access.set_operation(engine, server, name=name, licenses=licenses, timezone=timezone)
     changes = {"name": name, "licenses": licenses, "timezone": timezone}
     cli_audit(
         engine, "operation.update", server, {k: v for k, v in changes.items() if v is not None}

@@ -57,8 +57,6 @@ class LimitPolicy:
         self._release_now: Callable[[int], None] | None = getattr(backend, "release_now", None)
         # Told of every refusal (operation id, local day, kind), to count them.
         self.on_refusal: Callable[[int, str, str], None] | None = None
-        # Told of every charge (token, operation, day, cost) when the backend does not
-        # write its counters to the store itself (Redis).
 
     def refused(self, principal: Principal, kind: str, day: str | None = None) -> None:
         if self.on_refusal is not None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from routing_points import __version__
+from routing_points import __version__, contract
 from routing_points.server.openapi_access import access_paths
 from routing_points.server.schema_patterns import (
     ANY_LOCAL_TIME,
@@ -25,15 +25,7 @@ from routing_points.server.schema_patterns import (
 )
 from routing_points.settings import Settings
 
-RECORD_EXAMPLE = {
-    "rp_id": "101",
-    "rp_name": "Sales line",
-    "ivr_active": "yes",
-    "chat_active": "no",
-    "interaction_active": "yes",
-    "crm_active": "no",
-    "last_use": "2026-11-20 14:03:11",
-}
+RECORD_EXAMPLE = dict(contract.EXAMPLE_RECORD)
 YES_NO = {"type": "string", "enum": ["yes", "no"]}
 LAST_USE_PATTERN = f"^$|^{LOCAL_TIME}$"
 DIGITS = {"type": "string", "pattern": "^[0-9]+$"}

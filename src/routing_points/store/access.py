@@ -243,7 +243,7 @@ def set_operation(
     except records.InvalidValue as exc:
         raise Invalid(str(exc)) from None
     if not values:
-        raise Invalid("nothing to change: give a name, licenses or a time zone")
+        raise Invalid("nothing to change: give --name, --licenses or --timezone")
     with engine.begin() as conn:
         operation = operation_row(conn, nomenclature)
         if "licenses" in values:
@@ -256,6 +256,7 @@ def set_operation(
         conn.execute(
             update(operations)
             .where(operations.c.id == operation.id)
+            # A new version: its answers and ETags follow at once.
             .values(version=operations.c.version + 1, **values)
         )
         return operation_row(conn, nomenclature)

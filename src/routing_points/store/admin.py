@@ -254,36 +254,6 @@ def rotate_token(engine: Engine, token_id: int, grace_s: int, now: int | None = 
     return NewToken(token_id, secret)
 
 
-def set_operation(
-    engine: Engine,
-    nomenclature: str,
-    *,
-    name: str | None = None,
-    licenses: int | None = None,
-    timezone: str | None = None,
-) -> Operation:
-    """Change an operation's name, licenses or time zone; its answers follow at once."""
-    values: dict[str, Any] = {}
-    try:
-        if name is not None:
-            if not name.strip() or len(name) > 255:
-                raise records.InvalidValue("name", "must be text of 1 to 255 characters")
-            values["name"] = name
-        if licenses is not None:
-            values["licenses"] = records.licenses(licenses)
-        if timezone is not None:
-            values["timezone"] = records.timezone(timezone)
-    except records.InvalidValue as exc:
-        raise Invalid(str(exc)) from None
-    if not values:
-        raise Invalid("nothing to change: give --name, --licenses or --timezone")
-    with engine.begin() as conn:
-        operation = operation_row(conn, nomenclature)
-        conn.execute(update(operations).where(operations.c.id == operation.id).values(**values))
-        bump_version(conn, operation.id)
-        return operation_row(conn, nomenclature)
-
-
 def dialect_insert(conn: Connection) -> Any:
     """INSERT with ON CONFLICT support, for the dialect at hand."""
     return postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
