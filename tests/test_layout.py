@@ -31,3 +31,19 @@ def test_no_module_imports_conftest_or_another_test(path: Path) -> None:
         and (name == "tests.conftest" or name.split(".")[1].startswith("test_"))
     )
     assert wrong == [], f"{path.name} imports {wrong}: shared helpers belong in tests/support"
+
+
+PACKAGE = TESTS.parent / "src" / "routing_points"
+# Dependencies point down: what decides never imports what answers.
+BELOW_THE_SERVER = ("limits", "store", "client", "watch")
+
+
+@pytest.mark.parametrize("package", BELOW_THE_SERVER)
+def test_lower_layers_never_import_the_server(package: str) -> None:
+    wrong = {
+        f"{path.relative_to(PACKAGE)}: {name}"
+        for path in sorted((PACKAGE / package).rglob("*.py"))
+        for name in _imported(path)
+        if name.startswith(("routing_points.server", "routing_points.console", "starlette"))
+    }
+    assert wrong == set(), f"{package}/ imports the server: {sorted(wrong)}"

@@ -1,9 +1,10 @@
 """What the contract demands of every consumption (L2, L8, L9), over any backend.
 
 The policy computes the day and the limits that apply to a principal, asks the backend to
-admit in one atomic step, and turns the outcome into a contract refusal with the headers
-that let a client plan: `Retry-After`, and the IETF draft `RateLimit-Policy` / `RateLimit`
-fields showing the daily budget and what is left of it.
+admit in one atomic step, and returns its decision: a `Ticket` (admitted, with the day's
+counters) or a `Refusal` (its reason, its counters and when to retry). It decides and
+knows nothing of HTTP: the server turns a decision into the contract's envelope and its
+headers (server/ratelimit.py, server/admission.py).
 """
 
 from __future__ import annotations
@@ -11,36 +12,86 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from enum import Enum
 
 from routing_points.clock import Clock
 from routing_points.limits.backend import AdmitRequest, BackendUnavailable, LimitBackend, Outcome
 from routing_points.limits.calendar import QuotaCalendar
-from routing_points.server.errors import (
-    PollTooSoon,
-    RawHeaders,
-    ServiceUnavailable,
-    TokenLimitExceeded,
-    TooManySimultaneous,
-)
 from routing_points.settings import Settings
 from routing_points.store.reader import Principal
 
-DAY_WINDOW_S = 86_400
 logger = logging.getLogger("routing_points.limits")
 
 
 @dataclass(slots=True)
-class Ticket:
-    """An admitted call: what it holds, and what the client is told about its budget."""
+class Usage:
+    """The day's counters and limits a decision was taken on: what a client is told."""
 
-    principal: Principal
-    token_used: int
-    operation_used: int
     operation_limit: int
     token_limit: int
-    headers: RawHeaders = field(default_factory=list)
+    # The token's own daily limit, when it has one (a second budget to report).
+    own_limit: int | None = None
+    token_used: int = 0
+    operation_used: int = 0
+    # Seconds to the operation's local midnight, when the counters start again.
+    reset_s: int = 0
+    # False when no counters were consulted: limits off, or a failed-open backend.
+    counted: bool = True
+    degraded: bool = False
+
+
+@dataclass(slots=True)
+class Ticket:
+    """An admitted call: what it holds and the usage it was admitted on."""
+
+    principal: Principal
+    usage: Usage
     lease: str | None = None
     cost: int = 1
+    # Filled by the server from `usage`: the budget headers every answer carries.
+    headers: list[tuple[bytes, bytes]] = field(default_factory=list)
+
+    @property
+    def token_used(self) -> int:
+        return self.usage.token_used
+
+    @property
+    def operation_used(self) -> int:
+        return self.usage.operation_used
+
+    @property
+    def token_limit(self) -> int:
+        return self.usage.token_limit
+
+    @property
+    def operation_limit(self) -> int:
+        return self.usage.operation_limit
+
+
+class Reason(Enum):
+    """Why a call was refused; the server words each one."""
+
+    CONCURRENCY = "concurrency"
+    BUDGET = "budget"
+    INTERVAL = "interval"
+    # A slot held by a process that died is being reclaimed: not the client's doing.
+    RECLAIMING = "reclaiming"
+    # The limits' backend cannot be reached (and the policy is to fail closed).
+    UNAVAILABLE = "unavailable"
+
+
+@dataclass(slots=True)
+class Refusal:
+    """A refused call: it costs nothing."""
+
+    reason: Reason
+    usage: Usage | None
+    retry_after_s: int | None = None
+    # The limit that refused, for the message: simultaneous requests, or interval seconds.
+    limit: float = 0
+
+
+Decision = Ticket | Refusal
 
 
 class LimitPolicy:
@@ -49,10 +100,7 @@ class LimitPolicy:
         self.backend = backend
         self.clock = clock
         self.calendar = QuotaCalendar()
-        self._poll_header = (b"x-poll-interval", str(settings.poll_interval_s).encode())
         self._lease_s = settings.slot_lease_s
-        self._degraded_header = (b"x-limits", b"degraded")
-        self._policy_headers: dict[tuple[int, int | None], tuple[bytes, bytes]] = {}
         # Backends whose release needs no I/O offer it synchronously: a coroutine less.
         self._release_now: Callable[[int], None] | None = getattr(backend, "release_now", None)
         # Told of every refusal (operation id, local day, kind), to count them.
@@ -70,13 +118,11 @@ class LimitPolicy:
         own = principal.daily_limit
         return operation_limit, operation_limit if own is None else min(own, operation_limit)
 
-    async def admit(self, principal: Principal, api: str, cost: int) -> Ticket:
-        """Admit one call or raise the contract's refusal. A refusal costs nothing."""
+    async def admit(self, principal: Principal, api: str, cost: int) -> Decision:
+        """Admit one call, or say why not. A refusal costs nothing."""
         operation_limit, token_limit = self.limits_of(principal)
         if not self.settings.limits_enabled:
-            return Ticket(
-                principal, 0, 0, operation_limit, token_limit, [self._poll_header], cost=cost
-            )
+            return Ticket(principal, Usage(operation_limit, token_limit, counted=False), cost=cost)
         now = self.clock()
         quota_day = self.calendar.day(principal.timezone, now)
         reset = quota_day.seconds_left(now)
@@ -99,53 +145,34 @@ class LimitPolicy:
             result = await self.backend.admit(request)
         except BackendUnavailable:
             if not self.settings.redis_fail_open:
-                raise ServiceUnavailable("THE LIMITS SERVICE IS UNAVAILABLE") from None
+                return Refusal(Reason.UNAVAILABLE, None)
             # The backend logs the outage once when it starts and once when it ends.
-            return Ticket(
-                principal,
-                0,
-                0,
-                operation_limit,
-                token_limit,
-                [self._poll_header, self._degraded_header],
-                cost=cost,
-            )
-        headers = self._headers(
-            reset,
+            usage = Usage(operation_limit, token_limit, counted=False, degraded=True)
+            return Ticket(principal, usage, cost=cost)
+        usage = Usage(
             operation_limit,
             token_limit,
             principal.daily_limit,
             result.token_used,
             result.operation_used,
+            reset,
         )
         if result.outcome is Outcome.ADMITTED:
-            return Ticket(
-                principal,
-                result.token_used,
-                result.operation_used,
-                operation_limit,
-                token_limit,
-                headers,
-                result.lease,
-                cost,
-            )
+            return Ticket(principal, usage, result.lease, cost)
         self.refused(principal, result.outcome.value, quota_day.day)
         if result.outcome is Outcome.CONCURRENCY:
-            retry = str(self.settings.concurrency_retry_after_s).encode()
-            raise TooManySimultaneous(
-                self.settings.max_in_flight_per_token, headers=[*headers, (b"retry-after", retry)]
+            return Refusal(
+                Reason.CONCURRENCY,
+                usage,
+                self.settings.concurrency_retry_after_s,
+                self.settings.max_in_flight_per_token,
             )
         if result.outcome is Outcome.INTERVAL:
-            retry = str(max(1, int(result.retry_after_s + 0.999))).encode()
-            raise PollTooSoon(interval, headers=[*headers, (b"retry-after", retry)])
+            retry = max(1, int(result.retry_after_s + 0.999))
+            return Refusal(Reason.INTERVAL, usage, retry, interval)
         if result.outcome is Outcome.RECLAIMING:
-            retry = str(max(1, int(self.settings.slot_lease_s + 0.999))).encode()
-            raise ServiceUnavailable(
-                "A SLOT HELD BY A STOPPED SERVER IS BEING RECLAIMED",
-                headers=[*headers, (b"retry-after", retry)],
-            )
-        retry = str(reset).encode()
-        raise TokenLimitExceeded(headers=[*headers, (b"retry-after", retry)])
+            return Refusal(Reason.RECLAIMING, usage, max(1, int(self._lease_s + 0.999)))
+        return Refusal(Reason.BUDGET, usage, reset)
 
     async def release(self, ticket: Ticket) -> None:
         if ticket.lease is not None:
@@ -154,34 +181,3 @@ class LimitPolicy:
                 self._release_now(ticket.principal.token_id)
             else:
                 await self.backend.release(ticket.principal.token_id, lease)
-
-    def _policy_header(self, operation_limit: int, own_limit: int | None) -> tuple[bytes, bytes]:
-        """RateLimit-Policy: the same few values for every call, so built once each."""
-        key = (operation_limit, own_limit)
-        header = self._policy_headers.get(key)
-        if header is None:
-            policy = f'"daily";q={operation_limit};w={DAY_WINDOW_S}'
-            if own_limit is not None:
-                policy += f', "token";q={own_limit};w={DAY_WINDOW_S}'
-            header = self._policy_headers[key] = (b"ratelimit-policy", policy.encode())
-        return header
-
-    def _headers(
-        self,
-        reset: int,
-        operation_limit: int,
-        token_limit: int,
-        own_limit: int | None,
-        token_used: int,
-        operation_used: int,
-    ) -> RawHeaders:
-        operation_left = max(0, operation_limit - operation_used)
-        state = f'"daily";r={operation_left};t={reset}'
-        if own_limit is not None:
-            token_left = max(0, min(token_limit - token_used, operation_left))
-            state += f', "token";r={token_left};t={reset}'
-        return [
-            self._poll_header,
-            self._policy_header(operation_limit, own_limit),
-            (b"ratelimit", state.encode()),
-        ]

@@ -26,6 +26,7 @@ from routing_points.server.errors import (
 from routing_points.server.guard import CLIENT_CLOSED, CONSUMPTION_STARTED, ClientDisconnected
 from routing_points.server.held import SlotHeldResponse
 from routing_points.server.incoming import Incoming
+from routing_points.server.ratelimit import RateLimitHeaders
 from routing_points.store.reader import Principal, Reader
 from routing_points.store.secrets import hash_secret
 
@@ -34,9 +35,7 @@ class Admission:
     def __init__(self, reader: Reader, policy: LimitPolicy) -> None:
         self.reader = reader
         self.policy = policy
-        # The policy's own method, not a coroutine around it: every wait for a charge's
-        # commit would pass through one more frame.
-        self.admit: Callable[[Principal, str, int], Awaitable[Ticket]] = policy.admit
+        self.rate_limits = RateLimitHeaders(policy.settings)
         self.client_address = ClientAddress(policy.settings.trusted_proxies)
 
     async def authenticate(self, incoming: Incoming, peer: str | None = None) -> Principal:
@@ -66,6 +65,13 @@ class Admission:
                 self.policy.refused(principal, "address")
                 raise AddressNotAllowed(address)
         return principal
+
+    async def admit(self, principal: Principal, api: str, cost: int) -> Ticket:
+        """Admit the call, or raise the contract's refusal: the limits decide, this answers."""
+        decision = await self.policy.admit(principal, api, cost)
+        if isinstance(decision, Ticket):
+            return self.rate_limits.admitted(decision)
+        raise self.rate_limits.refusal(decision)
 
     async def serve(self, ticket: Ticket, respond: Callable[[], Awaitable[Response]]) -> Response:
         """Answer an admitted call: its refusals carry the budget headers too, its client
