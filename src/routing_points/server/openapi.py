@@ -72,18 +72,22 @@ def _error(description: str) -> dict[str, Any]:
     }
 
 
-def _errors(*statuses: int) -> dict[str, Any]:
+def _errors(settings: Settings, *statuses: int) -> dict[str, Any]:
+    """The error answers of an operation, worded with the contract's messages and this
+    server's own limits."""
     described = {
         400: "BAD REQUEST: an unknown api, a malformed parameter or body, a result over L6",
-        401: "UNAUTHORIZED: PLEASE ENTER THE WOLKVOX-TOKEN",
-        403: "FORBIDDEN: PLEASE VALIDATE TOKEN (unknown, revoked or expired), TOKEN LIMIT "
-        "EXCEEDED, EXCEEDS THE LIMIT OF SIMULTANEOUS REQUESTS PER TOKEN (2), the minimum "
+        401: f"UNAUTHORIZED: {contract.MSG_MISSING_TOKEN}",
+        403: f"FORBIDDEN: {contract.MSG_INVALID_TOKEN} (unknown, revoked or expired), "
+        f"{contract.MSG_TOKEN_LIMIT_EXCEEDED}, "
+        f"{contract.too_many_simultaneous(settings.max_in_flight_per_token)}, the minimum "
         "interval, a caller outside the operation's IP allow-list, or a read token on the "
         "admin API",
         404: "NOT FOUND",
         405: "METHOD NOT ALLOWED",
         409: "CONFLICT: the routing point exists",
-        413: "REQUEST ENTITY TOO LARGE: over 10,000 records (L4) or the body cap",
+        413: f"REQUEST ENTITY TOO LARGE: over {settings.max_records_per_upload:,} records (L4) "
+        "or the body cap",
         503: "SERVICE UNAVAILABLE: the store or the limits are unreachable, or sandbox faults",
         504: "GATEWAY TIMEOUT: the consumption exceeded the time limit (L7)",
     }
@@ -133,7 +137,7 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
         },
         "security": [{"wolkvoxToken": []}],
         "paths": {
-            "/api/v2/information.php": {
+            contract.ENDPOINT: {
                 "get": {
                     "operationId": "information",
                     "summary": "routing_points (every routing point) or token_info",
@@ -176,7 +180,7 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
                             "The routing points, ordered by rp_id, or the token's counters.",
                         ),
                         "304": {"description": "Not modified since the ETag: costs nothing."},
-                        **_errors(400, 401, 403, 404, 503, 504),
+                        **_errors(settings, 400, 401, 403, 404, 503, 504),
                     },
                 }
             },
@@ -192,7 +196,7 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
                     },
                     "responses": {
                         "201": _json(_ref("RoutingPointsAnswer"), "Created."),
-                        **_errors(*ADMIN_ERRORS),
+                        **_errors(settings, *ADMIN_ERRORS),
                     },
                 }
             },
@@ -217,7 +221,7 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
                     },
                     "responses": {
                         "200": _json(_ref("RoutingPointsAnswer"), "Updated."),
-                        **_errors(*ADMIN_ERRORS),
+                        **_errors(settings, *ADMIN_ERRORS),
                     },
                 },
                 "delete": {
@@ -226,7 +230,7 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
                     "security": admin_security,
                     "responses": {
                         "200": _json(_envelope({"type": "null"}), "Deleted."),
-                        **_errors(*ADMIN_ERRORS),
+                        **_errors(settings, *ADMIN_ERRORS),
                     },
                 },
             },
@@ -271,7 +275,7 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
                             ),
                             "Applied whole.",
                         ),
-                        **_errors(*ADMIN_ERRORS),
+                        **_errors(settings, *ADMIN_ERRORS),
                     },
                 }
             },
@@ -308,14 +312,15 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
                             ),
                             "Recorded; unknown rp_ids are listed, not stored.",
                         ),
-                        **_errors(*ADMIN_ERRORS),
+                        **_errors(settings, *ADMIN_ERRORS),
                     },
                 }
             },
             "/api/v2/admin/usage_report": {
                 "get": {
                     "operationId": "usageReport",
-                    "summary": "Events per local day, routing point and channel (L5: 31 days)",
+                    "summary": "Events per local day, routing point and channel "
+                    f"(L5: {settings.max_date_range_days} days)",
                     "security": admin_security,
                     "parameters": [
                         {
@@ -344,7 +349,7 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
                         "200": _json(
                             _envelope({"type": "array", "items": _ref("UsageCount")}), "The counts."
                         ),
-                        **_errors(*ADMIN_ERRORS),
+                        **_errors(settings, *ADMIN_ERRORS),
                     },
                 }
             },
@@ -408,7 +413,7 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
                     "example": {
                         "code": 403,
                         "error": "FORBIDDEN",
-                        "msg": "TOKEN LIMIT EXCEEDED",
+                        "msg": contract.MSG_TOKEN_LIMIT_EXCEEDED,
                         "data": None,
                     },
                 },
@@ -434,7 +439,7 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
                     {
                         "code": 200,
                         "error": None,
-                        "msg": "1 records were found",
+                        "msg": contract.records_found(1),
                         "data": [RECORD_EXAMPLE],
                     },
                 ),
@@ -487,5 +492,7 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
             },
         },
     }
-    document["paths"].update(access_paths(admin_security, TOKEN_HEADERS, _errors(*ADMIN_ERRORS)))
+    document["paths"].update(
+        access_paths(admin_security, TOKEN_HEADERS, _errors(settings, *ADMIN_ERRORS))
+    )
     return document
