@@ -72,6 +72,7 @@ class LiveServer:
             log_level="warning",
             lifespan="on",
             http=bounded_protocol(self.settings),
+            proxy_headers=False,  # as `serve` runs it
         )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, daemon=True)

@@ -59,6 +59,12 @@ def sdk_errors(command: Callable[P, R]) -> Callable[P, R]:
     return wrapper
 
 
+def _required_token(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str:
+    if not value:
+        raise click.UsageError("no token: pass --token, or set ROUTING_POINTS_TOKEN")
+    return value
+
+
 def connection_options(command: Callable[P, R]) -> Callable[P, R]:
     """--server, --token, --base-url, --retries: how to reach the service."""
     for option in reversed(
@@ -67,8 +73,9 @@ def connection_options(command: Callable[P, R]) -> Callable[P, R]:
             click.option(
                 "--token",
                 envvar="ROUTING_POINTS_TOKEN",
-                required=True,
+                callback=_required_token,
                 help="The wolkvox-token (default: env ROUTING_POINTS_TOKEN).",
+                show_envvar=True,
             ),
             click.option(
                 "--base-url",

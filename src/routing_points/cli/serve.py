@@ -110,6 +110,9 @@ def run_server(settings: Settings, host: str, port: int, workers: int = 1) -> No
         "log_level": settings.log_level.lower(),
         "lifespan": "on",
         "timeout_graceful_shutdown": 5,
+        # The app reads X-Forwarded-For itself, and only from `trusted_proxies`: uvicorn's
+        # own proxy handling would believe any local caller's header.
+        "proxy_headers": False,
     }
     if settings.log_format == "json":
         # No uvicorn handlers of its own: its records reach the root's JSON handler.
@@ -137,7 +140,9 @@ def run_server(settings: Settings, host: str, port: int, workers: int = 1) -> No
 
 
 host_option = click.option("--host", default="127.0.0.1", show_default=True)
-port_option = click.option("--port", default=8000, show_default=True, type=int)
+port_option = click.option(
+    "--port", default=8000, show_default=True, type=click.IntRange(1, 65535), help="TCP port."
+)
 
 
 @click.command(
@@ -266,7 +271,13 @@ def demo_banner(settings: Settings, host: str, port: int, secret: str) -> list[s
 )
 @host_option
 @port_option
-@database_option
+@click.option(
+    "--database",
+    "database_url",
+    metavar="URL",
+    default=None,
+    help=f"The demo's SQLite database (default: {DEMO_DATABASE}).",
+)
 @store_errors
 def demo(host: str, port: int, database_url: str | None) -> None:
     """Create a fresh demo database (operation 0032, 25 routing points) and serve it.

@@ -180,6 +180,8 @@ def report_range(start_text: str, end_text: str, today: date, max_days: int) -> 
         start = date.fromisoformat(start_text) if start_text else end - timedelta(days=6)
     except ValueError:
         raise Invalid("dates: use the form YYYY-MM-DD") from None
+    if not (start.year >= 1970 and end.year <= 9997):
+        raise Invalid("dates: use days between 1970 and 9997")
     if start > end:
         raise Invalid("dates: the first day is after the last")
     if (end - start).days + 1 > max_days:

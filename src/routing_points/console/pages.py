@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 
 from jinja2 import Environment, FileSystemLoader
 from sqlalchemy import Engine
+from starlette.convertors import Convertor, register_url_convertor
 from starlette.datastructures import FormData, UploadFile
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
@@ -45,6 +46,18 @@ SECURITY_HEADERS = {
         "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
     ),
 }
+
+
+class RowId(Convertor[int]):
+    """An id in a console path: 1 to 18 digits, so it always fits a BIGINT (longer: 404)."""
+
+    regex = "[0-9]{1,18}"
+
+    def convert(self, value: str) -> int:
+        return int(value)
+
+    def to_string(self, value: int) -> str:
+        return str(value)
 
 
 class Stop(Exception):
@@ -256,6 +269,7 @@ class Console:
         from routing_points.console.reports import ReportPages
 
         pages, reports = OperationPages(self), ReportPages(self)
+        register_url_convertor("row_id", RowId())  # idempotent
         o = "/console/o/{server:str}"
         return [
             Route("/console", lambda _r: RedirectResponse("/console/", 308), methods=["GET"]),
@@ -266,11 +280,11 @@ class Console:
             Route(f"{o}/", pages.overview, methods=["GET"]),
             Route(f"{o}/settings", pages.settings, methods=["POST"]),
             Route(f"{o}/tokens", pages.tokens, methods=["GET", "POST"]),
-            Route(f"{o}/tokens/{{token_id:int}}/{{action:str}}", pages.token, methods=["POST"]),
+            Route(f"{o}/tokens/{{token_id:row_id}}/{{action:str}}", pages.token, methods=["POST"]),
             Route(f"{o}/points", pages.points, methods=["GET"]),
             Route(f"{o}/points.csv", pages.points_csv, methods=["GET"]),
             Route(f"{o}/points/import", pages.points_import, methods=["POST"]),
-            Route(f"{o}/points/{{rp_id:int}}", pages.point, methods=["GET", "POST"]),
+            Route(f"{o}/points/{{rp_id:row_id}}", pages.point, methods=["GET", "POST"]),
             Route(f"{o}/usage", reports.usage, methods=["GET"]),
             Route(f"{o}/usage.csv", reports.usage_csv, methods=["GET"]),
             Route(f"{o}/allowlist", pages.allowlist, methods=["GET", "POST"]),

@@ -12,6 +12,8 @@ import ipaddress
 from collections.abc import Sequence
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+# The client's address when a trusted proxy forwarded something that is not one.
+UNKNOWN = "unknown"
 
 
 def parse_networks(text: str) -> tuple[Network, ...]:
@@ -43,10 +45,20 @@ class ClientAddress:
             return address
         hops = [hop.strip() for hop in forwarded_for.split(",") if hop.strip()]
         for hop in reversed(hops):
+            if not _is_address(hop):
+                return UNKNOWN  # a proxy passed on what is not an address: trust none of it
             if not _within(hop, self.trusted):
                 return hop
             address = hop
         return address
+
+
+def _is_address(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
 
 
 def allowed(address: str, allowlist: str) -> bool:

@@ -48,6 +48,7 @@ from routing_points.store.records import MAX_RP_ID
 
 T = TypeVar("T")
 DATE_FORMAT = "%Y%m%d%H%M%S"
+FIRST_YEAR, LAST_YEAR = 1970, 9997
 ADMIN_API = "admin"
 
 
@@ -293,6 +294,8 @@ class AdminEndpoints:
             if len(value) != 14 or not value.isdigit():
                 raise ValueError(value)
             local = datetime.strptime(value, DATE_FORMAT)
+            if not FIRST_YEAR <= local.year <= LAST_YEAR:
+                raise ValueError(value)  # the schema's years: a zone offset stays in range
         except ValueError:
             raise InvalidParameters(
                 f"{name.upper()} IS NOT A DATE IN THE FORM YYYYMMDDHHIISS"

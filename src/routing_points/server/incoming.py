@@ -93,13 +93,23 @@ def non_negative_id(text: str) -> int | None:
 CACHED_QUERY_BYTES = 256
 
 
+# The name under which `query_params` reports a parameter given more than once.
+REPEATED = "\x00repeated"
+
+
 def _parse(raw: bytes) -> Mapping[str, str]:
-    return MappingProxyType(dict(parse_qsl(raw.decode("latin-1"), keep_blank_values=True)))
+    pairs = parse_qsl(raw.decode("latin-1"), keep_blank_values=True)
+    params = dict(pairs)
+    if len(params) < len(pairs):
+        # A proxy may read the first value where this server reads the last: refuse both.
+        names = [name for name, _ in pairs]
+        params[REPEATED] = next(name for name in names if names.count(name) > 1)
+    return MappingProxyType(params)
 
 
 _parse_cached = functools.lru_cache(maxsize=4096)(_parse)
 
 
 def query_params(raw: bytes) -> Mapping[str, str]:
-    """The query string's parameters (the last value of a repeated one), read-only."""
+    """The query string's parameters, read-only; a name given twice is under REPEATED."""
     return _parse_cached(raw) if len(raw) <= CACHED_QUERY_BYTES else _parse(raw)

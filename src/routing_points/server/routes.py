@@ -26,7 +26,7 @@ from routing_points.limits.policy import Ticket
 from routing_points.server.admission import Admission
 from routing_points.server.errors import ApiError, InvalidParameters, UnknownApi
 from routing_points.server.guard import ConsumptionGuard
-from routing_points.server.incoming import non_negative_id, query_params, scan
+from routing_points.server.incoming import REPEATED, non_negative_id, query_params, scan
 from routing_points.server.metrics import Metrics
 from routing_points.server.pages import (
     Page,
@@ -95,6 +95,9 @@ class InformationEndpoint:
         client = scope.get("client")
         principal = await self.admission.authenticate(incoming, client[0] if client else None)
         params = query_params(scope["query_string"])
+        if REPEATED in params:
+            name = params[REPEATED].upper().encode("ascii", "backslashreplace").decode()
+            raise InvalidParameters(f"{name[:40]} IS GIVEN MORE THAN ONCE")
         api = params.get("api", "")
         deferred: ApiError | None = None
         query: PointsQuery | None = None

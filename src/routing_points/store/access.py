@@ -22,6 +22,8 @@ from routing_points.store.schema import operations, platform_tokens, tokens, usa
 from routing_points.store.secrets import hash_secret, new_secret
 
 NETWORKS_PER_LICENSE = 10
+# Past this, an expiry means "never" in all but name, and dates stop being printable.
+MAX_EXPIRY_S = 100 * 366 * 86_400
 _DURATION = re.compile(r"^([1-9][0-9]{0,5})\s*([mhdw])$")
 _UNIT_S = {"m": 60, "h": 3600, "d": 86_400, "w": 604_800}
 
@@ -37,7 +39,7 @@ def parse_expiry(text: str, now: float | None = None) -> int:
     value = text.strip()
     match = _DURATION.match(value.lower())
     if match:
-        return int(now) + int(match.group(1)) * _UNIT_S[match.group(2)]
+        return _within_bounds(text, int(now) + int(match.group(1)) * _UNIT_S[match.group(2)], now)
     try:
         if len(value) == 10:
             day = datetime.strptime(value, "%Y-%m-%d").replace(tzinfo=UTC)
@@ -52,8 +54,14 @@ def parse_expiry(text: str, now: float | None = None) -> int:
             f"expires: {text!r} is not a duration (30d, 12h, 90m, 2w), a date (YYYY-MM-DD) "
             "or a date and time"
         ) from None
+    return _within_bounds(text, moment, now)
+
+
+def _within_bounds(text: str, moment: int, now: float) -> int:
     if moment <= now:
         raise Invalid(f"expires: {text!r} is in the past")
+    if moment > now + MAX_EXPIRY_S:
+        raise Invalid(f"expires: {text!r} is more than 100 years away (leave it empty: never)")
     return moment
 
 
