@@ -101,7 +101,8 @@ class Bench:
     def __init__(self, quick: bool, rounds: int, duration: float) -> None:
         self.quick = quick
         self.rounds = 1 if quick else max(3, rounds)
-        self.duration = 1.0 if quick else duration
+        # Quick: long enough that a server slowed by a busy machine still answers.
+        self.duration = 3.0 if quick else duration
         self.cases: dict[str, Case] = {}
         self.ratios: dict[str, Ratio] = {}
         self.commands: list[str] = []

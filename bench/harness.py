@@ -174,8 +174,9 @@ def parse_wrk(output: str) -> Load:
         raise RuntimeError(f"unexpected wrk output:\n{output}")
     return Load(
         requests_per_s=float(rate.group(1)),
-        p50_ms=_ms(percentiles["50"]),
-        p99_ms=_ms(percentiles["99"]),
+        # No latency figures when no request completed (reported as 0 requests below).
+        p50_ms=_ms(percentiles["50"]) if "50" in percentiles else float("nan"),
+        p99_ms=_ms(percentiles["99"]) if "99" in percentiles else float("nan"),
         non_2xx=int(non_2xx.group(1)) if non_2xx else 0,
         errors=sum(map(int, errors.groups())) if errors else 0,
         requests=int(requests.group(1)),
