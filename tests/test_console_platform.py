@@ -140,3 +140,19 @@ async def test_rotate_and_expire_a_token_from_the_console(
     view = next(v for v in access.token_views(engine, "0032")[1] if v.id == tenant.token_id)
     assert view.daily_limit == 50
     assert view.expires_at is not None
+
+
+async def test_ids_too_big_for_the_store_are_not_found_not_a_500(
+    database_url: str, engine: Engine, tenant: Tenant
+) -> None:
+    secret = admin.add_token(engine, "0032", "ops", scope="admin").secret
+    async with asgi_client(create_app(make_settings(database_url))) as client:
+        await _sign_in(client, secret)
+        tokens = await client.get("/console/o/0032/tokens")
+        huge = "99999999999999999999999"
+        revoke = await client.post(
+            f"/console/o/0032/tokens/{huge}/revoke", data={"csrf": _csrf(tokens)}
+        )
+        point = await client.get(f"/console/o/0032/points/{huge}")
+    assert tokens.status_code == 200
+    assert (revoke.status_code, point.status_code) == (404, 404)
