@@ -23,6 +23,7 @@ from routing_points.server import create_app
 from routing_points.store import migrate
 from routing_points.store.engine import create_sync_engine
 from tests.support.browser import chromium
+from tests.support.mirroring import Upstream, default_points, start_upstream
 from tests.support.seed import Tenant, add_tenant, point
 from tests.support.servers import LiveServer, asgi_client, make_settings
 from tests.support.services import (
@@ -127,3 +128,12 @@ def live(database_url: str, tenant: Tenant) -> Iterator[LiveServer]:
 @pytest.fixture
 def manual_clock() -> ManualClock:
     return ManualClock(time.time())
+
+
+@pytest.fixture
+def upstream(tmp_path: Path) -> Iterator[Upstream]:
+    """A second server of ours, with the default points, as a mirror's upstream."""
+    up = start_upstream(tmp_path, default_points())
+    yield up
+    up.server.stop()
+    up.engine.dispose()

@@ -10,7 +10,6 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +24,6 @@ from tests.support.mirroring import (
     UPSTREAM,
     Upstream,
     data,
-    default_points,
     running_mirror,
     start_upstream,
     upstream_data,
@@ -34,14 +32,6 @@ from tests.support.mirroring import (
 from tests.support.seed import add_tenant, point
 from tests.support.services import RedisNamespace
 from tests.support.wire import ENDPOINT
-
-
-@pytest.fixture
-def upstream(tmp_path: Path) -> Iterator[Upstream]:
-    up = start_upstream(tmp_path, default_points())
-    yield up
-    up.server.stop()
-    up.engine.dispose()
 
 
 @pytest.fixture(params=["sqlite", "postgresql+redis"])

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import pytest
 
 from routing_points.mirror.schedule import BudgetShare, Schedule
 from routing_points.store import points as point_store
@@ -15,22 +13,12 @@ from tests.support.mirroring import (
     UPSTREAM,
     Upstream,
     data,
-    default_points,
-    start_upstream,
     upstream_data,
     wait_until,
 )
 from tests.support.processes import ServerProcess, cli
 from tests.support.services import free_port
 from tests.support.wire import ENDPOINT
-
-
-@pytest.fixture
-def upstream(tmp_path: Path) -> Iterator[Upstream]:
-    up = start_upstream(tmp_path, default_points())
-    yield up
-    up.server.stop()
-    up.engine.dispose()
 
 
 def test_mirror_once_records_a_snapshot_for_the_sandbox(upstream: Upstream, tmp_path: Path) -> None:
