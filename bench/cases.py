@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import os
 import shutil
 import statistics
 import threading
@@ -27,6 +28,7 @@ from bench.fixture import (
     postgres_database,
     seed,
     set_point_name,
+    stamp_baseline,
 )
 from bench.harness import (
     ENDPOINT,
@@ -98,8 +100,12 @@ def cold_get(url: str, token: str) -> tuple[float, bytes]:
 
 
 class Bench:
-    def __init__(self, quick: bool, rounds: int, duration: float) -> None:
+    def __init__(
+        self, quick: bool, rounds: int, duration: float, baseline: Path | None = None
+    ) -> None:
         self.quick = quick
+        # Another tree's src/ (e.g. `git archive REV src`), served beside ours in B1 and B3.
+        self.baseline = baseline
         self.rounds = 1 if quick else max(3, rounds)
         # Quick: long enough that a server slowed by a busy machine still answers.
         self.duration = 3.0 if quick else duration
@@ -196,14 +202,15 @@ class Bench:
                 url["peer"], headers={"wolkvox-token": fixture.small_tokens[0]}
             ).json()
             assert peer_answer["data"] == orjson.loads(body.read_bytes())["data"]
-            rounds = self.paired(
-                [
-                    Target("B1 ours", url["ours"], 32, [tree(ours.pid)], small, script),
-                    Target("B1 floor", url["floor"], 32, [tree(floor.pid)], small, script),
-                    Target("B1 peer", url["peer"], 32, [tree(peer.pid)], small, script),
-                    Target("B3 limits off", url["off"], 32, [tree(off.pid)], small, script),
-                ]
-            )
+            targets = [
+                Target("B1 ours", url["ours"], 32, [tree(ours.pid)], small, script),
+                Target("B1 floor", url["floor"], 32, [tree(floor.pid)], small, script),
+                Target("B1 peer", url["peer"], 32, [tree(peer.pid)], small, script),
+                Target("B3 limits off", url["off"], 32, [tree(off.pid)], small, script),
+            ]
+            if self.baseline is not None:
+                targets += self._baselines(stack, fixture, small, script)
+            rounds = self.paired(targets)
         self.commands.append(
             f"wrk -t1 -c32 -d{self.duration:g}s --latency -s tokens.lua "
             f"'http://127.0.0.1:PORT{ENDPOINT}'"
@@ -219,6 +226,53 @@ class Bench:
             "B3 limits on / limits off (CPU per request)",
             "B1 ours",
             "B3 limits off",
+            cpu=True,
+            sense="<=",
+            target=1.18,
+        )
+        self.compare_baseline(rounds)
+
+    def _baselines(
+        self, stack: contextlib.ExitStack, fixture: Fixture, token: str, script: Path
+    ) -> list[Target]:
+        """B1 and B3 of another source tree (`--baseline`), in the same rounds as ours: the
+        before and after of a change, measured in one run on one machine."""
+        assert self.baseline is not None
+        targets = []
+        for label, limits in (("B1 baseline", "true"), ("B3 limits off, baseline", "false")):
+            copy = WORK / f"bench-baseline-{limits}.db"
+            shutil.copyfile(fixture.database.removeprefix("sqlite:///"), copy)
+            stamp_baseline(copy, Path(str(self.baseline).split(os.pathsep)[0]))
+            port = free_port()
+            env = {"PYTHONPATH": str(self.baseline), "ROUTING_POINTS_LIMITS_ENABLED": limits}
+            server = stack.enter_context(serve_ours(port, f"sqlite:///{copy}", env=env))
+            url = f"http://127.0.0.1:{port}{ENDPOINT}"
+            targets.append(Target(label, url, 32, [tree(server.pid)], token, script))
+        return targets
+
+    def compare_baseline(self, rounds: list[dict[str, Load]]) -> None:
+        if self.baseline is None:
+            return
+        for ours, base in (
+            ("B1 ours", "B1 baseline"),
+            ("B3 limits off", "B3 limits off, baseline"),
+        ):
+            name = ours.split(" ", 1)[1]
+            self.compare(rounds, f"{name}: this tree / baseline (req/s)", ours, base, target=1.0)
+            self.compare(
+                rounds,
+                f"{name}: this tree / baseline (CPU per request)",
+                ours,
+                base,
+                cpu=True,
+                sense="<=",
+                target=1.0,
+            )
+        self.compare(
+            rounds,
+            "B3 baseline: limits on / limits off (CPU per request)",
+            "B1 baseline",
+            "B3 limits off, baseline",
             cpu=True,
             sense="<=",
             target=1.18,

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
+import re
 import secrets
+import sqlite3
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 from bench.harness import ROOT
 
@@ -96,3 +99,24 @@ def drop_postgres(url: str) -> None:
     name = make_url(url).database
     with psycopg.connect(POSTGRES_ADMIN, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def stamp_baseline(path: Path, src: Path) -> None:
+    """Mark a copy of the bench database as migrated to the baseline tree's newest revision.
+
+    The baseline reads and writes the same tables; the columns and tables it does not know
+    are left alone, so its server starts on our data without downgrading anything."""
+    versions = src / "routing_points" / "store" / "migrations" / "versions"
+    revisions = {
+        found.group(1)
+        for file in versions.glob("*.py")
+        if (found := re.search(r'^revision = "([^"]+)"', file.read_text(), re.MULTILINE))
+    }
+    parents = {
+        found.group(1)
+        for file in versions.glob("*.py")
+        if (found := re.search(r'^down_revision = "([^"]+)"', file.read_text(), re.MULTILINE))
+    }
+    (head,) = revisions - parents
+    with sqlite3.connect(path) as connection:
+        connection.execute("UPDATE alembic_version SET version_num = ?", (head,))

@@ -31,12 +31,20 @@ def main() -> None:
         default="small,big,scale,sdk",
         help="Which groups to run: small (B1, B3), big (B2), scale (B4), sdk (B5)",
     )
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        default=None,
+        help="another tree's src/ folder (git archive REV src | tar -x -C DIR), then any "
+        "folders of dependencies it needs, joined by ':' (its PYTHONPATH): its B1 and B3 run "
+        "in the same rounds as ours, for a before/after in one run",
+    )
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk is not installed (scripts/bench installs it from Debian's packages)")
     shutil.rmtree(WORK, ignore_errors=True)
     WORK.mkdir(parents=True)
-    bench = Bench(args.quick, args.rounds, args.duration)
+    bench = Bench(args.quick, args.rounds, args.duration, args.baseline)
     fixture = seed(f"sqlite:///{WORK / 'bench.db'}", 128)
     cases = set(args.cases.split(","))
     if "small" in cases:

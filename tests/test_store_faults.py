@@ -142,9 +142,11 @@ async def test_a_full_disk_is_reported_with_its_real_cause(
     reader = SqliteReader(sqlite_path(database_url))
     caplog.set_level(logging.INFO, logger="routing_points.outage")
     try:
-        writer = reader._writer()
-        pages = writer.execute("PRAGMA page_count").fetchone()[0]
-        writer.execute(f"PRAGMA max_page_count = {pages}")
+        # A full disk refuses every connection: the loop's, which commits first, and the
+        # writer thread's, which a failed commit falls back to.
+        for connection in (reader.loop_connection, reader._writer()):
+            pages = connection.execute("PRAGMA page_count").fetchone()[0]
+            connection.execute(f"PRAGMA max_page_count = {pages}")
         with pytest.raises(StoreUnavailable) as failure:
             await asyncio.gather(
                 *(reader.charge(tenant.token_id, f"2026-{i:05d}", 1, 1) for i in range(20_000))

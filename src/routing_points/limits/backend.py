@@ -23,8 +23,10 @@ class Outcome(enum.Enum):
     RECLAIMING = "reclaiming"
 
 
-@dataclass(slots=True)  # not frozen: built on every request, and frozen init is slow
+@dataclass(slots=True, kw_only=True)  # not frozen: frozen init is slow, and this is per call
 class AdmitRequest:
+    """One admission's facts, built by keyword: a field added cannot shift the others."""
+
     token_id: int
     operation_id: int
     day: str

@@ -127,19 +127,19 @@ class LimitPolicy:
         quota_day = self.calendar.day(principal.timezone, now)
         reset = quota_day.seconds_left(now)
         interval = self.settings.min_poll_interval_s
-        request = AdmitRequest(  # positional: this runs on every request
-            principal.token_id,
-            principal.operation_id,
-            quota_day.day,
-            cost,
-            operation_limit,
-            principal.daily_limit,
-            self.settings.max_in_flight_per_token,
-            self._lease_s,
-            f"{principal.token_id}:{api}" if interval > 0 else None,
-            interval,
-            now,
-            reset + 3600,
+        request = AdmitRequest(
+            token_id=principal.token_id,
+            operation_id=principal.operation_id,
+            day=quota_day.day,
+            cost=cost,
+            operation_limit=operation_limit,
+            token_limit=principal.daily_limit,
+            max_in_flight=self.settings.max_in_flight_per_token,
+            lease_s=self._lease_s,
+            interval_key=f"{principal.token_id}:{api}" if interval > 0 else None,
+            min_interval_s=interval,
+            now=now,
+            day_ttl_s=reset + 3600,
         )
         try:
             result = await self.backend.admit(request)

@@ -2,7 +2,8 @@
 
 Admission is one Lua script, so Redis runs its checks and its writes as one indivisible
 step: drop expired slot leases, check concurrency, the optional interval and the budget,
-then charge and take a slot. Release is one `ZREM`.
+then charge and take a slot. Release is one `ZREM`, pipelined with the other releases of
+the same turn of the event loop: one round trip per admitted call, and a fraction.
 
 Redis is fast, not durable: every charge it admits is then written through to the store
 (PostgreSQL), and the request waits for that commit. The day's counter hash exists only
@@ -40,7 +41,7 @@ import asyncio
 import contextlib
 import logging
 import secrets
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol, get_type_hints
 
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
@@ -60,18 +61,51 @@ from routing_points.outage import Outage
 
 logger = logging.getLogger("routing_points.limits")
 
-_ADMIT = """
-local slots, used, last, gone = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local now_ms = tonumber(ARGV[1])
-local lease_ms = tonumber(ARGV[2])
-local max_in_flight = tonumber(ARGV[3])
-local lease_id = ARGV[4]
-local cost = tonumber(ARGV[5])
-local operation_limit = tonumber(ARGV[6])
-local token_limit = tonumber(ARGV[7])
-local token_field = ARGV[8]
-local day_ttl_s = tonumber(ARGV[9])
-local interval_ms = tonumber(ARGV[10])
+
+class AdmitArgs(NamedTuple):
+    """The admit script's arguments. Built by keyword; the script's `local`s that read them
+    are generated from these fields, so a field added or moved cannot shift the others."""
+
+    now_ms: int
+    lease_ms: int
+    max_in_flight: int
+    lease_id: str
+    cost: int
+    operation_limit: int
+    token_limit: int  # -1: the token has no daily limit of its own
+    token_field: str
+    day_ttl_s: int
+    interval_ms: int
+
+
+class UndoArgs(NamedTuple):
+    """The undo script's arguments (see AdmitArgs)."""
+
+    lease_id: str
+    cost: int
+    token_field: str
+    gone_ms: int
+    now_ms: str  # compared with the stored value, a string, as it is
+
+
+_KEYS = "local slots, used, last, gone = KEYS[1], KEYS[2], KEYS[3], KEYS[4]\n"
+
+
+def _locals(args: type[tuple[Any, ...]]) -> str:
+    """`local <field> = ARGV[i]` for every field, numbers through tonumber."""
+    hints = get_type_hints(args)
+    return "".join(
+        f"local {name} = tonumber(ARGV[{i}])\n"
+        if hints[name] is int
+        else f"local {name} = ARGV[{i}]\n"
+        for i, name in enumerate(args._fields, 1)  # type: ignore[attr-defined]
+    )
+
+
+_ADMIT = (
+    _KEYS
+    + _locals(AdmitArgs)
+    + """
 
 if redis.call('EXISTS', gone) == 1 then
   return {5, 0, 0, 0}
@@ -117,6 +151,7 @@ redis.call('ZADD', slots, redis_ms + lease_ms, lease_id)
 redis.call('PEXPIRE', slots, lease_ms)
 return {0, token_used, operation_used, 0}
 """
+)
 
 # Seed the day's counters from the store, unless another worker already did.
 _SEED = """
@@ -129,21 +164,23 @@ return 1
 """
 
 # Cancel an admission whose answer we never got, or whose store commit failed.
-_UNDO = """
-local slots, used, last, gone = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local lease_id, cost, token_field = ARGV[1], tonumber(ARGV[2]), ARGV[3]
-redis.call('SET', gone, 1, 'PX', tonumber(ARGV[4]))
+_UNDO = (
+    _KEYS
+    + _locals(UndoArgs)
+    + """
+redis.call('SET', gone, 1, 'PX', gone_ms)
 if redis.call('ZREM', slots, lease_id) == 1 and cost > 0 then
   if redis.call('EXISTS', used) == 1 then
     redis.call('HINCRBY', used, 'op', -cost)
     redis.call('HINCRBY', used, token_field, -cost)
   end
-  if redis.call('GET', last) == ARGV[5] then
+  if redis.call('GET', last) == now_ms then
     redis.call('DEL', last)
   end
 end
 return 0
 """
+)
 
 # Extend the leases this process still holds on one token's slots.
 _RENEW = """
@@ -218,6 +255,9 @@ class RedisLimits:
         # Leases this process holds, by slots key: renewed until released.
         self._held: dict[str, set[str]] = {}
         self._renewer: asyncio.Task[None] | None = None
+        # Releases not yet sent, and the task that sends them (one at a time, batched).
+        self._releases: list[tuple[str, str]] = []
+        self._releasing: asyncio.Future[None] | None = None
         self.outage = Outage("limits (Redis)")
 
     def _unavailable(self, exc: BaseException) -> BackendUnavailable:
@@ -253,19 +293,26 @@ class RedisLimits:
         lease_id = secrets.token_hex(8)
         keys = self._keys(request, lease_id)
         now_ms = int(request.now * 1000)
-        args: list[Any] = [
-            now_ms,
-            self._lease_ms,
-            request.max_in_flight,
-            lease_id,
-            request.cost,
-            request.operation_limit,
-            -1 if request.token_limit is None else request.token_limit,
-            f"t:{request.token_id}",
-            request.day_ttl_s,
-            int(request.min_interval_s * 1000) if request.interval_key else 0,
-        ]
-        undo = [lease_id, request.cost, f"t:{request.token_id}", self._lease_ms * 4, now_ms]
+        token_field = f"t:{request.token_id}"
+        args = AdmitArgs(
+            now_ms=now_ms,
+            lease_ms=self._lease_ms,
+            max_in_flight=request.max_in_flight,
+            lease_id=lease_id,
+            cost=request.cost,
+            operation_limit=request.operation_limit,
+            token_limit=-1 if request.token_limit is None else request.token_limit,
+            token_field=token_field,
+            day_ttl_s=request.day_ttl_s,
+            interval_ms=int(request.min_interval_s * 1000) if request.interval_key else 0,
+        )
+        undo = UndoArgs(
+            lease_id=lease_id,
+            cost=request.cost,
+            token_field=token_field,
+            gone_ms=self._lease_ms * 4,
+            now_ms=str(now_ms),
+        )
         if self._loaded is None or (self._loaded.done() and self._loaded.exception()):
             self._loaded = asyncio.ensure_future(self._load_scripts())
         try:
@@ -341,12 +388,12 @@ class RedisLimits:
                 fields[1],
             )
 
-    def _undo_soon(self, keys: list[str], undo: list[Any]) -> None:
+    def _undo_soon(self, keys: list[str], undo: UndoArgs) -> None:
         task = asyncio.ensure_future(self._undo_until_done(keys, undo))
         self._sending.add(task)
         task.add_done_callback(self._sending.discard)
 
-    async def _undo_until_done(self, keys: list[str], undo: list[Any]) -> None:
+    async def _undo_until_done(self, keys: list[str], undo: UndoArgs) -> None:
         """Give back a charge and a slot we could not use; keep trying while Redis is away."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + UNDO_PATIENCE_S
@@ -375,10 +422,12 @@ class RedisLimits:
                         await self._renew(keys=[slots], args=[self._lease_ms, *leases])
 
     async def release(self, token_id: int, lease: str) -> None:
-        """Give the slot back (one ZREM), before the client can ask again.
+        """Give the slot back before the client can ask again, without waiting for Redis.
 
-        A release that cannot reach Redis is covered by the lease, which expires by
-        itself once this process no longer renews it.
+        The `ZREM`s of every call that ends in one turn of the event loop go out together
+        in the next, as one pipeline: under load, a fraction of a round trip per call. A
+        release that cannot reach Redis is covered by the lease, which expires by itself
+        once this process no longer renews it.
         """
         slots, _, lease_id = lease.rpartition("|")
         leases = self._held.get(slots)
@@ -386,9 +435,25 @@ class RedisLimits:
             leases.discard(lease_id)
             if not leases:
                 del self._held[slots]
-        with contextlib.suppress(RedisError, OSError, TimeoutError):
-            async with asyncio.timeout(self._deadline_s):
-                await self._redis.zrem(slots, lease_id)
+        self._releases.append((slots, lease_id))
+        if self._releasing is None:
+            self._releasing = asyncio.ensure_future(self._send_releases())
+
+    async def _send_releases(self) -> None:
+        try:
+            while self._releases:
+                releases, self._releases = self._releases, []
+                with contextlib.suppress(RedisError, OSError, TimeoutError):
+                    async with asyncio.timeout(self._deadline_s):
+                        if len(releases) == 1:
+                            await self._redis.zrem(*releases[0])
+                            continue
+                        pipeline = self._redis.pipeline(transaction=False)
+                        for slots, lease_id in releases:
+                            pipeline.zrem(slots, lease_id)
+                        await pipeline.execute()
+        finally:
+            self._releasing = None
 
     async def ping(self) -> None:
         try:
@@ -399,6 +464,8 @@ class RedisLimits:
         self.outage.ended()
 
     async def close(self) -> None:
+        if self._releasing is not None:
+            await asyncio.gather(self._releasing, return_exceptions=True)
         if self._renewer is not None:
             self._renewer.cancel()
             await asyncio.gather(self._renewer, return_exceptions=True)

@@ -7,6 +7,7 @@ opened in the lifespan and closed after it; the routes are bound to those servic
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 from collections.abc import AsyncIterator
 from http import HTTPStatus
@@ -131,9 +132,14 @@ def create_app(
         try:
             if addon is not None:
                 await addon.start(services)
+            # What exists now (modules, settings, pools) lives as long as the server: out
+            # of the collector's sight, a full collection no longer walks it, which cut
+            # 70-80 ms pauses from the hot path's p99 (gc docs: "gc.freeze").
+            gc.freeze()
             try:
                 yield
             finally:
+                gc.unfreeze()  # a process that goes on (a test's) collects it again
                 if addon is not None:
                     await addon.stop()
         finally:

@@ -19,7 +19,13 @@ from zoneinfo import ZoneInfo
 from routing_points.contract import records_found
 from routing_points.futures import discard_outcome
 from routing_points.server.errors import ResultTooLarge
-from routing_points.server.render import LocalTimes, point_records, success_body
+from routing_points.server.record_cache import Encoded, RecordCache
+from routing_points.server.render import (
+    LocalTimes,
+    encoded_success_body,
+    point_records,
+    success_body,
+)
 from routing_points.store.reader import PointRow, Principal, Reader
 
 PageKey = tuple[int, int, int | None, int]  # operation, version, routing, after
@@ -139,6 +145,7 @@ class PageRenderer:
         self.cap = cap
         self.max_bytes = max_bytes
         self._local_times: dict[str, LocalTimes] = {}
+        self.records = RecordCache()
 
     def local_times(self, timezone: str) -> LocalTimes:
         formatter = self._local_times.get(timezone)
@@ -157,7 +164,8 @@ class PageRenderer:
             msg += f" (truncated at {self.cap}: more records follow after rp_id {next_after})"
         local_times = self.local_times(principal.timezone)
         if len(rows) > BUILD_OFF_LOOP_ROWS:
-            body = await asyncio.to_thread(self._build, msg, rows, local_times)
+            encoded = self.records.records(principal.operation_id, principal.timezone)
+            body = await asyncio.to_thread(self._build_big, msg, rows, local_times, encoded)
         else:
             body = self._build(msg, rows, local_times)
         if len(body) > self.max_bytes:
@@ -167,3 +175,9 @@ class PageRenderer:
     @staticmethod
     def _build(msg: str, rows: list[PointRow], local_times: LocalTimes) -> bytes:
         return success_body(msg, point_records(rows, local_times))
+
+    def _build_big(
+        self, msg: str, rows: list[PointRow], local_times: LocalTimes, encoded: Encoded
+    ) -> bytes:
+        """A big page, in a worker thread, from the records that did not change."""
+        return encoded_success_body(msg, self.records.data(rows, encoded, local_times))

@@ -60,6 +60,8 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._awaiting_headers = True
         self._unparsed = 0
         self._header_timer: asyncio.TimerHandle | None = None
+        # When the awaited request's headers started (loop time), None once they are in.
+        self._headers_since: float | None = None
         self._send_timer: asyncio.TimerHandle | None = None
 
     # Headers: a deadline and a size.
@@ -73,17 +75,26 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         super().connection_lost(exc)
 
     def _arm_header_timer(self) -> None:
+        """Start a request's header deadline. One timer per connection serves every request:
+        arming and cancelling one per keep-alive request would cost each request a timer."""
+        self._headers_since = self.loop.time()
         if self._header_timer is None:
-            self._header_timer = self.loop.call_later(self.header_timeout_s, self._headers_late)
+            self._header_timer = self.loop.call_later(self.header_timeout_s, self._headers_due)
 
     def _cancel_header_timer(self) -> None:
+        self._headers_since = None
         if self._header_timer is not None:
             self._header_timer.cancel()
             self._header_timer = None
 
-    def _headers_late(self) -> None:
+    def _headers_due(self) -> None:
         self._header_timer = None
-        if not self.transport.is_closing():
+        if self._headers_since is None:
+            return  # the headers came; the next request arms the deadline again
+        late = self.loop.time() - self._headers_since - self.header_timeout_s
+        if late < 0:  # a later request's headers: their deadline is still ahead
+            self._header_timer = self.loop.call_later(-late, self._headers_due)
+        elif not self.transport.is_closing():
             self.transport.abort()
 
     def data_received(self, data: bytes) -> None:
@@ -125,7 +136,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         )
 
     def on_headers_complete(self) -> None:
-        self._cancel_header_timer()
+        self._headers_since = None  # the timer stays: it checks this when it fires
         self._awaiting_headers = False
         self._unparsed = 0
         super().on_headers_complete()

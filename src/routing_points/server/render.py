@@ -65,6 +65,20 @@ class LocalTimes:
 _YES_NO = ("no", "yes")
 
 
+def record_of(row: PointRow, local_time: LocalTimes) -> dict[str, str]:
+    """One routing point as the contract's record: every value a string, in its order."""
+    yes_no = _YES_NO
+    return {
+        "rp_id": str(row[0]),
+        "rp_name": row[1],
+        "ivr_active": yes_no[row[2]],
+        "chat_active": yes_no[row[3]],
+        "interaction_active": yes_no[row[4]],
+        "crm_active": yes_no[row[5]],
+        "last_use": local_time(row[6]),
+    }
+
+
 def point_records(rows: list[PointRow], local_time: LocalTimes) -> list[dict[str, str]]:
     yes_no = _YES_NO
     return [
@@ -86,4 +100,9 @@ _HEAD = b'{"code":200,"error":null,"msg":'
 
 def success_body(msg: str, data: Any) -> bytes:
     """The contract's success envelope, in the vendor's key order."""
-    return b"".join((_HEAD, orjson.dumps(msg), b',"data":', orjson.dumps(data), b"}"))
+    return encoded_success_body(msg, orjson.dumps(data))
+
+
+def encoded_success_body(msg: str, data: bytes) -> bytes:
+    """The success envelope around data already encoded as JSON."""
+    return b"".join((_HEAD, orjson.dumps(msg), b',"data":', data, b"}"))

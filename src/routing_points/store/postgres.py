@@ -18,10 +18,12 @@ from sqlalchemy.engine import make_url
 from routing_points.outage import Outage
 from routing_points.store.principals import ChangeListener, PrincipalCache
 from routing_points.store.reader import (
+    CHARGE_SQL,
     PAGE_COLUMNS,
     PRINCIPAL_COLUMNS,
     PRINCIPAL_VALID_UNTIL,
     PRINCIPAL_WHERE,
+    Charge,
     PointRow,
     Principal,
     StoreUnavailable,
@@ -46,10 +48,12 @@ WHERE operation_id = $1 AND rp_id > $2 AND rp_id = $4
 ORDER BY routing_points.rp_id
 LIMIT $3
 """
-_CHARGE_SQL = """
-INSERT INTO usage_counters (token_id, day, operation_id, count) VALUES ($1, $2, $3, $4)
-ON CONFLICT (token_id, day) DO UPDATE SET count = usage_counters.count + excluded.count
-"""
+_CHARGE_SQL = CHARGE_SQL.format(", ".join(f"${i}" for i in range(1, len(Charge._fields) + 1)))
+# A batch of charges in one statement, one array per field: one (token, day) at most once.
+_CHARGES_SQL = CHARGE_SQL.replace(
+    "VALUES ({})",
+    "SELECT * FROM unnest($1::integer[], $2::text[], $3::integer[], $4::integer[])",
+)
 _LOAD_SQL = "SELECT token_id, count FROM usage_counters WHERE operation_id = $1 AND day = $2"
 
 # What a lost or refusing database looks like from asyncpg.
@@ -73,6 +77,15 @@ def asyncpg_dsn(database_url: str) -> str:
     return url.render_as_string(hide_password=False)
 
 
+def _settle(committed: asyncio.Future[None], error: Exception | None) -> None:
+    if committed.done():  # its request was cancelled meanwhile
+        return
+    if error is None:
+        committed.set_result(None)
+    else:
+        committed.set_exception(error)
+
+
 class PostgresReader:
     def __init__(self, pool: Any, acquire_timeout_s: float) -> None:
         self.pool = pool
@@ -81,6 +94,8 @@ class PostgresReader:
         self.principals = PrincipalCache(self._principal)
         self._listener: ChangeListener | None = None
         self.outage = Outage("store (PostgreSQL)")
+        self._charges: list[tuple[Charge, asyncio.Future[None]]] = []
+        self._charging: asyncio.Future[None] | None = None
 
     @classmethod
     async def connect(
@@ -131,7 +146,54 @@ class PostgresReader:
         return [(row[0], row[1]) for row in await self._fetch(_LOAD_SQL, operation_id, day)]
 
     async def charge(self, token_id: int, day: str, operation_id: int, cost: int) -> None:
-        await self._fetch(_CHARGE_SQL, token_id, day, operation_id, cost)
+        """Record a charge; return once it is committed.
+
+        Group commit: the charges that arrive while one statement is under way are written
+        by the next, in one round trip and one transaction, so under load a worker commits
+        a batch per round trip, not a transaction per call. Each call still waits for its
+        own commit before it is admitted.
+        """
+        committed = asyncio.get_running_loop().create_future()
+        self._charges.append((Charge(token_id, day, operation_id, cost), committed))
+        if self._charging is None:
+            self._charging = asyncio.ensure_future(self._write_charges())
+        await committed
+
+    async def _write_charges(self) -> None:
+        try:
+            while self._charges:
+                batch, self._charges = self._charges, []
+                error = await self._write_batch([charge for charge, _ in batch])
+                if error is not None and len(batch) > 1 and not isinstance(error, StoreUnavailable):
+                    # One charge the database refuses (its token was just deleted) fails alone.
+                    for charge, committed in batch:
+                        _settle(committed, await self._write_batch([charge]))
+                    continue
+                for _, committed in batch:
+                    _settle(committed, error)
+        finally:
+            self._charging = None
+
+    async def _write_batch(self, charges: list[Charge]) -> Exception | None:
+        totals: dict[tuple[int, str], list[int]] = {}
+        for token_id, day, operation_id, cost in charges:
+            total = totals.setdefault((token_id, day), [operation_id, 0])
+            total[1] += cost
+        try:
+            if len(totals) == 1:
+                (((token_id, day), (operation_id, cost)),) = totals.items()
+                await self._fetch(_CHARGE_SQL, token_id, day, operation_id, cost)
+            else:
+                await self._fetch(
+                    _CHARGES_SQL,
+                    [token_id for token_id, _ in totals],
+                    [day for _, day in totals],
+                    [operation_id for operation_id, _ in totals.values()],
+                    [cost for _, cost in totals.values()],
+                )
+        except Exception as exc:
+            return exc
+        return None
 
     async def hold_local_limits_lock(self) -> bool:
         """Claim the database for limits kept in this process; False if a server has it.

@@ -8,15 +8,6 @@ from __future__ import annotations
 
 from typing import NamedTuple, Protocol
 
-PRINCIPAL_COLUMNS = (
-    "t.id, t.operation_id, t.description, t.daily_limit, t.scope, "
-    "o.nomenclature, o.licenses, o.timezone, o.version, o.etag_salt, "
-    "t.expires_at, o.ip_allowlist"
-)
-# Matches the current secret, or the previous one of a rotation (with its deadline).
-PRINCIPAL_WHERE = "(t.secret_hash = {0} OR t.previous_secret_hash = {0}) AND t.revoked_at IS NULL"
-PRINCIPAL_VALID_UNTIL = "CASE WHEN t.secret_hash = {0} THEN NULL ELSE t.previous_valid_until END"
-
 # Raw columns: converting in Python is cheaper than CAST and CASE in SQL.
 PAGE_COLUMNS = (
     "rp_id, rp_name, ivr_active, chat_active, interaction_active, crm_active, last_use_at"
@@ -49,6 +40,54 @@ class Principal(NamedTuple):
     ip_allowlist: str = ""
     # Set when the secret is the previous one of a rotation: refused from this instant.
     valid_until: int | None = None
+
+
+# Where each field of a Principal comes from (tokens t JOIN operations o), by name: the
+# SELECT list is built from Principal's fields, so its order cannot drift from theirs.
+# `valid_until` depends on which secret matched: PRINCIPAL_VALID_UNTIL, selected last.
+_PRINCIPAL_SOURCES = {
+    "token_id": "t.id",
+    "operation_id": "t.operation_id",
+    "description": "t.description",
+    "daily_limit": "t.daily_limit",
+    "scope": "t.scope",
+    "nomenclature": "o.nomenclature",
+    "licenses": "o.licenses",
+    "timezone": "o.timezone",
+    "version": "o.version",
+    "etag_salt": "o.etag_salt",
+    "expires_at": "t.expires_at",
+    "ip_allowlist": "o.ip_allowlist",
+}
+assert Principal._fields == (*_PRINCIPAL_SOURCES, "valid_until")
+PRINCIPAL_COLUMNS = ", ".join(_PRINCIPAL_SOURCES.values())
+# Matches the current secret, or the previous one of a rotation (with its deadline).
+PRINCIPAL_WHERE = "(t.secret_hash = {0} OR t.previous_secret_hash = {0}) AND t.revoked_at IS NULL"
+PRINCIPAL_VALID_UNTIL = "CASE WHEN t.secret_hash = {0} THEN NULL ELSE t.previous_valid_until END"
+
+
+class Charge(NamedTuple):
+    """One call's charge to a token's counter for its operation's local day."""
+
+    token_id: int
+    day: str
+    operation_id: int
+    cost: int
+
+
+# The column of each field of a Charge ("count" would shadow tuple.count).
+_CHARGE_COLUMNS = {
+    "token_id": "token_id",
+    "day": "day",
+    "operation_id": "operation_id",
+    "cost": "count",
+}
+# The upsert of one charge, its columns in Charge's order; `{}` takes the placeholders.
+CHARGE_SQL = (
+    f"INSERT INTO usage_counters ({', '.join(_CHARGE_COLUMNS[name] for name in Charge._fields)}) "
+    "VALUES ({}) ON CONFLICT (token_id, day) "
+    "DO UPDATE SET count = usage_counters.count + excluded.count"
+)
 
 
 class Reader(Protocol):

@@ -2,11 +2,14 @@
 
 Small indexed reads (the token lookup) run directly on the event loop: in WAL mode a
 reader never waits for a writer, and they take microseconds, far less than a thread-pool
-hand-off. Everything that can wait for SQLite's write lock, which another process (a CLI
-import of a million rows) may hold for seconds, runs on one writer thread with its own
-connection: the counter commits (grouped: every charge that arrives while a commit is
-under way goes into the next one) and the counter reads. Page reads, which can return
-60,000 rows, run on a thread of their own, interruptible when the time limit strikes.
+hand-off. Counter commits are grouped (every charge that arrives while one is under way
+goes into the next) and tried on the loop's own connection first, with no busy wait: a
+commit that finds SQLite's write lock free takes tens of microseconds, and committing on
+the loop's connection leaves its `data_version`, hence the token cache, untouched. When
+another process holds the lock (a CLI import of a million rows may keep it for seconds),
+or the write fails, the batch goes to one writer thread with its own connection that
+waits for the lock, so the loop never does. Page reads, which can return 60,000 rows, run
+on a thread of their own, interruptible when the time limit strikes.
 
 A write that fails names its real cause (disk full, read-only file), the failed
 transaction is rolled back only if it is still open, and a connection that SQLite opened
@@ -30,10 +33,12 @@ from routing_points.futures import discard_outcome
 from routing_points.outage import Outage
 from routing_points.store.engine import configure_sqlite_connection
 from routing_points.store.reader import (
+    CHARGE_SQL,
     PAGE_COLUMNS,
     PRINCIPAL_COLUMNS,
     PRINCIPAL_VALID_UNTIL,
     PRINCIPAL_WHERE,
+    Charge,
     PointRow,
     Principal,
     StoreUnavailable,
@@ -57,14 +62,14 @@ LIMIT ?
 """
 
 
-_CHARGE_SQL = """
-INSERT INTO usage_counters (token_id, day, operation_id, count) VALUES (?, ?, ?, ?)
-ON CONFLICT (token_id, day) DO UPDATE SET count = count + excluded.count
-"""
+_CHARGE_SQL = CHARGE_SQL.format(", ".join("?" * len(Charge._fields)))
 _LOAD_SQL = "SELECT token_id, count FROM usage_counters WHERE operation_id = ? AND day = ?"
 
 
 PRINCIPAL_CACHE_SIZE = 100_000
+# Counter commits on the loop between two checkpoints on the writer thread (a commit
+# adds a page or two to the WAL: this keeps it near SQLite's default of 1,000 pages).
+CHECKPOINT_EVERY = 500
 # How long a check of PRAGMA data_version stays good (seconds).
 VERSION_CHECK_S = 0.001
 
@@ -75,12 +80,22 @@ def connect(path: Path) -> sqlite3.Connection:
     return connection
 
 
+def connect_for_loop(path: Path) -> sqlite3.Connection:
+    """The event loop's connection: it never waits for a lock and never checkpoints (the
+    writer thread does both). Its reads need no lock to wait for: in WAL mode a reader is
+    refused only by an exclusive-mode connection, or during a recovery at open."""
+    connection = connect(path)
+    connection.execute("PRAGMA busy_timeout=0")
+    connection.execute("PRAGMA wal_autocheckpoint=0")
+    return connection
+
+
 class SqliteReader:
     """Reads for the request path, from one SQLite file."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.loop_connection = connect(path)
+        self.loop_connection = connect_for_loop(path)
         self._page_connection = connect(path)
         self._page_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rp-pages")
         self._write_connection: sqlite3.Connection | None = None
@@ -89,9 +104,11 @@ class SqliteReader:
         self.outage = Outage("store (SQLite)")
         self._principals: dict[str, Principal] = {}
         self._seen_version = -1
-        self._charges: list[tuple[int, str, int, int]] = []
+        self._charges: list[Charge] = []
         self._waiting: list[asyncio.Future[None]] = []
         self._checked_at = 0.0
+        self._loop_commits = 0
+        self._checkpointing: asyncio.Future[None] | None = None
 
     async def principal(self, secret_hash: str) -> Principal | None:
         """The live token with this digest; cached until anyone else writes to the file.
@@ -139,7 +156,7 @@ class SqliteReader:
         """
         loop = asyncio.get_running_loop()
         committed = loop.create_future()
-        self._charges.append((token_id, day, operation_id, cost))
+        self._charges.append(Charge(token_id, day, operation_id, cost))
         self._waiting.append(committed)
         if not self._committing:
             self._committing = True
@@ -152,6 +169,12 @@ class SqliteReader:
             self._committing = False
             return
         self._charges, self._waiting = [], []
+        if self._commit_on_loop(charges):
+            self._settle(waiting, None)
+            # Charges that arrived during this commit: there are none (it was synchronous),
+            # so the next batch starts with the next turn of the loop.
+            self._committing = False
+            return
 
         def write(connection: sqlite3.Connection) -> None:
             connection.execute("BEGIN IMMEDIATE")
@@ -161,17 +184,64 @@ class SqliteReader:
         task = asyncio.ensure_future(self._on_write_thread(write))
 
         def done(task: asyncio.Future[None]) -> None:
-            error = task.exception()
-            for committed in waiting:
-                if committed.done():  # its request may have been cancelled meanwhile
-                    continue
-                if error is None:
-                    committed.set_result(None)
-                else:
-                    committed.set_exception(error)
+            self._settle(waiting, task.exception())
             self._commit_next()
 
         task.add_done_callback(done)
+
+    @staticmethod
+    def _settle(waiting: list[asyncio.Future[None]], error: BaseException | None) -> None:
+        for committed in waiting:
+            if committed.done():  # its request may have been cancelled meanwhile
+                continue
+            if error is None:
+                committed.set_result(None)
+            else:
+                committed.set_exception(error)
+
+    def _commit_on_loop(self, charges: list[Charge]) -> bool:
+        """Commit on the loop's connection if SQLite's write lock is free right now.
+
+        False when it is not (or the write failed): the writer thread then does it, waiting
+        for the lock and naming the fault. A checkpoint never runs here (the connection's
+        autocheckpoint is off): the writer thread runs one every CHECKPOINT_EVERY commits.
+        """
+        connection = self.loop_connection
+        try:
+            connection.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error:
+            return False  # busy (the lock is held elsewhere), or worse: the thread will say
+        try:
+            connection.executemany(_CHARGE_SQL, charges)
+            connection.execute("COMMIT")
+        except sqlite3.Error:
+            if connection.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    connection.execute("ROLLBACK")
+            self._reopen_loop_connection()
+            return False
+        self._loop_commits += 1
+        if self._loop_commits % CHECKPOINT_EVERY == 0:
+            self._checkpoint_soon()
+        return True
+
+    def _reopen_loop_connection(self) -> None:
+        """A connection whose write failed may be stuck read-only: the next one is not."""
+        with contextlib.suppress(sqlite3.Error):
+            self.loop_connection.close()
+        self.loop_connection = connect_for_loop(self.path)
+        self._seen_version = -1
+        self._checked_at = 0.0
+
+    def _checkpoint_soon(self) -> None:
+        if self._checkpointing is not None and not self._checkpointing.done():
+            return
+
+        def checkpoint(connection: sqlite3.Connection) -> None:
+            connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+
+        self._checkpointing = asyncio.ensure_future(self._on_write_thread(checkpoint))
+        self._checkpointing.add_done_callback(discard_outcome)
 
     def _writer(self) -> sqlite3.Connection:
         """The writer thread's connection, (re)opened when needed."""
