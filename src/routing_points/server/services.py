@@ -29,9 +29,10 @@ from routing_points.server.admission import Admission
 from routing_points.server.errors import ApiError
 from routing_points.server.guard import ConsumptionGuard
 from routing_points.server.incoming import query_params
+from routing_points.server.information import InformationEndpoint
 from routing_points.server.metrics import Metrics
 from routing_points.server.pages import PageCache, PageRenderer
-from routing_points.server.routes import InformationEndpoint
+from routing_points.server.reports import ReportSources, make_reports
 from routing_points.settings import Settings
 from routing_points.store import migrate
 from routing_points.store.engine import create_sync_engine
@@ -58,6 +59,7 @@ class Services:
         self._access: AccessEndpoints | None = None
         self.engine: Engine | None = None
         self.tallies: RefusalLog | None = None
+        self.page_cache: PageCache | None = None
 
     async def start(self) -> None:
         settings = self.settings
@@ -103,13 +105,12 @@ class Services:
         tallies.start()
         admission = Admission(reader, policy)
         guard = ConsumptionGuard(settings)
-        self._endpoint = InformationEndpoint(
-            admission,
-            PageRenderer(reader, settings.max_records_per_response, settings.max_response_bytes),
-            PageCache(settings.body_cache_bytes),
-            guard,
-            self.metrics,
+        renderer = PageRenderer(
+            reader, settings.max_records_per_response, settings.max_response_bytes
         )
+        self.page_cache = PageCache(settings.body_cache_bytes)
+        reports = make_reports(ReportSources(reader, renderer, self.page_cache))
+        self._endpoint = InformationEndpoint(admission, reports, guard, self.metrics)
         self._admin = AdminEndpoints(settings, admission, guard, engine)
         self._access = AccessEndpoints(self._admin)
 
@@ -124,7 +125,7 @@ class Services:
         if self.engine is not None:
             self.engine.dispose()
         self.reader = self.limits = self._endpoint = self._admin = self.engine = None
-        self._access = None
+        self._access = self.page_cache = None
 
     async def information(self, request: Request) -> Response:
         return await self.respond(request.scope, request.receive)
