@@ -21,7 +21,7 @@ from routing_points.cli.common import (
     store_errors,
 )
 from routing_points.cli.help import example
-from routing_points.store import access, admin, audit
+from routing_points.store import access, audit, tenants
 
 
 def cli_audit(engine: Engine, action: str, server: str | None, detail: dict[str, object]) -> None:
@@ -93,7 +93,7 @@ def operations_add(
 ) -> None:
     """Add an operation."""
     engine = open_store(database_url)
-    operation = admin.add_operation(engine, server, name, licenses, timezone)
+    operation = tenants.add_operation(engine, server, name, licenses, timezone)
     cli_audit(
         engine,
         "operation.create",
@@ -151,7 +151,7 @@ def operations_list(as_json: bool, database_url: str | None) -> None:
             "daily_budget": operation.licenses * settings.daily_calls_per_license,
             "timezone": operation.timezone,
         }
-        for operation in admin.list_operations(open_store(database_url))
+        for operation in tenants.list_operations(open_store(database_url))
     ]
     if as_json:
         print_json(rows)
@@ -213,7 +213,7 @@ def tokens_add(
     if server is None:
         raise click.UsageError("give the SERVER of the operation the token belongs to")
     engine = open_store(database_url)
-    token = admin.add_token(engine, server, description, daily_limit, scope, expires_at)
+    token = tenants.add_token(engine, server, description, daily_limit, scope, expires_at)
     cli_audit(
         engine,
         "token.create",
@@ -239,7 +239,7 @@ def tokens_add(
 @store_errors
 def tokens_list(server: str, as_json: bool, database_url: str | None) -> None:
     """List an operation's tokens (never their secrets)."""
-    found = admin.list_tokens(open_store(database_url), server)
+    found = tenants.list_tokens(open_store(database_url), server)
     if as_json:
         print_json(
             [
@@ -280,7 +280,7 @@ def tokens_revoke(token_id: int, database_url: str | None) -> None:
     """Revoke a token: it is refused from the next request on."""
     engine = open_store(database_url)
     server = access.token_operation(engine, token_id)
-    admin.revoke_token(engine, token_id)
+    tenants.revoke_token(engine, token_id)
     cli_audit(engine, "token.revoke", server, {"token_id": token_id})
     click.echo(f"token {token_id} revoked")
 
@@ -310,7 +310,7 @@ def tokens_rotate(token_id: int, grace: int, database_url: str | None) -> None:
     grace of the secret before.
     """
     engine = open_store(database_url)
-    token = admin.rotate_token(engine, token_id, grace)
+    token = tenants.rotate_token(engine, token_id, grace)
     server = access.token_operation(engine, token_id)
     cli_audit(engine, "token.rotate", server, {"token_id": token_id, "grace_s": grace})
     until = "is refused from now on" if grace == 0 else f"works for {grace} s more"

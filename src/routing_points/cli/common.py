@@ -22,8 +22,8 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
 
 from routing_points.settings import Settings
 from routing_points.store import migrate
-from routing_points.store.admin import StoreError
 from routing_points.store.engine import create_sync_engine
+from routing_points.store.errors import StoreError
 
 P = ParamSpec("P")
 R = TypeVar("R")

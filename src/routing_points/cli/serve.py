@@ -36,7 +36,8 @@ from routing_points.server import create_app
 from routing_points.server.logformat import JsonLinesFormatter
 from routing_points.server.protocol import bounded_protocol
 from routing_points.settings import Settings
-from routing_points.store import admin, points
+from routing_points.store import meta as store_meta
+from routing_points.store import points, tenants
 
 DEMO_DATABASE = "sqlite:///routing-points-demo.db"
 # The README's examples use this operation, so they run verbatim against the demo.
@@ -214,7 +215,7 @@ def create_demo_database(settings: Settings) -> str:
     path = settings.sqlite_path
     if path.exists():
         engine = open_store(settings.database_url)
-        is_demo = admin.get_meta(engine, DEMO_MARKER) == "1"
+        is_demo = store_meta.get_meta(engine, DEMO_MARKER) == "1"
         engine.dispose()
         if not is_demo:
             raise click.ClickException(
@@ -224,10 +225,10 @@ def create_demo_database(settings: Settings) -> str:
         for suffix in ("", "-wal", "-shm"):
             path.with_name(path.name + suffix).unlink(missing_ok=True)
     engine = open_store(settings.database_url, create=True)
-    admin.set_meta(engine, DEMO_MARKER, "1")
-    admin.add_operation(engine, DEMO_SERVER, "Acme (demo)", 1, DEMO_TIMEZONE)
+    store_meta.set_meta(engine, DEMO_MARKER, "1")
+    tenants.add_operation(engine, DEMO_SERVER, "Acme (demo)", 1, DEMO_TIMEZONE)
     points.upsert_points(engine, DEMO_SERVER, _demo_points(random.Random(7), int(time.time())))
-    token = admin.add_token(engine, DEMO_SERVER, "demo token")
+    token = tenants.add_token(engine, DEMO_SERVER, "demo token")
     engine.dispose()
     return token.secret
 

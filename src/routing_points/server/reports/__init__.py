@@ -11,7 +11,8 @@ from types import MappingProxyType
 from typing import Final
 
 from routing_points.contract import ROUTING_POINTS, TOKEN_INFO
-from routing_points.server.reports.base import Call, Report, ReportSources
+from routing_points.server.admission import Call
+from routing_points.server.reports.base import Report, ReportSources
 from routing_points.server.reports.routing_points import RoutingPointsReport
 from routing_points.server.reports.token_info import TokenInfoReport
 

@@ -1,8 +1,9 @@
 """What a report of `information.php` is: it parses its parameters into a call, then answers.
 
-The endpoint keeps the vendor's order around it: the token first (401/403), then the
-call's admission at the cost it declares, then its answer. A report raises an `ApiError`
-for bad parameters from `prepare`; the endpoint answers it after admission, charged 1.
+The pipeline (`server.admission`) keeps the vendor's order around it: the token first
+(401/403), then the call's admission at the cost it declares, then its answer. A report
+raises an `ApiError` for bad parameters from `prepare`; the endpoint answers it after
+admission, charged 1.
 """
 
 from __future__ import annotations
@@ -14,25 +15,10 @@ from typing import Protocol
 from starlette.responses import Response
 
 from routing_points.limits.policy import Ticket
+from routing_points.server.admission import Call
 from routing_points.server.incoming import Incoming
 from routing_points.server.pages import PageCache, PageRenderer
 from routing_points.store.reader import Principal, Reader
-
-
-class Call(Protocol):
-    """One call to a report, parsed before admission."""
-
-    # What admission charges: 1, or 0 for an answer that costs nothing (a 304).
-    cost: int
-
-    def instant(self, ticket: Ticket) -> bool:
-        """Whether the answer is ready without waiting on anything: then it is built
-        outside the time limit's task. Asked once, before `answer`."""
-        ...
-
-    async def answer(self, ticket: Ticket) -> Response:
-        """The admitted call's answer; its refusals are `ApiError`s."""
-        ...
 
 
 class Report(Protocol):

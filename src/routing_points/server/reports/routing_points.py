@@ -13,8 +13,9 @@ from starlette.responses import Response
 
 from routing_points.contract import ENDPOINT, ROUTING_POINTS
 from routing_points.limits.policy import Ticket
+from routing_points.server.admission import WithoutBody
 from routing_points.server.errors import InvalidParameters
-from routing_points.server.incoming import Incoming, non_negative_id
+from routing_points.server.incoming import Incoming
 from routing_points.server.pages import (
     Page,
     PageKey,
@@ -26,6 +27,7 @@ from routing_points.server.pages import (
 )
 from routing_points.server.reports.base import ReportSources, json_response
 from routing_points.store.reader import Principal
+from routing_points.store.records import id_in_text
 
 # routing_points answers are gzip-compressed for clients that accept it (caches must know).
 VARY = (b"vary", b"Accept-Encoding")
@@ -36,7 +38,7 @@ def _integer(params: Mapping[str, str], name: str) -> int | None:
     value = params.get(name, "").strip()
     if not value:
         return None
-    number = non_negative_id(value)
+    number = id_in_text(value, minimum=0)
     if number is None:
         raise InvalidParameters(f"{name.upper()} MUST BE A NON-NEGATIVE INTEGER")
     return number
@@ -86,7 +88,7 @@ class RoutingPointsReport:
         return await self._renders.get(key, render)
 
 
-class PointsCall:
+class PointsCall(WithoutBody):
     __slots__ = (
         "after",
         "compress",
@@ -98,6 +100,7 @@ class PointsCall:
         "report",
         "routing",
     )
+    api = ROUTING_POINTS
 
     def __init__(
         self,

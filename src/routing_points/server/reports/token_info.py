@@ -6,17 +6,20 @@ from collections.abc import Mapping
 
 from starlette.responses import Response
 
-from routing_points.contract import TOKEN_INFO_FIELDS, records_found
+from routing_points.contract import TOKEN_INFO, TOKEN_INFO_FIELDS, records_found
 from routing_points.limits.policy import Ticket
+from routing_points.server.admission import Call, WithoutBody
 from routing_points.server.incoming import Incoming
 from routing_points.server.render import success_body
-from routing_points.server.reports.base import Call, ReportSources, json_response
+from routing_points.server.reports.base import ReportSources, json_response
 from routing_points.store.reader import Principal
 
 
-class TokenInfoCall:
+class TokenInfoCall(WithoutBody):
     """Everything it answers is in the ticket: one call object serves every request."""
 
+    __slots__ = ()
+    api = TOKEN_INFO
     cost = 1
 
     def instant(self, ticket: Ticket) -> bool:
