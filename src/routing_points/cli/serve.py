@@ -1,4 +1,7 @@
-"""`serve` and `demo`: run the API on uvicorn (uvloop + httptools when available)."""
+"""`serve` and `demo`: run the API on uvicorn (uvloop + httptools when available); `migrate`.
+
+The three commands that may create a store.
+"""
 
 from __future__ import annotations
 
@@ -138,6 +141,15 @@ def run_server(settings: Settings, host: str, port: int, workers: int = 1) -> No
             http="routing_points.server.protocol:from_environment",
             **common,
         )
+
+
+@click.command(epilog=example("routing-points migrate --database sqlite:///routing-points.db"))
+@database_option
+@store_errors
+def migrate(database_url: str | None) -> None:
+    """Create or upgrade the database schema."""
+    open_store(database_url, create=True).dispose()
+    click.echo("the database schema is up to date")
 
 
 host_option = click.option("--host", default="127.0.0.1", show_default=True)

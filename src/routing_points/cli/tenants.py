@@ -1,50 +1,27 @@
-"""Operator commands on the store: migrate, operations and tokens (points: `cli.points`)."""
+"""Operator commands for the tenants: operations and their tokens (points: `cli.points`)."""
 
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
 from typing import Any
 
 import click
-from rich.console import Console
 from rich.table import Table
-from sqlalchemy import Engine
 
 from routing_points.cli.common import (
+    cli_audit,
     database_option,
     iso_utc,
     json_option,
     open_store,
     print_json,
+    print_table,
     settings_for,
     store_errors,
+    timestamp_text,
 )
 from routing_points.cli.help import example
-from routing_points.store import access, audit, tenants
-
-
-def cli_audit(engine: Engine, action: str, server: str | None, detail: dict[str, object]) -> None:
-    """Append a CLI change to the audit log, as the operating-system user who ran it."""
-    audit.record(
-        engine,
-        actor=audit.cli_actor(),
-        address="local",
-        action=action,
-        nomenclature=server,
-        detail=detail,
-        retention_days=settings_for(None).audit_retention_days,
-    )
-
-
-def print_table(table: Table) -> None:
-    Console(soft_wrap=True).print(table)
-
-
-def _timestamp(epoch: int | None) -> str:
-    if epoch is None:
-        return ""
-    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+from routing_points.store import access, tenants
 
 
 class Duration(click.ParamType[int]):
@@ -60,15 +37,6 @@ class Duration(click.ParamType[int]):
         if match is None:
             self.fail(f"{value!r} is not a duration such as 0, 90s, 30m, 1h or 2d", param, ctx)
         return int(match[1]) * self._UNITS[match[2]]
-
-
-@click.command(epilog=example("routing-points migrate --database sqlite:///routing-points.db"))
-@database_option
-@store_errors
-def migrate(database_url: str | None) -> None:
-    """Create or upgrade the database schema."""
-    open_store(database_url, create=True).dispose()
-    click.echo("the database schema is up to date")
 
 
 @click.group()
@@ -265,9 +233,9 @@ def tokens_list(server: str, as_json: bool, database_url: str | None) -> None:
             token.description,
             "" if token.daily_limit is None else str(token.daily_limit),
             token.scope,
-            _timestamp(token.created_at),
-            _timestamp(token.expires_at),
-            _timestamp(token.revoked_at),
+            timestamp_text(token.created_at),
+            timestamp_text(token.expires_at),
+            timestamp_text(token.revoked_at),
         )
     print_table(table)
 
@@ -341,7 +309,7 @@ def tokens_expire(
     server = access.token_operation(engine, token_id)
     access.set_token_expiry(engine, token_id, expires_at)
     cli_audit(engine, "token.terms", server, {"token_id": token_id, "expires_at": expires_at})
-    click.echo(f"token {token_id} expires {_timestamp(expires_at) or 'never'}")
+    click.echo(f"token {token_id} expires {timestamp_text(expires_at) or 'never'}")
 
 
 @tokens.command("list-platform", epilog=example("routing-points tokens list-platform"))
@@ -354,9 +322,9 @@ def tokens_list_platform(database_url: str | None) -> None:
         table.add_row(
             str(token.id),
             token.description,
-            _timestamp(token.created_at),
-            _timestamp(token.expires_at),
-            _timestamp(token.revoked_at),
+            timestamp_text(token.created_at),
+            timestamp_text(token.expires_at),
+            timestamp_text(token.revoked_at),
         )
     print_table(table)
 
