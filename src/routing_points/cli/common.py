@@ -26,6 +26,7 @@ from routing_points.settings import Settings
 from routing_points.store import audit, migrate
 from routing_points.store.engine import create_sync_engine
 from routing_points.store.errors import StoreError
+from routing_points.store.factory import sole_process
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -123,9 +124,14 @@ def _created_empty(path: Path) -> bool:
     return path.exists() and path.stat().st_size == 0
 
 
-def check_local_limits_free(settings: Settings) -> None:
-    """PostgreSQL without Redis is one server: refuse a second one before it starts."""
-    if settings.is_sqlite or settings.redis_url:
+def check_store_free(settings: Settings) -> None:
+    """A second server on one store is refused with one line, before it starts: SQLite
+    is served by one process (the app itself holds it: `store.factory`), and so is
+    PostgreSQL without Redis (the app holds an advisory lock)."""
+    if settings.is_sqlite:
+        with sole_process(settings):
+            return
+    if settings.redis_url:
         return
     engine = create_sync_engine(settings.database_url)
     lock = "hashtext('routing-points:local-limits')"

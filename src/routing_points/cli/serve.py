@@ -6,7 +6,6 @@ The three commands that may create a store.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import ipaddress
 import logging
 import os
@@ -16,7 +15,6 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -27,8 +25,8 @@ import uvicorn
 
 from routing_points import contract
 from routing_points.cli.common import (
-    check_local_limits_free,
     check_port_free,
+    check_store_free,
     database_option,
     open_store,
     settings_for,
@@ -41,6 +39,7 @@ from routing_points.server.protocol import bounded_protocol
 from routing_points.settings import Settings
 from routing_points.store import meta as store_meta
 from routing_points.store import points, tenants
+from routing_points.store.factory import sole_process
 
 DEMO_DATABASE = "sqlite:///routing-points-demo.db"
 # The README's examples use this operation, so they run verbatim against the demo.
@@ -86,25 +85,6 @@ def configure_logging(level: str, log_format: str = "text") -> None:
             handler.setFormatter(JsonLinesFormatter())
 
 
-@contextlib.contextmanager
-def sole_server(settings: Settings) -> Iterator[None]:
-    """One server process per SQLite file: its limits are kept in that process."""
-    if not settings.is_sqlite:
-        yield
-        return
-    lock_path = settings.sqlite_path.with_name(settings.sqlite_path.name + ".lock")
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
-    with lock_path.open("a") as lock:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise click.ClickException(
-                f"another server is already using {settings.sqlite_path}: the embedded store "
-                "serves from one process (use PostgreSQL and Redis to scale out)"
-            ) from None
-        yield
-
-
 def run_server(settings: Settings, host: str, port: int, workers: int = 1) -> None:
     configure_logging(settings.log_level, settings.log_format)
     common: dict[str, Any] = {
@@ -122,8 +102,8 @@ def run_server(settings: Settings, host: str, port: int, workers: int = 1) -> No
         # No uvicorn handlers of its own: its records reach the root's JSON handler.
         common["log_config"] = None
     if workers == 1:
-        with sole_server(settings):
-            uvicorn.run(create_app(settings), http=bounded_protocol(settings), **common)
+        # The app holds the SQLite file for its lifetime (store.factory).
+        uvicorn.run(create_app(settings), http=bounded_protocol(settings), **common)
         return
     # Workers are fresh interpreters: they read their settings from the environment.
     # (`serve` has checked that several workers have PostgreSQL and Redis.)
@@ -194,7 +174,7 @@ def serve(
         )
     check_port_free(host, port)
     open_store(settings.database_url, create=True).dispose()
-    check_local_limits_free(settings)
+    check_store_free(settings)
     run_server(settings, host, port, workers)
 
 
@@ -301,7 +281,7 @@ def demo(host: str, port: int, database_url: str | None) -> None:
     if not settings.is_sqlite:
         raise click.ClickException("the demo runs on a SQLite database only")
     check_port_free(host, port)
-    with sole_server(settings):
+    with sole_process(settings):  # no server may read it half-made
         secret = create_demo_database(settings)
     for line in demo_banner(settings, host, port, secret):
         click.echo(line)

@@ -1,7 +1,7 @@
 """The composition root: the server's long-lived parts, chosen from the settings and wired
 together once, when the app's lifespan starts.
 
-store   SQLite (embedded, one process)   or PostgreSQL (asyncpg pool)
+store   SQLite (embedded, one process)   or PostgreSQL (asyncpg pool)   store.factory
 limits  in this process (LocalLimits)     or Redis (RedisLimits, every worker and host)
 
 Every call that consumes, report or admin, then goes through `Admission.handle`.
@@ -32,8 +32,7 @@ from routing_points.server.pages import PageCache, PageRenderer
 from routing_points.server.readiness import readiness
 from routing_points.server.reports import ReportSources, make_reports
 from routing_points.settings import Settings
-from routing_points.store import migrate
-from routing_points.store.engine import create_sync_engine
+from routing_points.store.factory import Store, open_store
 from routing_points.store.postgres import PostgresReader
 from routing_points.store.refusals import RefusalLog
 from routing_points.store.sqlite import SqliteReader
@@ -51,6 +50,7 @@ class Services:
         self.limits: LimitBackend | None = None
         self._endpoint: InformationEndpoint | None = None
         self.engine: Engine | None = None
+        self.store: Store | None = None
         self.tallies: RefusalLog | None = None
         self.page_cache: PageCache | None = None
         # The admin API's endpoints exist with the app (its routes are bound to them);
@@ -60,22 +60,16 @@ class Services:
         self.access = AccessEndpoints(self.admin)
 
     async def start(self) -> None:
+        store = self.store = await open_store(self.settings)
+        try:
+            await self._start(store)
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def _start(self, store: Store) -> None:
         settings = self.settings
-        if settings.is_sqlite:
-            settings.sqlite_path.parent.mkdir(parents=True, exist_ok=True)
-        engine = self.engine = create_sync_engine(settings.database_url)
-        migrate.upgrade(engine)
-        reader: SqliteReader | PostgresReader
-        if settings.is_sqlite:
-            reader = SqliteReader(settings.sqlite_path)
-        else:
-            reader = await PostgresReader.connect(
-                settings.database_url,
-                min_size=1,
-                max_size=settings.database_pool_size,
-                timeout_s=settings.database_timeout_s,
-            )
-        self.reader = reader
+        engine, reader = self.engine, self.reader = store.engine, store.reader
         limits: LimitBackend
         if settings.redis_url:
             limits = RedisLimits.from_url(
@@ -88,7 +82,6 @@ class Services:
             )
         else:
             if isinstance(reader, PostgresReader) and not await reader.hold_local_limits_lock():
-                await reader.close()
                 raise RuntimeError(
                     "another server keeps its limits in this database: give every server "
                     "the same --redis to run several"
@@ -117,11 +110,10 @@ class Services:
             self.tallies = None
         if self.limits is not None:
             await self.limits.close()
-        if self.reader is not None:
-            await self.reader.close()
-        if self.engine is not None:
-            self.engine.dispose()
+        if self.store is not None:
+            await self.store.close()  # the reader, the engine, and the SQLite file's lock
         self.reader = self.limits = self._endpoint = self.engine = self.page_cache = None
+        self.store = None
 
     async def information(self, request: Request) -> Response:
         return await self.respond(request.scope, request.receive)
