@@ -2,8 +2,9 @@
 
 Work that awaits anything runs as a task raced against the time limit and the client's
 disconnect: whichever comes first cancels it, so its concurrency slot is freed at once.
-The time limit counts from the start of authentication (`CONSUMPTION_STARTED`, set by
-admission), so the token lookup and the admission are inside the 60 s, not before them.
+The time limit is one budget per call, counted from the start of authentication
+(`CONSUMPTION_STARTED`, set by admission): the token lookup, the admission, the reading of
+an upload's body (`bounded`) and the work (`run`) all come out of the same 60 s.
 Sandbox fault injection (a delay, a share of 503s) happens here too, inside the slot and
 inside the time limit, exactly where a slow or failing real service would hurt a client.
 """
