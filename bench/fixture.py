@@ -38,29 +38,29 @@ def record(rp_id: int) -> dict[str, str]:
 
 def seed(database: str, tokens: int) -> Fixture:
     sys.path.insert(0, str(ROOT / "src"))
-    from routing_points.store import admin, migrate
+    from routing_points.store import migrate, tenants
     from routing_points.store import points as point_store
     from routing_points.store.engine import create_sync_engine
 
     engine = create_sync_engine(database)
     migrate.upgrade(engine)
-    admin.add_operation(engine, "0001", "Bench small", 10_000, "America/Bogota")
-    admin.add_operation(engine, "0002", "Bench big", 10_000, "America/New_York")
+    tenants.add_operation(engine, "0001", "Bench small", 10_000, "America/Bogota")
+    tenants.add_operation(engine, "0002", "Bench big", 10_000, "America/New_York")
     point_store.upsert_points(engine, "0001", [record(i) for i in range(101, 126)])
     point_store.upsert_points(engine, "0002", [record(i) for i in range(1, 60_001)])
-    small = [admin.add_token(engine, "0001", f"bench {i}").secret for i in range(tokens)]
-    big = admin.add_token(engine, "0002", "bench big").secret
+    small = [tenants.add_token(engine, "0001", f"bench {i}").secret for i in range(tokens)]
+    big = tenants.add_token(engine, "0002", "bench big").secret
     engine.dispose()
     return Fixture(database, small, big)
 
 
 def add_tokens(database: str, server: str, count: int) -> list[str]:
     sys.path.insert(0, str(ROOT / "src"))
-    from routing_points.store import admin
+    from routing_points.store import tenants
     from routing_points.store.engine import create_sync_engine
 
     engine = create_sync_engine(database)
-    tokens = [admin.add_token(engine, server, f"bench {i}").secret for i in range(count)]
+    tokens = [tenants.add_token(engine, server, f"bench {i}").secret for i in range(count)]
     engine.dispose()
     return tokens
 

@@ -14,7 +14,8 @@ from routing_points.cli import main
 from routing_points.clock import ManualClock
 from routing_points.server import create_app
 from routing_points.server.addresses import ClientAddress, allowed
-from routing_points.store import access, admin, audit
+from routing_points.store import access, audit, tenants
+from routing_points.store import errors as store_errors
 from routing_points.store.refusals import refusals_on
 from tests.support.seed import Tenant, add_tenant
 from tests.support.servers import asgi_client, headers, make_settings
@@ -49,7 +50,7 @@ async def test_an_expired_token_is_refused_like_a_revoked_one(
     database_url: str, engine: Engine, tenant: Tenant
 ) -> None:
     clock = ManualClock(time.time())
-    expiring = admin.add_token(engine, "0032", "short-lived", expires_at=int(clock()) + 60)
+    expiring = tenants.add_token(engine, "0032", "short-lived", expires_at=int(clock()) + 60)
     app = create_app(make_settings(database_url), clock=clock)
     async with asgi_client(app) as client:
         params = {"api": "routing_points"}
@@ -80,7 +81,7 @@ async def test_a_call_from_outside_the_allow_list_is_refused_and_costs_nothing(
     assert refused.status_code == 403
     assert refused.json() == OUTSIDE
     assert info.json()["data"][0]["token_use_today"] == "1"  # token_info alone
-    operation = admin.get_operation(engine, "0032")
+    operation = tenants.get_operation(engine, "0032")
     counted = {
         kind: count
         for day in {
@@ -109,9 +110,9 @@ async def test_forwarded_for_counts_only_behind_a_trusted_proxy(
 def test_the_allow_list_holds_ten_entries_per_license(engine: Engine, tenant: Tenant) -> None:
     for index in range(10):
         access.add_network(engine, "0032", f"192.0.2.{index}")
-    with pytest.raises(admin.Invalid, match="10 entries"):
+    with pytest.raises(store_errors.Invalid, match="10 entries"):
         access.add_network(engine, "0032", "192.0.2.200")
-    with pytest.raises(admin.Invalid, match="not an IP address"):
+    with pytest.raises(store_errors.Invalid, match="not an IP address"):
         access.add_network(engine, "0032", "not-a-network")
 
 
@@ -125,7 +126,7 @@ async def test_budget_refusals_are_counted_where_they_are_decided(
         second = await client.get(ENDPOINT, params=params, headers=headers(tenant.token))
         await app.state.services.tallies.flush()
     assert (first.status_code, second.status_code) == (200, 403)
-    operation = admin.get_operation(engine, "0032")
+    operation = tenants.get_operation(engine, "0032")
     days = {time.strftime("%Y-%m-%d", time.gmtime(time.time() + s)) for s in (-86400, 0, 86400)}
     counted: dict[str, int] = {}
     for day in days:
@@ -138,7 +139,7 @@ async def test_the_admin_api_manages_tokens_allow_list_and_reads_the_audit(
     database_url: str, engine: Engine
 ) -> None:
     add_tenant(engine, "0032")
-    boss = admin.add_token(engine, "0032", "boss", scope="admin")
+    boss = tenants.add_token(engine, "0032", "boss", scope="admin")
     auth = headers(boss.secret)
     async with asgi_client(create_app(make_settings(database_url))) as client:
         created = await client.post(

@@ -14,8 +14,8 @@ import httpx
 import pytest
 from sqlalchemy import Engine
 
-from routing_points.store import admin
 from routing_points.store import points as point_store
+from routing_points.store import tenants
 from tests.support.processes import ServerProcess
 from tests.support.seed import Tenant, add_tenant, point
 from tests.support.servers import LiveServer, headers, make_settings
@@ -42,7 +42,7 @@ def operation(engine: Engine) -> Admin:
         [point(101, "Sales line"), point(102, "Support chat")],
         timezone="America/Bogota",
     )
-    return Admin(tenant, admin.add_token(engine, "0032", "ops", scope="admin").secret)
+    return Admin(tenant, tenants.add_token(engine, "0032", "ops", scope="admin").secret)
 
 
 @pytest.fixture
@@ -79,7 +79,7 @@ def test_10000_records_accepted_10001_refused_with_nothing_written(
     assert accepted.status_code == 200, accepted.text
     assert accepted.json()["data"] == {"upserted": 10_000, "deleted": 0}
     assert point_store.count_points(engine, "0032") == 10_002
-    version = admin.get_operation(engine, "0032").version
+    version = tenants.get_operation(engine, "0032").version
     refused = http.post(
         f"{ADMIN}/routing_points/bulk",
         json=records(10_001, name="Over", start=50_000),
@@ -93,7 +93,7 @@ def test_10000_records_accepted_10001_refused_with_nothing_written(
         "data": None,
     }
     assert point_store.count_points(engine, "0032") == 10_002
-    assert admin.get_operation(engine, "0032").version == version
+    assert tenants.get_operation(engine, "0032").version == version
 
 
 def test_an_invalid_record_at_index_9999_refuses_all(
@@ -331,7 +331,7 @@ def test_the_report_range_limit(
 
 def test_scopes_and_operations(http: httpx.Client, operation: Admin, engine: Engine) -> None:
     other = add_tenant(engine, "0033", [point(555, "Theirs")])
-    other_admin = admin.add_token(engine, "0033", "their ops", scope="admin").secret
+    other_admin = tenants.add_token(engine, "0033", "their ops", scope="admin").secret
     read_only = http.post(
         f"{ADMIN}/routing_points",
         headers=headers(operation.tenant.token),
@@ -420,3 +420,30 @@ def test_numbers_too_long_for_int_are_refused_cleanly(http: httpx.Client, operat
     assert report.status_code == 400
     word = http.delete(f"{ADMIN}/routing_points/abc", headers=token)
     assert word.status_code == 404
+
+
+def test_reading_the_body_counts_against_the_one_time_limit(
+    database_url: str, operation: Admin, engine: Engine
+) -> None:
+    """1.2 s to send the body, then 1.2 s of work: each fits the 2 s limit, both do not."""
+    settings = make_settings(database_url, consumption_timeout_s=2.0, sandbox_latency_ms=1200)
+    server = LiveServer(settings).start()
+
+    def slow_body() -> Iterator[bytes]:
+        yield b'{"rp_id": "201", '
+        time.sleep(1.2)
+        yield b'"rp_name": "Late"}'
+
+    try:
+        answer = httpx.post(
+            f"{server.url}{ADMIN}/routing_points",
+            content=slow_body(),
+            headers={**headers(operation.token), "content-type": "application/json"},
+            timeout=30,
+        )
+    finally:
+        server.stop()
+    assert answer.status_code == 504, answer.text
+    assert answer.json()["msg"] == "THE CONSUMPTION EXCEEDED THE TIME LIMIT OF 2 SECONDS"
+    _, rows = point_store.list_points(engine, "0032")
+    assert [row.rp_id for row in rows] == [101, 102]  # cancelled before it wrote

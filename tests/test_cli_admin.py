@@ -12,8 +12,8 @@ from click.testing import CliRunner, Result
 from sqlalchemy import Engine
 
 from routing_points.cli import main
-from routing_points.store import admin
 from routing_points.store import points as point_store
+from routing_points.store import tenants
 
 Invoke = Callable[..., Result]
 
@@ -83,14 +83,14 @@ def test_operations_add_refuses_bad_input(
     flat = [part for option, value in base.items() for part in (option, value)]
     result = run("operations", "add", server, *flat)
     assert_refused(result, fragment)
-    assert admin.list_operations(engine) == []
+    assert tenants.list_operations(engine) == []
 
 
 def test_duplicate_operation_is_refused(run: Invoke, engine: Engine) -> None:
     run("operations", "add", "0032", "--name", "Acme", "--licenses", "1")
     result = run("operations", "add", "0032", "--name", "Other", "--licenses", "2")
     assert_refused(result, "already exists")
-    assert [op.name for op in admin.list_operations(engine)] == ["Acme"]
+    assert [op.name for op in tenants.list_operations(engine)] == ["Acme"]
 
 
 def test_tokens_add_list_revoke(run: Invoke, engine: Engine) -> None:
@@ -104,11 +104,11 @@ def test_tokens_add_list_revoke(run: Invoke, engine: Engine) -> None:
     assert "BI" in listed.stdout
     assert "50" in listed.stdout
     assert secret not in listed.stdout
-    token = admin.list_tokens(engine, "0032")[0]
+    token = tenants.list_tokens(engine, "0032")[0]
     assert token.revoked_at is None
     revoked = run("tokens", "revoke", str(token.id))
     assert revoked.exit_code == 0
-    assert admin.list_tokens(engine, "0032")[0].revoked_at is not None
+    assert tenants.list_tokens(engine, "0032")[0].revoked_at is not None
     assert_refused(run("tokens", "revoke", str(token.id)), "already revoked")
 
 
@@ -129,7 +129,7 @@ def test_admin_commands_refuse_unknowns(
 ) -> None:
     run("operations", "add", "0032", "--name", "Acme", "--licenses", "1")
     assert_refused(run(*args), fragment)
-    assert admin.list_tokens(engine, "0032") == []
+    assert tenants.list_tokens(engine, "0032") == []
 
 
 CSV = """rp_id,rp_name,ivr_active,chat_active,interaction_active,crm_active,last_use
@@ -163,12 +163,12 @@ def test_points_import_csv_list_and_set(run: Invoke, tmp_path: Path, engine: Eng
     listed = run("points", "list", "0032")
     assert "Sales line" in listed.stdout
     assert "2026-11-20 14:03:11" in listed.stdout
-    version = admin.get_operation(engine, "0032").version
+    version = tenants.get_operation(engine, "0032").version
     changed = run("points", "set", "0032", "101", "--ivr", "no", "--name", "Sales")
     assert changed.exit_code == 0
     _, rows = point_store.list_points(engine, "0032")
     assert (rows[0].rp_name, rows[0].ivr_active) == ("Sales", False)
-    assert admin.get_operation(engine, "0032").version == version + 1
+    assert tenants.get_operation(engine, "0032").version == version + 1
 
 
 @pytest.mark.usefixtures("acme")
@@ -220,7 +220,7 @@ def test_points_import_refuses_a_bad_file_whole(
         assert fragment in result.stderr
     _, rows = point_store.list_points(engine, "0032")
     assert rows == []
-    assert admin.get_operation(engine, "0032").version == 1
+    assert tenants.get_operation(engine, "0032").version == 1
 
 
 @pytest.mark.usefixtures("acme")
@@ -248,14 +248,14 @@ def test_points_import_dry_run_writes_nothing(run: Invoke, tmp_path: Path, engin
     file.write_text(CSV)
     assert run("points", "import", "0032", str(file)).exit_code == 0
     file.write_text(CSV + "103,Third,no,no,no,no,\n")
-    version = admin.get_operation(engine, "0032").version
+    version = tenants.get_operation(engine, "0032").version
     result = run("points", "import", "0032", str(file), "--dry-run")
     assert result.exit_code == 0, result.stderr
     assert "3 routing points would be imported into operation 0032 (1 new, 2 updated)" in (
         result.stdout
     )
     assert point_store.count_points(engine, "0032") == 2
-    assert admin.get_operation(engine, "0032").version == version
+    assert tenants.get_operation(engine, "0032").version == version
 
 
 @pytest.mark.usefixtures("acme")
@@ -335,21 +335,21 @@ def test_points_delete_is_all_or_nothing(run: Invoke, tmp_path: Path, engine: En
     file = tmp_path / "points.csv"
     file.write_text(CSV)
     assert run("points", "import", "0032", str(file)).exit_code == 0
-    version = admin.get_operation(engine, "0032").version
+    version = tenants.get_operation(engine, "0032").version
     assert_refused(run("points", "delete", "0032", "101", "999"), "999 do not exist")
     assert point_store.count_points(engine, "0032") == 2
-    assert admin.get_operation(engine, "0032").version == version
+    assert tenants.get_operation(engine, "0032").version == version
     deleted = run("points", "delete", "0032", "102")
     assert deleted.stdout == "1 routing points deleted from operation 0032\n"
-    assert admin.get_operation(engine, "0032").version == version + 1
+    assert tenants.get_operation(engine, "0032").version == version + 1
 
 
 @pytest.mark.usefixtures("acme")
 def test_operations_set(run: Invoke, engine: Engine) -> None:
-    version = admin.get_operation(engine, "0032").version
+    version = tenants.get_operation(engine, "0032").version
     changed = run("operations", "set", "0032", "--name", "Acme Ltd", "--licenses", "5")
     assert changed.exit_code == 0, changed.stderr
-    operation = admin.get_operation(engine, "0032")
+    operation = tenants.get_operation(engine, "0032")
     assert (operation.name, operation.licenses, operation.timezone) == (
         "Acme Ltd",
         5,

@@ -7,7 +7,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from routing_points.store import admin
+from routing_points.store import tenants
 from routing_points.store.engine import create_sync_engine
 from tests.support.processes import ServerProcess, cli
 from tests.support.services import free_port
@@ -63,13 +63,13 @@ def test_demo_never_replaces_a_real_database(tmp_path: Path) -> None:
     from routing_points.store import migrate
 
     migrate.upgrade(engine)
-    admin.add_operation(engine, "0032", "Real customer", 1, "UTC")
+    tenants.add_operation(engine, "0032", "Real customer", 1, "UTC")
     engine.dispose()
     result = cli("demo", "--port", str(free_port()), cwd=tmp_path, timeout=30)
     assert result.returncode != 0
     assert "is not a demo database" in result.stderr
     engine = create_sync_engine(f"sqlite:///{real}")
-    assert [op.name for op in admin.list_operations(engine)] == ["Real customer"]
+    assert [op.name for op in tenants.list_operations(engine)] == ["Real customer"]
     engine.dispose()
 
 

@@ -75,7 +75,7 @@ def test_either_tag_is_a_free_304(live: LiveServer, tenant: Tenant) -> None:
 
 def test_compressed_once_per_page_version(live: LiveServer, tenant: Tenant) -> None:
     first = get(live, tenant.token, **{"accept-encoding": "gzip"})
-    cache = live.app.state.services._endpoint.cache
+    cache = live.app.state.services.page_cache
     (page,) = list(cache._pages.values())
     kept = page.gzipped
     assert kept is not None

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import Engine
 
 from routing_points.server import create_app
-from routing_points.store import access, admin
+from routing_points.store import access, tenants
 from tests.support.seed import Tenant
 from tests.support.servers import asgi_client, make_settings
 
@@ -80,7 +80,7 @@ async def test_a_platform_token_sees_every_operation_and_changes_them(
         assert api.status_code == 403
         access.revoke_platform_token(engine, platform.id)
         after = await client.get("/console/operations")
-    operation = admin.get_operation(engine, "0044")
+    operation = tenants.get_operation(engine, "0044")
     assert (operation.licenses, operation.timezone) == (3, "America/Bogota")
     assert after.status_code == 303  # revoking the token ended its session
 
@@ -88,7 +88,7 @@ async def test_a_platform_token_sees_every_operation_and_changes_them(
 async def test_an_admin_session_cannot_use_platform_pages(
     database_url: str, engine: Engine, tenant: Tenant
 ) -> None:
-    boss = admin.add_token(engine, "0032", "boss", scope="admin")
+    boss = tenants.add_token(engine, "0032", "boss", scope="admin")
     async with asgi_client(create_app(make_settings(database_url))) as client:
         await _sign_in(client, boss.secret)
         overview = await client.get("/console/o/0032/")
@@ -99,13 +99,13 @@ async def test_an_admin_session_cannot_use_platform_pages(
     assert overview.status_code == 200
     assert operations.status_code == 404
     assert settings.status_code == 404
-    assert admin.get_operation(engine, "0032").licenses == 1
+    assert tenants.get_operation(engine, "0032").licenses == 1
 
 
 async def test_rotate_and_expire_a_token_from_the_console(
     database_url: str, engine: Engine, tenant: Tenant
 ) -> None:
-    boss = admin.add_token(engine, "0032", "boss", scope="admin")
+    boss = tenants.add_token(engine, "0032", "boss", scope="admin")
     info = {"api": "token_info"}
     async with asgi_client(create_app(make_settings(database_url))) as client:
         await _sign_in(client, boss.secret)
@@ -145,7 +145,7 @@ async def test_rotate_and_expire_a_token_from_the_console(
 async def test_ids_too_big_for_the_store_are_not_found_not_a_500(
     database_url: str, engine: Engine, tenant: Tenant
 ) -> None:
-    secret = admin.add_token(engine, "0032", "ops", scope="admin").secret
+    secret = tenants.add_token(engine, "0032", "ops", scope="admin").secret
     async with asgi_client(create_app(make_settings(database_url))) as client:
         await _sign_in(client, secret)
         tokens = await client.get("/console/o/0032/tokens")

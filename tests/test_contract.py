@@ -11,8 +11,8 @@ import orjson
 import pytest
 from sqlalchemy import Engine
 
-from routing_points.store import admin
 from routing_points.store import points as point_store
+from routing_points.store import tenants
 from tests.support.seed import Tenant, add_tenant, point
 from tests.support.servers import LiveServer, headers
 from tests.support.wire import ENDPOINT, FIELDS, SALES_LINE
@@ -144,7 +144,7 @@ async def test_revoked_token_is_a_403(
 ) -> None:
     url = f"{ENDPOINT}?api=routing_points"
     assert (await client.get(url, headers=headers(tenant.token))).status_code == 200
-    admin.revoke_token(engine, tenant.token_id)
+    tenants.revoke_token(engine, tenant.token_id)
     # Another connection's commit is seen within a millisecond (the check is cached that long).
     await asyncio.sleep(0.002)
     response = await client.get(url, headers=headers(tenant.token))

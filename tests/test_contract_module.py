@@ -13,6 +13,7 @@ from routing_points.server.errors import (
     TooManySimultaneous,
     UnknownApi,
 )
+from routing_points.server.reports import REPORTS
 from routing_points.settings import Settings
 from tests.support.wire import ENDPOINT, EXAMPLE_RECORDS, FIELDS
 
@@ -23,6 +24,10 @@ def test_the_module_matches_the_spec() -> None:
     assert list(contract.FIELDS) == FIELDS
     assert [dict(record) for record in contract.EXAMPLE_RECORDS] == EXAMPLE_RECORDS
     assert contract.records_found(2) == "2 records were found"
+
+
+def test_every_report_of_the_contract_has_one_handler() -> None:
+    assert tuple(REPORTS) == contract.REPORTS
 
 
 def test_the_vendors_messages_are_section_4s() -> None:

@@ -11,7 +11,7 @@ import orjson
 import pytest
 from sqlalchemy import Engine
 
-from routing_points.store import admin
+from routing_points.store import tenants
 from tests.support.seed import Tenant, add_tenant, point
 from tests.support.servers import LiveServer, make_settings
 from tests.support.wire import ENDPOINT
@@ -55,8 +55,8 @@ def assert_envelope(
 
 
 @pytest.fixture
-def admin_token(engine: Engine, tenant: Tenant) -> admin.NewToken:
-    return admin.add_token(engine, tenant.server, "admin", scope="admin")
+def admin_token(engine: Engine, tenant: Tenant) -> tenants.NewToken:
+    return tenants.add_token(engine, tenant.server, "admin", scope="admin")
 
 
 @pytest.fixture
@@ -71,7 +71,7 @@ def bounded(database_url: str, tenant: Tenant) -> Iterator[LiveServer]:
 @pytest.mark.parametrize("value", ["٠٠٣٢".encode(), b"\xb2\xb3", b"wv\xff", b"\xc3\x28"])
 @pytest.mark.parametrize("name", [b"wolkvox_server", b"wolkvox-server"])
 def test_non_ascii_operation_names_are_403_never_500(
-    live: LiveServer, tenant: Tenant, admin_token: admin.NewToken, name: bytes, value: bytes
+    live: LiveServer, tenant: Tenant, admin_token: tenants.NewToken, name: bytes, value: bytes
 ) -> None:
     token = f"wolkvox-token: {tenant.token}".encode()
     answer = exchange(live.port, request(POINTS, token, name + b": " + value))
@@ -239,7 +239,7 @@ def test_stalled_readers_hold_their_slot_until_dropped(engine: Engine, bounded: 
 
 
 def test_an_admin_client_hanging_up_mid_upload_is_no_500(
-    live: LiveServer, admin_token: admin.NewToken, caplog: pytest.LogCaptureFixture
+    live: LiveServer, admin_token: tenants.NewToken, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO)
     raw = (

@@ -9,7 +9,7 @@ import httpx
 import pytest
 from sqlalchemy import Engine
 
-from routing_points.store import access, admin
+from routing_points.store import access, tenants
 from tests.support.processes import ServerProcess
 from tests.support.seed import Tenant
 from tests.support.services import free_port
@@ -51,8 +51,8 @@ def test_a_forged_forwarded_for_is_not_believed_without_trusted_proxies(
 def test_a_far_future_expiry_is_refused_before_anything_is_written(
     served: ServerProcess, engine: Engine, tenant: Tenant
 ) -> None:
-    admin_token = admin.add_token(engine, "0032", "ops", scope="admin").secret
-    before = len(admin.list_tokens(engine, "0032"))
+    admin_token = tenants.add_token(engine, "0032", "ops", scope="admin").secret
+    before = len(tenants.list_tokens(engine, "0032"))
     with httpx.Client(base_url=served.url, headers={"wolkvox-token": admin_token}) as http:
         answers = [
             http.post("/api/v2/admin/tokens", json={"description": "x", "expires": expires})
@@ -61,14 +61,14 @@ def test_a_far_future_expiry_is_refused_before_anything_is_written(
         listed = http.get("/api/v2/admin/tokens")
     assert [answer.status_code for answer in answers] == [400, 400]
     assert all("EXPIRES" in answer.json()["msg"].upper() for answer in answers)
-    assert len(admin.list_tokens(engine, "0032")) == before
+    assert len(tenants.list_tokens(engine, "0032")) == before
     assert listed.status_code == 200
 
 
 def test_a_report_of_year_9999_and_repeated_parameters_are_400(
     served: ServerProcess, engine: Engine, tenant: Tenant
 ) -> None:
-    admin_token = admin.add_token(engine, "0032", "ops", scope="admin").secret
+    admin_token = tenants.add_token(engine, "0032", "ops", scope="admin").secret
     with httpx.Client(base_url=served.url) as http:
         report = http.get(
             "/api/v2/admin/usage_report?date_ini=99991201000000&date_end=99991231235959",

@@ -15,8 +15,8 @@ import pytest
 from sqlalchemy import Engine
 
 from routing_points.clock import ManualClock
-from routing_points.store import admin
 from routing_points.store import points as point_store
+from routing_points.store import tenants
 from tests.support.seed import Tenant, add_tenant, point
 from tests.support.servers import (
     LiveServer,
@@ -124,7 +124,7 @@ async def test_the_concurrency_message_follows_the_setting(
 async def test_budget_is_exact_under_concurrency(
     server_factory: Any, engine: Engine, tenant: Tenant
 ) -> None:
-    tokens = [admin.add_token(engine, tenant.server, f"t{i}").secret for i in range(40)]
+    tokens = [tenants.add_token(engine, tenant.server, f"t{i}").secret for i in range(40)]
     server = server_factory(daily_calls_per_license=25)
     limits = httpx.Limits(max_connections=50)
     async with httpx.AsyncClient(base_url=server.url, limits=limits) as http:

@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from routing_points.clock import ManualClock
-from routing_points.store import admin
+from routing_points.store import tenants
 from tests.support.mirroring import (
     METRICS_TOKEN,
     PATIENCE_S,
@@ -109,7 +109,7 @@ def test_fifty_consumers_cost_the_upstream_only_the_mirrors_schedule(
 
         # Each consumer has a token of its own (the local limits allow 2 requests per token).
         tokens = [
-            admin.add_token(local.engine, UPSTREAM, f"consumer {n}").secret for n in range(50)
+            tenants.add_token(local.engine, UPSTREAM, f"consumer {n}").secret for n in range(50)
         ]
 
         async def consumer(token: str) -> None:
@@ -209,7 +209,7 @@ def test_a_revoked_upstream_token_halts_the_mirror_loudly(
     with running_mirror(f"sqlite:///{tmp_path / 'mirror.db'}", upstream) as local:
         wait_until(local.synced, "the first sync")
         good = data(local.get())
-        admin.revoke_token(upstream.engine, upstream.tenant.token_id)
+        tenants.revoke_token(upstream.engine, upstream.tenant.token_id)
         with caplog.at_level(logging.ERROR, logger="routing_points.mirror"):
             wait_until(lambda: local.mirror.state.halted, "the mirror to halt")
         assert "refused the mirror's token" in caplog.text

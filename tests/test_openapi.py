@@ -13,7 +13,7 @@ from starlette.routing import Mount, Route
 
 from routing_points.server import create_app
 from routing_points.server.openapi import openapi_document
-from routing_points.store import admin
+from routing_points.store import tenants
 from tests.support.processes import ServerProcess, cli
 from tests.support.seed import Tenant
 from tests.support.servers import LiveServer, make_settings
@@ -120,7 +120,7 @@ def test_schemathesis_finds_no_server_error_and_no_schema_break(tmp_path: Path) 
 
 
 def test_errors_name_the_wrong_field(live: LiveServer, engine: Engine, tenant: Tenant) -> None:
-    secret = admin.add_token(engine, tenant.server, "admin", scope="admin").secret
+    secret = tenants.add_token(engine, tenant.server, "admin", scope="admin").secret
     with httpx.Client(base_url=live.url, headers={"wolkvox-token": secret}) as http:
         event = http.post(
             "/api/v2/admin/usage_events",

@@ -9,8 +9,8 @@ from collections.abc import AsyncIterator
 import pytest
 from sqlalchemy import Engine
 
-from routing_points.store import admin
 from routing_points.store import points as point_store
+from routing_points.store import tenants
 from routing_points.store.postgres import PostgresReader
 from routing_points.store.secrets import hash_secret
 from tests.support.seed import add_tenant, point
@@ -82,7 +82,7 @@ async def test_a_revocation_and_a_change_are_seen_within_a_second(
     assert principal.version > version
     watch = asyncio.ensure_future(changed_within(reader, tenant.token, 1.0))
     await asyncio.sleep(0.05)
-    await asyncio.to_thread(admin.revoke_token, engine, tenant.token_id)
+    await asyncio.to_thread(tenants.revoke_token, engine, tenant.token_id)
     refused_after_s = await watch
     assert refused_after_s < 1.0, f"a revoked token was still served after {refused_after_s} s"
     assert await reader.principal(hash_secret(tenant.token)) is None
@@ -97,5 +97,5 @@ async def test_without_its_listener_the_cache_keeps_nothing(
     assert not reader.principals.listening
     assert await reader.principal(hash_secret(tenant.token)) is not None
     assert len(reader.principals) == 0
-    await asyncio.to_thread(admin.revoke_token, engine, tenant.token_id)
+    await asyncio.to_thread(tenants.revoke_token, engine, tenant.token_id)
     assert await reader.principal(hash_secret(tenant.token)) is None  # at once

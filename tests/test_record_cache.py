@@ -8,7 +8,12 @@ from zoneinfo import ZoneInfo
 import orjson
 
 from routing_points.server.record_cache import RecordCache
-from routing_points.server.render import LocalTimes, point_records
+from routing_points.server.render import (
+    LocalTimes,
+    encoded_success_body,
+    point_records,
+    success_body,
+)
 from routing_points.store.reader import PointRow
 
 
@@ -90,3 +95,9 @@ def test_a_cached_record_takes_its_size_not_a_buffer() -> None:
     finally:
         tracemalloc.stop()
     assert held < 1_000 * 600, f"{held} bytes for 1,000 records of about 160 bytes"
+
+
+def test_a_page_built_from_encoded_records_is_the_envelope_byte_for_byte() -> None:
+    data = point_records(rows(50), LocalTimes(ZoneInfo("UTC")))
+    msg = 'msg with "quotes" and ñ'
+    assert encoded_success_body(msg, orjson.dumps(data)) == success_body(msg, data)

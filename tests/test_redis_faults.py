@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy import Engine, text
 from sqlalchemy.engine import make_url
 
-from routing_points.store import admin
+from routing_points.store import tenants
 from tests.support.faults import PrivateRedis, TcpProxy
 from tests.support.seed import add_tenant, point
 from tests.support.servers import LiveServer, headers, make_settings
@@ -57,7 +57,7 @@ async def test_redis_killed_mid_load_never_overshoots_the_budget(
 ) -> None:
     budget, clients = 300, 16
     add_tenant(engine, "0032", [point(1)])
-    tokens = [admin.add_token(engine, "0032", f"t{i}").secret for i in range(clients)]
+    tokens = [tenants.add_token(engine, "0032", f"t{i}").secret for i in range(clients)]
     settings = make_settings(
         database_url,
         redis_url=private_redis.url,
@@ -105,7 +105,7 @@ async def test_a_restarted_redis_is_refilled_and_its_stale_connections_retried(
     database_url: str, engine: Engine, private_redis: PrivateRedis
 ) -> None:
     add_tenant(engine, "0032", [point(1)])
-    tokens = [admin.add_token(engine, "0032", f"t{i}").secret for i in range(8)]
+    tokens = [tenants.add_token(engine, "0032", f"t{i}").secret for i in range(8)]
     settings = make_settings(
         database_url, redis_url=private_redis.url, redis_timeout_s=0.5, daily_calls_per_license=20
     )
@@ -179,7 +179,7 @@ async def test_a_black_holed_postgres_answers_503_within_seconds(
     try:
         async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
             # A token not yet cached: the lookup itself must hit the black hole.
-            other = admin.add_token(engine, "0032", "second").secret
+            other = tenants.add_token(engine, "0032", "second").secret
             assert (await http.get(POINTS, headers=headers(tenant.token))).status_code == 200
             proxy.stall()
             started = time.monotonic()

@@ -16,8 +16,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
 
-from routing_points.store import admin
 from routing_points.store import points as point_store
+from routing_points.store import tenants
 from tests.support.faults import PrivateRedis, RedisClusterNodes, TcpProxy
 from tests.support.processes import ServerProcess, cli
 from tests.support.seed import add_tenant, point
@@ -98,7 +98,7 @@ def test_limits_are_exact_across_two_servers_of_two_workers(
 ) -> None:
     hot = add_tenant(engine, "0032", [point(1)])
     crowd = add_tenant(engine, "0033", [point(1)])
-    crowd_tokens = [admin.add_token(engine, "0033", f"t{i}").secret for i in range(80)]
+    crowd_tokens = [tenants.add_token(engine, "0033", f"t{i}").secret for i in range(80)]
     assert crowd.token
     settings = {"sandbox_latency_ms": 1500, "daily_calls_per_license": 30}
     servers = [

@@ -9,8 +9,8 @@ import pytest
 from sqlalchemy import Engine
 
 from routing_points.server.pages import Page, SharedRenders
-from routing_points.store import admin
 from routing_points.store import points as point_store
+from routing_points.store import tenants
 from tests.support.seed import add_tenant, point
 from tests.support.servers import LiveServer, make_settings
 from tests.support.wire import ENDPOINT
@@ -65,7 +65,7 @@ async def test_six_clients_after_a_change_cost_one_read_of_the_store(
     database_url: str, engine: Engine
 ) -> None:
     tenant = add_tenant(engine, "0032", [point(i) for i in range(1, 5_001)])
-    tokens = [tenant.token] + [admin.add_token(engine, "0032", f"t{i}").secret for i in range(5)]
+    tokens = [tenant.token] + [tenants.add_token(engine, "0032", f"t{i}").secret for i in range(5)]
     # The sandbox's latency holds every request until all six have missed the page cache,
     # so each would start a render of its own if renders were not shared.
     server = LiveServer(make_settings(database_url, sandbox_latency_ms=300)).start()

@@ -7,7 +7,7 @@ from sqlalchemy import Engine
 
 from routing_points.clock import ManualClock
 from routing_points.server import create_app
-from routing_points.store import admin
+from routing_points.store import tenants
 from tests.support.seed import Tenant
 from tests.support.servers import asgi_client, headers, make_settings
 
@@ -24,7 +24,7 @@ async def test_the_old_secret_works_within_grace_and_is_refused_after(
     database_url: str, engine: Engine, tenant: Tenant
 ) -> None:
     clock = ManualClock(float(ROTATED_AT))
-    new = admin.rotate_token(engine, tenant.token_id, grace_s=3600, now=ROTATED_AT)
+    new = tenants.rotate_token(engine, tenant.token_id, grace_s=3600, now=ROTATED_AT)
     assert new.id == tenant.token_id
     assert new.secret != tenant.token
     app = create_app(make_settings(database_url), clock=clock)
@@ -44,8 +44,8 @@ async def test_no_grace_refuses_the_old_secret_at_once_and_a_second_rotation_end
     database_url: str, engine: Engine, tenant: Tenant
 ) -> None:
     clock = ManualClock(float(ROTATED_AT))
-    first = admin.rotate_token(engine, tenant.token_id, grace_s=3600, now=ROTATED_AT)
-    second = admin.rotate_token(engine, tenant.token_id, grace_s=0, now=ROTATED_AT)
+    first = tenants.rotate_token(engine, tenant.token_id, grace_s=3600, now=ROTATED_AT)
+    second = tenants.rotate_token(engine, tenant.token_id, grace_s=0, now=ROTATED_AT)
     app = create_app(make_settings(database_url), clock=clock)
     async with asgi_client(app) as client:
         for secret in (tenant.token, first.secret):

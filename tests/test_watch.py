@@ -21,7 +21,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import Engine, func, select
 
 from routing_points.client.models import RoutingPoint
-from routing_points.store import admin
+from routing_points.store import tenants
 from routing_points.store.schema import usage_counters
 from routing_points.watch.diff import changes_between, newly_stale
 from routing_points.watch.watcher import IntervalPolicy
@@ -80,7 +80,7 @@ def watched(tmp_path: Path, database_url: str, engine: Engine) -> Iterator[Watch
         ],
         licenses=1,
     )
-    admin_token = admin.add_token(engine, "0032", "ops", scope="admin").secret
+    admin_token = tenants.add_token(engine, "0032", "ops", scope="admin").secret
     server = ServerProcess(
         "serve",
         "--database",

@@ -42,17 +42,23 @@ def wait_for_port(port: int, process: subprocess.Popen[Any], timeout: float = 60
 
 
 class ServerProcess:
-    """`routing-points serve` (or `demo`) in a child process; stopped with SIGTERM."""
+    """`routing-points serve` (or `demo`, or another `command`: uvicorn) in a child process;
+    stopped with SIGTERM."""
 
     def __init__(
-        self, *args: str, port: int, cwd: Path | None = None, env: dict[str, str] | None = None
+        self,
+        *args: str,
+        port: int,
+        cwd: Path | None = None,
+        env: dict[str, str] | None = None,
+        command: list[str] = COMMAND,
     ) -> None:
         self.port = port
         self.url = f"http://127.0.0.1:{port}"
         # The log goes to a file: a pipe nobody reads would fill and stall the server.
         self.log = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 (closed in stop/kill)
         self.process = subprocess.Popen(
-            [*COMMAND, *args, "--port", str(port)],
+            [*command, *args, "--port", str(port)],
             cwd=cwd,
             env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
             stdout=subprocess.PIPE,

@@ -8,8 +8,9 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from routing_points.store import admin
+from routing_points.store import errors as store_errors
 from routing_points.store import points as point_store
+from routing_points.store import tenants
 
 
 @dataclass
@@ -43,9 +44,9 @@ def add_tenant(
     timezone: str = "UTC",
     daily_limit: int | None = None,
 ) -> Tenant:
-    with contextlib.suppress(admin.Conflict):
-        admin.add_operation(engine, server, f"Operation {server}", licenses, timezone)
-    token = admin.add_token(engine, server, f"token of {server}", daily_limit)
+    with contextlib.suppress(store_errors.Conflict):
+        tenants.add_operation(engine, server, f"Operation {server}", licenses, timezone)
+    token = tenants.add_token(engine, server, f"token of {server}", daily_limit)
     points = points if points is not None else []
     if points:
         point_store.upsert_points(engine, server, points)

@@ -23,9 +23,9 @@ from routing_points.cli.watch import history_command, watch
 SERVER_COMMANDS = {
     "serve": "routing_points.cli.serve:serve",
     "demo": "routing_points.cli.serve:demo",
-    "migrate": "routing_points.cli.admin:migrate",
-    "operations": "routing_points.cli.admin:operations",
-    "tokens": "routing_points.cli.admin:tokens",
+    "migrate": "routing_points.cli.serve:migrate",
+    "operations": "routing_points.cli.tenants:operations",
+    "tokens": "routing_points.cli.tenants:tokens",
     "points": "routing_points.cli.points:points",
     "mirror": "routing_points.cli.mirror:mirror",
     "allowlist": "routing_points.cli.access:allowlist",

@@ -10,8 +10,13 @@ import orjson
 from rich.console import Console
 from rich.table import Table
 
-from routing_points.cli.admin import _timestamp, cli_audit
-from routing_points.cli.common import database_option, open_store, store_errors
+from routing_points.cli.common import (
+    cli_audit,
+    database_option,
+    open_store,
+    store_errors,
+    timestamp_text,
+)
 from routing_points.cli.help import example
 from routing_points.store import access, audit
 
@@ -105,7 +110,7 @@ def audit_command(
     for entry in found:
         table.add_row(
             str(entry.id),
-            _timestamp(entry.at),
+            timestamp_text(entry.at),
             entry.nomenclature or "",
             entry.actor,
             entry.address,

@@ -16,14 +16,17 @@ from typing import Any, ParamSpec, TypeVar
 import click
 import orjson
 from pydantic import ValidationError
+from rich.console import Console
+from rich.table import Table
 from sqlalchemy import Engine, inspect, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
 
 from routing_points.settings import Settings
-from routing_points.store import migrate
-from routing_points.store.admin import StoreError
+from routing_points.store import audit, migrate
 from routing_points.store.engine import create_sync_engine
+from routing_points.store.errors import StoreError
+from routing_points.store.factory import sole_process
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -121,9 +124,14 @@ def _created_empty(path: Path) -> bool:
     return path.exists() and path.stat().st_size == 0
 
 
-def check_local_limits_free(settings: Settings) -> None:
-    """PostgreSQL without Redis is one server: refuse a second one before it starts."""
-    if settings.is_sqlite or settings.redis_url:
+def check_store_free(settings: Settings) -> None:
+    """A second server on one store is refused with one line, before it starts: SQLite
+    is served by one process (the app itself holds it: `store.factory`), and so is
+    PostgreSQL without Redis (the app holds an advisory lock)."""
+    if settings.is_sqlite:
+        with sole_process(settings):
+            return
+    if settings.redis_url:
         return
     engine = create_sync_engine(settings.database_url)
     lock = "hashtext('routing-points:local-limits')"
@@ -190,3 +198,26 @@ def iso_utc(epoch: int | None) -> str | None:
 json_option = click.option(
     "--json", "as_json", is_flag=True, help="Print one JSON document instead of a table."
 )
+
+
+def cli_audit(engine: Engine, action: str, server: str | None, detail: dict[str, object]) -> None:
+    """Append a CLI change to the audit log, as the operating-system user who ran it."""
+    audit.record(
+        engine,
+        actor=audit.cli_actor(),
+        address="local",
+        action=action,
+        nomenclature=server,
+        detail=detail,
+        retention_days=settings_for(None).audit_retention_days,
+    )
+
+
+def print_table(table: Table) -> None:
+    Console(soft_wrap=True).print(table)
+
+
+def timestamp_text(epoch: int | None) -> str:
+    if epoch is None:
+        return ""
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")

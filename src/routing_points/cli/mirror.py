@@ -17,13 +17,14 @@ import uvicorn
 from routing_points.cli.common import database_option, open_store, settings_for, store_errors
 from routing_points.cli.consume import sdk_errors
 from routing_points.cli.help import example
-from routing_points.cli.serve import configure_logging, host_option, port_option, sole_server
+from routing_points.cli.serve import configure_logging, host_option, port_option
 from routing_points.mirror import Mirror, MirrorConfig, record_once
 from routing_points.mirror.runner import RECORD_ATTEMPTS
 from routing_points.mirror.sync import MirrorStore, UpstreamChanged
 from routing_points.server import create_app
 from routing_points.settings import Settings
 from routing_points.store import records
+from routing_points.store.factory import sole_process
 
 
 def _nomenclature(value: str | None) -> str | None:
@@ -164,16 +165,17 @@ def mirror(
         _record(settings, config)
         return
     configure_logging(settings.log_level)
-    with sole_server(settings):
-        uvicorn.run(
-            create_app(settings, addon=Mirror(config)),
-            host=host,
-            port=port,
-            access_log=False,
-            log_level=settings.log_level.lower(),
-            lifespan="on",
-            timeout_graceful_shutdown=5,
-        )
+    with sole_process(settings):
+        pass  # refused here in one line; the app holds the SQLite file while it runs
+    uvicorn.run(
+        create_app(settings, addon=Mirror(config)),
+        host=host,
+        port=port,
+        access_log=False,
+        log_level=settings.log_level.lower(),
+        lifespan="on",
+        timeout_graceful_shutdown=5,
+    )
 
 
 def _record(settings: Settings, config: MirrorConfig) -> None:

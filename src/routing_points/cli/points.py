@@ -18,12 +18,13 @@ import click
 import orjson
 from rich.table import Table
 
-from routing_points.cli.admin import cli_audit, print_table
 from routing_points.cli.common import (
+    cli_audit,
     database_option,
     json_option,
     open_store,
     print_json,
+    print_table,
     store_errors,
 )
 from routing_points.cli.help import example

@@ -1,9 +1,11 @@
-"""`serve` and `demo`: run the API on uvicorn (uvloop + httptools when available)."""
+"""`serve` and `demo`: run the API on uvicorn (uvloop + httptools when available); `migrate`.
+
+The three commands that may create a store.
+"""
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import ipaddress
 import logging
 import os
@@ -13,7 +15,6 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -24,8 +25,8 @@ import uvicorn
 
 from routing_points import contract
 from routing_points.cli.common import (
-    check_local_limits_free,
     check_port_free,
+    check_store_free,
     database_option,
     open_store,
     settings_for,
@@ -36,7 +37,9 @@ from routing_points.server import create_app
 from routing_points.server.logformat import JsonLinesFormatter
 from routing_points.server.protocol import bounded_protocol
 from routing_points.settings import Settings
-from routing_points.store import admin, points
+from routing_points.store import meta as store_meta
+from routing_points.store import points, tenants
+from routing_points.store.factory import sole_process
 
 DEMO_DATABASE = "sqlite:///routing-points-demo.db"
 # The README's examples use this operation, so they run verbatim against the demo.
@@ -82,25 +85,6 @@ def configure_logging(level: str, log_format: str = "text") -> None:
             handler.setFormatter(JsonLinesFormatter())
 
 
-@contextlib.contextmanager
-def sole_server(settings: Settings) -> Iterator[None]:
-    """One server process per SQLite file: its limits are kept in that process."""
-    if not settings.is_sqlite:
-        yield
-        return
-    lock_path = settings.sqlite_path.with_name(settings.sqlite_path.name + ".lock")
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
-    with lock_path.open("a") as lock:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise click.ClickException(
-                f"another server is already using {settings.sqlite_path}: the embedded store "
-                "serves from one process (use PostgreSQL and Redis to scale out)"
-            ) from None
-        yield
-
-
 def run_server(settings: Settings, host: str, port: int, workers: int = 1) -> None:
     configure_logging(settings.log_level, settings.log_format)
     common: dict[str, Any] = {
@@ -118,8 +102,8 @@ def run_server(settings: Settings, host: str, port: int, workers: int = 1) -> No
         # No uvicorn handlers of its own: its records reach the root's JSON handler.
         common["log_config"] = None
     if workers == 1:
-        with sole_server(settings):
-            uvicorn.run(create_app(settings), http=bounded_protocol(settings), **common)
+        # The app holds the SQLite file for its lifetime (store.factory).
+        uvicorn.run(create_app(settings), http=bounded_protocol(settings), **common)
         return
     # Workers are fresh interpreters: they read their settings from the environment.
     # (`serve` has checked that several workers have PostgreSQL and Redis.)
@@ -137,6 +121,15 @@ def run_server(settings: Settings, host: str, port: int, workers: int = 1) -> No
             http="routing_points.server.protocol:from_environment",
             **common,
         )
+
+
+@click.command(epilog=example("routing-points migrate --database sqlite:///routing-points.db"))
+@database_option
+@store_errors
+def migrate(database_url: str | None) -> None:
+    """Create or upgrade the database schema."""
+    open_store(database_url, create=True).dispose()
+    click.echo("the database schema is up to date")
 
 
 host_option = click.option("--host", default="127.0.0.1", show_default=True)
@@ -181,7 +174,7 @@ def serve(
         )
     check_port_free(host, port)
     open_store(settings.database_url, create=True).dispose()
-    check_local_limits_free(settings)
+    check_store_free(settings)
     run_server(settings, host, port, workers)
 
 
@@ -214,7 +207,7 @@ def create_demo_database(settings: Settings) -> str:
     path = settings.sqlite_path
     if path.exists():
         engine = open_store(settings.database_url)
-        is_demo = admin.get_meta(engine, DEMO_MARKER) == "1"
+        is_demo = store_meta.get_meta(engine, DEMO_MARKER) == "1"
         engine.dispose()
         if not is_demo:
             raise click.ClickException(
@@ -224,10 +217,10 @@ def create_demo_database(settings: Settings) -> str:
         for suffix in ("", "-wal", "-shm"):
             path.with_name(path.name + suffix).unlink(missing_ok=True)
     engine = open_store(settings.database_url, create=True)
-    admin.set_meta(engine, DEMO_MARKER, "1")
-    admin.add_operation(engine, DEMO_SERVER, "Acme (demo)", 1, DEMO_TIMEZONE)
+    store_meta.set_meta(engine, DEMO_MARKER, "1")
+    tenants.add_operation(engine, DEMO_SERVER, "Acme (demo)", 1, DEMO_TIMEZONE)
     points.upsert_points(engine, DEMO_SERVER, _demo_points(random.Random(7), int(time.time())))
-    token = admin.add_token(engine, DEMO_SERVER, "demo token")
+    token = tenants.add_token(engine, DEMO_SERVER, "demo token")
     engine.dispose()
     return token.secret
 
@@ -288,7 +281,7 @@ def demo(host: str, port: int, database_url: str | None) -> None:
     if not settings.is_sqlite:
         raise click.ClickException("the demo runs on a SQLite database only")
     check_port_free(host, port)
-    with sole_server(settings):
+    with sole_process(settings):  # no server may read it half-made
         secret = create_demo_database(settings)
     for line in demo_banner(settings, host, port, secret):
         click.echo(line)

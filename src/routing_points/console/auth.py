@@ -19,7 +19,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from routing_points.settings import Settings
-from routing_points.store.admin import dialect_insert
+from routing_points.store.engine import dialect_insert
 from routing_points.store.schema import meta
 from routing_points.store.sessions import Session, find_session
 

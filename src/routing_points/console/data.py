@@ -22,9 +22,10 @@ from routing_points.limits.calendar import quota_day_at
 from routing_points.server.render import LocalTimes, point_records
 from routing_points.store import points as point_store
 from routing_points.store import records
-from routing_points.store.admin import Invalid, Operation, operation_row
+from routing_points.store.errors import Invalid
 from routing_points.store.refusals import refusals_on
 from routing_points.store.schema import tokens, usage_counters
+from routing_points.store.tenants import Operation, operation_row
 
 HISTORY_DAYS = 31
 FIELDS = ("rp_id", "rp_name", "ivr_active", "chat_active", "interaction_active", "crm_active")

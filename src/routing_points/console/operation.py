@@ -13,8 +13,8 @@ from starlette.responses import RedirectResponse, Response
 
 from routing_points.console import charts, data
 from routing_points.console.pages import Console, stops, text, upload
-from routing_points.store import access
-from routing_points.store import admin as store_admin
+from routing_points.store import access, tenants
+from routing_points.store import errors as store_errors
 from routing_points.store import points as point_store
 from routing_points.store.sessions import Session
 
@@ -30,7 +30,7 @@ def _optional_int(value: str, what: str) -> int | None:
     if not value:
         return None
     if not value.isdigit() or len(value) > 9 or int(value) < 1:
-        raise store_admin.Invalid(f"{what}: must be a whole number of at least 1")
+        raise store_errors.Invalid(f"{what}: must be a whole number of at least 1")
     return int(value)
 
 
@@ -63,7 +63,7 @@ class OperationPages:
                 licenses = _optional_int(text(form, "licenses"), "licenses") or 0
                 created = await c.run(
                     functools.partial(
-                        store_admin.add_operation,
+                        tenants.add_operation,
                         c.engine,
                         text(form, "server"),
                         text(form, "name"),
@@ -71,7 +71,7 @@ class OperationPages:
                         text(form, "timezone") or "UTC",
                     )
                 )
-            except store_admin.StoreError as exc:
+            except store_errors.StoreError as exc:
                 error, status = str(exc), 400
             else:
                 await c.record(
@@ -86,7 +86,7 @@ class OperationPages:
                     },
                 )
                 return RedirectResponse(f"/console/o/{created.nomenclature}/", status_code=303)
-        found = await c.run(functools.partial(store_admin.list_operations, c.engine))
+        found = await c.run(functools.partial(tenants.list_operations, c.engine))
         return c.page(
             request,
             session,
@@ -116,7 +116,7 @@ class OperationPages:
                     timezone=text(form, "timezone") or None,
                 )
             )
-        except store_admin.StoreError as exc:
+        except store_errors.StoreError as exc:
             return await self._overview(request, session, server, error=str(exc), status=400)
         await c.record(
             request,
@@ -175,7 +175,7 @@ class OperationPages:
             expires = access.parse_expiry(expires_text) if expires_text else None
             created = await c.run(
                 functools.partial(
-                    store_admin.add_token,
+                    tenants.add_token,
                     c.engine,
                     server,
                     text(form, "description"),
@@ -184,7 +184,7 @@ class OperationPages:
                     expires,
                 )
             )
-        except store_admin.StoreError as exc:
+        except store_errors.StoreError as exc:
             return await self._tokens(request, session, server, error=str(exc), status=400)
         await c.record(
             request,
@@ -210,8 +210,8 @@ class OperationPages:
                     await c.run(functools.partial(access.token_operation, c.engine, token_id))
                     != server
                 ):
-                    raise store_admin.NotFound(f"token {token_id} does not exist")
-                await c.run(functools.partial(store_admin.revoke_token, c.engine, token_id))
+                    raise store_errors.NotFound(f"token {token_id} does not exist")
+                await c.run(functools.partial(tenants.revoke_token, c.engine, token_id))
                 detail: dict[str, Any] = {"token_id": token_id}
             elif action == "rotate":
                 rotated = await c.run(
@@ -235,7 +235,7 @@ class OperationPages:
                 detail = {"token_id": token_id, "daily_limit": limit, "expires_at": expires}
             else:
                 return c.error_page(request, 404, "There is no such page here.", session)
-        except store_admin.StoreError as exc:
+        except store_errors.StoreError as exc:
             return await self._tokens(request, session, server, error=str(exc), status=400)
         await c.record(request, session, f"token.{action}", server, detail)
         if secret:
@@ -378,7 +378,7 @@ class OperationPages:
                 await c.run(
                     functools.partial(point_store.set_point, c.engine, server, rp_id, changes)
                 )
-            except store_admin.StoreError as exc:
+            except store_errors.StoreError as exc:
                 error, status = str(exc), 400
             else:
                 await c.record(
@@ -389,7 +389,7 @@ class OperationPages:
             _operation, found = await c.run(
                 functools.partial(data.points, c.engine, server, str(rp_id), {})
             )
-        except store_admin.NotFound:
+        except store_errors.NotFound:
             found = []
         if not found:
             return c.error_page(request, 404, f"Routing point {rp_id} does not exist.", session)
@@ -428,7 +428,7 @@ class OperationPages:
                         )
                     )
                     action = "allowlist.add"
-            except store_admin.StoreError as exc:
+            except store_errors.StoreError as exc:
                 error, status = str(exc), 400
             else:
                 await c.record(request, session, action, server, {"network": entry})

@@ -30,8 +30,8 @@ from routing_points.console import charts, data
 from routing_points.console.auth import Cookies, csrf_ok
 from routing_points.server.addresses import ClientAddress
 from routing_points.settings import Settings
-from routing_points.store import access, audit
-from routing_points.store import admin as store_admin
+from routing_points.store import access, audit, tenants
+from routing_points.store import errors as store_errors
 from routing_points.store.sessions import Session, close_session, open_session, signer_for_secret
 
 T = TypeVar("T")
@@ -138,10 +138,8 @@ class Console:
             missing = own is not None and own != server
             if own is None:
                 try:
-                    await self.run(
-                        functools.partial(store_admin.get_operation, self.engine, server)
-                    )
-                except store_admin.NotFound:
+                    await self.run(functools.partial(tenants.get_operation, self.engine, server))
+                except store_errors.NotFound:
                     missing = True
             if missing:
                 raise Stop(self.error_page(request, 404, "There is no such page here.", session))

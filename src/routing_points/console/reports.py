@@ -12,8 +12,9 @@ from starlette.responses import Response
 from routing_points.console import charts, data
 from routing_points.console.operation import csv_response, server_of
 from routing_points.console.pages import Console, stops
-from routing_points.store import admin as store_admin
 from routing_points.store import audit as store_audit
+from routing_points.store import errors as store_errors
+from routing_points.store import tenants
 from routing_points.store import usage as store_usage
 
 
@@ -28,7 +29,7 @@ class ReportPages:
     ) -> tuple[str, str, list[str], list[dict[str, str]], str]:
         """(first day, last day, days, rows, error) of the report the query asks for."""
         c = self.c
-        operation = await c.run(functools.partial(store_admin.get_operation, c.engine, server))
+        operation = await c.run(functools.partial(tenants.get_operation, c.engine, server))
         zone = ZoneInfo(operation.timezone)
         today = datetime.now(zone).date()
         try:
@@ -38,7 +39,7 @@ class ReportPages:
                 today,
                 c.settings.max_date_range_days,
             )
-        except store_admin.Invalid as exc:
+        except store_errors.Invalid as exc:
             start, end = today - timedelta(days=6), today
             error = str(exc)
         else:
@@ -88,7 +89,7 @@ class ReportPages:
     async def audit(self, request: Request) -> Response:
         c, server = self.c, server_of(request)
         session = await c.session(request, server)
-        operation = await c.run(functools.partial(store_admin.get_operation, c.engine, server))
+        operation = await c.run(functools.partial(tenants.get_operation, c.engine, server))
         found = await c.run(functools.partial(store_audit.entries, c.engine, server, limit=500))
         rows = [
             {"entry": entry, "at": data.local_time(entry.at, operation.timezone)} for entry in found

@@ -33,7 +33,7 @@ from routing_points.mirror.sync import (
     sync_once,
 )
 from routing_points.server.services import Services
-from routing_points.store.admin import StoreError
+from routing_points.store.errors import StoreError
 
 logger = logging.getLogger("routing_points.mirror")
 _QUOTA = re.compile(r"\bq=(\d+)")

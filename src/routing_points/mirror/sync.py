@@ -18,7 +18,8 @@ from sqlalchemy import Engine
 
 from routing_points.client import AsyncClient
 from routing_points.client.models import RoutingPoint
-from routing_points.store import admin
+from routing_points.store import errors as store_errors
+from routing_points.store import tenants
 from routing_points.store.points import count_points
 from routing_points.store.replace import ReplaceResult, read_meta, replace_points, write_meta
 
@@ -101,16 +102,16 @@ class MirrorStore:
 
     def ensure_operation(self, name: str, licenses: int, timezone: str) -> None:
         try:
-            admin.get_operation(self.engine, self.server)
-        except admin.NotFound:
+            tenants.get_operation(self.engine, self.server)
+        except store_errors.NotFound:
             # Created meanwhile by someone else: fine.
-            with contextlib.suppress(admin.Conflict):
-                admin.add_operation(self.engine, self.server, name, licenses, timezone)
+            with contextlib.suppress(store_errors.Conflict):
+                tenants.add_operation(self.engine, self.server, name, licenses, timezone)
 
     def upstream_etag(self) -> str | None:
         """The tag to send upstream, if it still describes the local copy."""
         meta = read_meta(self.engine, self.prefix)
-        version = admin.get_operation(self.engine, self.server).version
+        version = tenants.get_operation(self.engine, self.server).version
         if meta.get(self._key("upstream")) != self.identity:
             return None
         if meta.get(self._key("version")) != str(version):

@@ -1,6 +1,6 @@
 """Admin API for who may call: tokens (with expiry), the IP allow-list, the audit log.
 
-Same admission as every admin call (admin scope, its own operation only, costs 1), same
+Same pipeline as every admin call (admin scope, its own operation only, costs 1), same
 envelope; every change is audited like the other admin writes.
 """
 
@@ -12,10 +12,9 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from routing_points.server.admin import AdminEndpoints, _json
-from routing_points.server.errors import BadRequest, InvalidParameters
-from routing_points.store import access, audit
-from routing_points.store import admin as store_admin
+from routing_points.server.admin_api import AdminApi
+from routing_points.server.errors import BadRequest, InvalidParameters, envelope
+from routing_points.store import access, audit, tenants
 from routing_points.store.reader import Principal
 
 
@@ -26,7 +25,7 @@ def _epoch_text(epoch: int | None) -> str:
 
 
 class AccessEndpoints:
-    def __init__(self, admin: AdminEndpoints) -> None:
+    def __init__(self, admin: AdminApi) -> None:
         self.admin = admin
 
     async def tokens(self, request: Request) -> Response:
@@ -35,7 +34,7 @@ class AccessEndpoints:
         if request.method == "GET":
 
             async def listing(principal: Principal, _payload: Any) -> Response:
-                _operation, views = await admin._store(
+                _operation, views = await admin.store(
                     lambda: access.token_views(admin.engine, principal.nomenclature)
                 )
                 data = [
@@ -50,9 +49,9 @@ class AccessEndpoints:
                     }
                     for view in views
                 ]
-                return _json(200, f"{len(data)} records were found", data)
+                return envelope(200, f"{len(data)} records were found", data)
 
-            return await admin._call(request, listing, with_body=False)
+            return await admin.call(request, listing, with_body=False)
 
         async def create(principal: Principal, payload: Any) -> Response:
             if not isinstance(payload, dict):
@@ -71,14 +70,14 @@ class AccessEndpoints:
                 raise InvalidParameters("EXPIRES MUST BE A DURATION (30d) OR A DATE")
             server = principal.nomenclature
 
-            def write() -> tuple[store_admin.NewToken, int | None]:
+            def write() -> tuple[tenants.NewToken, int | None]:
                 expires_at = access.parse_expiry(expires) if expires else None
-                token = store_admin.add_token(
+                token = tenants.add_token(
                     admin.engine, server, description, limit, scope, expires_at
                 )
                 return token, expires_at
 
-            token, expires_at = await admin._store(write)
+            token, expires_at = await admin.store(write)
             await admin.audit(
                 request,
                 principal,
@@ -93,9 +92,9 @@ class AccessEndpoints:
             data = [
                 {"id": str(token.id), "secret": token.secret, "expires_at": _epoch_text(expires_at)}
             ]
-            return _json(201, "1 records were created", data)
+            return envelope(201, "1 records were created", data)
 
-        return await admin._call(request, create, with_body=True)
+        return await admin.call(request, create, with_body=True)
 
     async def allowlist(self, request: Request) -> Response:
         """GET lists the networks; POST {"network"} adds one; DELETE ?network= removes one."""
@@ -103,31 +102,31 @@ class AccessEndpoints:
         if request.method == "GET":
 
             async def listing(principal: Principal, _payload: Any) -> Response:
-                _operation, entries = await admin._store(
+                _operation, entries = await admin.store(
                     lambda: access.allowlist(admin.engine, principal.nomenclature)
                 )
-                return _json(200, f"{len(entries)} records were found", entries)
+                return envelope(200, f"{len(entries)} records were found", entries)
 
-            return await admin._call(request, listing, with_body=False)
+            return await admin.call(request, listing, with_body=False)
 
         async def change(principal: Principal, payload: Any) -> Response:
             server = principal.nomenclature
             if request.method == "POST":
                 if not isinstance(payload, dict) or not isinstance(payload.get("network"), str):
                     raise BadRequest('THE BODY MUST BE {"network": "203.0.113.0/24"}')
-                entry = await admin._store(
+                entry = await admin.store(
                     lambda: access.add_network(admin.engine, server, payload["network"])
                 )
                 await admin.audit(request, principal, "allowlist.add", {"network": entry})
-                return _json(201, "1 records were created", [entry])
+                return envelope(201, "1 records were created", [entry])
             text = request.query_params.get("network", "")
             if not text:
                 raise InvalidParameters("NETWORK IS REQUIRED")
-            entry = await admin._store(lambda: access.remove_network(admin.engine, server, text))
+            entry = await admin.store(lambda: access.remove_network(admin.engine, server, text))
             await admin.audit(request, principal, "allowlist.remove", {"network": entry})
-            return _json(200, "1 records were deleted", None)
+            return envelope(200, "1 records were deleted", None)
 
-        return await admin._call(request, change, with_body=request.method == "POST")
+        return await admin.call(request, change, with_body=request.method == "POST")
 
     async def audit_log(self, request: Request) -> Response:
         """GET the operation's audit entries, newest first (?limit=, at most 1000)."""
@@ -137,7 +136,7 @@ class AccessEndpoints:
             text = request.query_params.get("limit", "200")
             if not text.isdigit() or not 1 <= int(text) <= 1000:
                 raise InvalidParameters("LIMIT MUST BE AN INTEGER FROM 1 TO 1000")
-            found = await admin._store(
+            found = await admin.store(
                 lambda: audit.entries(admin.engine, principal.nomenclature, limit=int(text))
             )
             data = [
@@ -151,6 +150,6 @@ class AccessEndpoints:
                 }
                 for entry in found
             ]
-            return _json(200, f"{len(data)} records were found", data)
+            return envelope(200, f"{len(data)} records were found", data)
 
-        return await admin._call(request, listing, with_body=False)
+        return await admin.call(request, listing, with_body=False)

@@ -87,25 +87,16 @@ class RoutingPointId(Convertor[int]):
 
 def admin_routes(services: Services) -> list[Route]:
     register_url_convertor("rp_id", RoutingPointId())  # idempotent
+    points, access = services.points, services.access
     return [
-        Route(f"{ADMIN}/routing_points", services.admin_endpoint("create_point"), methods=["POST"]),
-        Route(
-            f"{ADMIN}/routing_points/bulk", services.admin_endpoint("bulk_upsert"), methods=["POST"]
-        ),
-        Route(
-            f"{ADMIN}/routing_points/{{rp_id:rp_id}}",
-            services.admin_endpoint("point"),
-            methods=["PATCH", "DELETE"],
-        ),
-        Route(f"{ADMIN}/usage_events", services.admin_endpoint("usage_events"), methods=["POST"]),
-        Route(f"{ADMIN}/usage_report", services.admin_endpoint("usage_report"), methods=["GET"]),
-        Route(f"{ADMIN}/tokens", services.admin_endpoint("tokens"), methods=["GET", "POST"]),
-        Route(
-            f"{ADMIN}/allowlist",
-            services.admin_endpoint("allowlist"),
-            methods=["GET", "POST", "DELETE"],
-        ),
-        Route(f"{ADMIN}/audit", services.admin_endpoint("audit_log"), methods=["GET"]),
+        Route(f"{ADMIN}/routing_points", points.create_point, methods=["POST"]),
+        Route(f"{ADMIN}/routing_points/bulk", points.bulk_upsert, methods=["POST"]),
+        Route(f"{ADMIN}/routing_points/{{rp_id:rp_id}}", points.point, methods=["PATCH", "DELETE"]),
+        Route(f"{ADMIN}/usage_events", points.usage_events, methods=["POST"]),
+        Route(f"{ADMIN}/usage_report", points.usage_report, methods=["GET"]),
+        Route(f"{ADMIN}/tokens", access.tokens, methods=["GET", "POST"]),
+        Route(f"{ADMIN}/allowlist", access.allowlist, methods=["GET", "POST", "DELETE"]),
+        Route(f"{ADMIN}/audit", access.audit_log, methods=["GET"]),
     ]
 
 

@@ -1,7 +1,8 @@
 """Every refusal the server answers, each with its HTTP status and the contract's `msg`.
 
 They become the contract's envelope (`{"code", "error", "msg", "data": null}`) in one
-place, `envelope_response`, and nowhere else. Their `msg` strings are `contract.py`'s::
+place, `envelope_response`, and nowhere else; every envelope, success or refusal, is
+built by `envelope_body`. Their `msg` strings are `contract.py`'s::
 
     ApiError
     ├── BadRequest (400)                BAD REQUEST
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 import logging
 from http import HTTPStatus
+from typing import Any
 
 import orjson
 from starlette.responses import Response
@@ -172,17 +174,27 @@ def _size(n: int) -> str:
     return f"{n} BYTES"
 
 
-def envelope_body(status: int, error: str, msg: str) -> bytes:
-    return orjson.dumps({"code": status, "error": error, "msg": msg, "data": None})
+def envelope_body(code: int, error: str | None, msg: str, data: Any = None) -> bytes:
+    """The contract's envelope, the one place it is built: success, refusal or readiness."""
+    return orjson.dumps({"code": code, "error": error, "msg": msg, "data": data})
+
+
+def encoded_envelope_body(code: int, error: str | None, msg: str, data: bytes) -> bytes:
+    """The same envelope around `data` encoded already: the very bytes `envelope_body` makes."""
+    head = orjson.dumps({"code": code, "error": error, "msg": msg, "data": None})
+    return head[: -len(b"null}")] + data + b"}"
+
+
+def envelope(status: int, msg: str, data: Any, *, error: str | None = None) -> Response:
+    """An answer in the envelope: HTTP status = code."""
+    return Response(
+        envelope_body(status, error, msg, data), status_code=status, media_type="application/json"
+    )
 
 
 def envelope_response(exc: ApiError) -> Response:
     """The contract's error envelope: HTTP status = code, data null."""
-    response = Response(
-        envelope_body(exc.status, exc.error, exc.msg),
-        status_code=exc.status,
-        media_type="application/json",
-    )
+    response = envelope(exc.status, exc.msg, None, error=exc.error)
     response.raw_headers.extend(exc.headers)
     return response
 

@@ -2,8 +2,9 @@
 
 Work that awaits anything runs as a task raced against the time limit and the client's
 disconnect: whichever comes first cancels it, so its concurrency slot is freed at once.
-The time limit counts from the start of authentication (`CONSUMPTION_STARTED`, set by
-admission), so the token lookup and the admission are inside the 60 s, not before them.
+The time limit is one budget per call, counted from the start of authentication
+(`CONSUMPTION_STARTED`, set by admission): the token lookup, the admission, the reading of
+an upload's body (`bounded`) and the work (`run`) all come out of the same 60 s.
 Sandbox fault injection (a delay, a share of 503s) happens here too, inside the slot and
 inside the time limit, exactly where a slow or failing real service would hurt a client.
 """
@@ -50,13 +51,26 @@ class ConsumptionGuard:
     def injects_faults(self) -> bool:
         return self.latency_s > 0 or self.failure_rate > 0
 
+    def remaining(self) -> float:
+        """What is left of this call's time limit, which started with its authentication."""
+        started = CONSUMPTION_STARTED.get()
+        if started is None:
+            return self.timeout_s
+        return max(0.0, self.timeout_s - (time.monotonic() - started))
+
+    async def bounded(self, step: Awaitable[T]) -> T:
+        """A step that must not race the disconnect watcher (reading the request's body,
+        which reads the same channel), within what is left of the time limit."""
+        try:
+            return await asyncio.wait_for(step, timeout=max(self.remaining(), 0.001))
+        except TimeoutError:
+            raise ConsumptionTimeout(self.timeout_s) from None
+
     async def run(self, work: Callable[[], Awaitable[T]], receive: Receive) -> T:
+        """The work, cancelled when the time limit ends or the client hangs up."""
         task = asyncio.ensure_future(self._with_faults(work))
         watcher = asyncio.ensure_future(_disconnected(receive))
-        started = CONSUMPTION_STARTED.get()
-        timeout = self.timeout_s
-        if started is not None:
-            timeout = max(0.0, timeout - (time.monotonic() - started))
+        timeout = self.remaining()
         try:
             done, _ = await asyncio.wait(
                 (task, watcher), timeout=timeout, return_when=asyncio.FIRST_COMPLETED

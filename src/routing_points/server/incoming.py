@@ -14,8 +14,6 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from urllib.parse import parse_qsl
 
-from routing_points.store.records import MAX_RP_ID
-
 _HOST_OPERATION = re.compile(rb"^wv([0-9]{4})\.", re.IGNORECASE)
 
 
@@ -79,14 +77,6 @@ def accepts_gzip(value: bytes) -> bool:
         except ValueError:
             return False
     return False
-
-
-def non_negative_id(text: str) -> int | None:
-    """A non-negative integer that fits a BIGINT, or None. The length is checked first:
-    int() refuses strings of thousands of digits with a ValueError."""
-    if text.isascii() and text.isdigit() and len(text) <= 19 and int(text) <= MAX_RP_ID:
-        return int(text)
-    return None
 
 
 # Pollers repeat short query strings; long ones are parsed every time, never kept.

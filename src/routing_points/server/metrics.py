@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import hmac
 import os
+import time
+from collections.abc import Awaitable, Callable
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -23,7 +25,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from routing_points.contract import REPORTS
-from routing_points.server.errors import Forbidden, NotFound
+from routing_points.server.errors import ApiError, Forbidden, NotFound
+from routing_points.store.reader import StoreUnavailable
 
 KNOWN_APIS = frozenset(REPORTS)
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
@@ -95,3 +98,22 @@ class Metrics:
 
 async def metrics_off(_request: Request) -> Response:
     raise NotFound()
+
+
+async def measured(
+    metrics: Metrics, api: str, handler: Callable[[], Awaitable[Response]]
+) -> Response:
+    """The handler's answer, counted by api and status, and timed."""
+    started, status, refusal = time.perf_counter(), 500, None
+    try:
+        response = await handler()
+        status = response.status_code
+        return response
+    except ApiError as exc:
+        status, refusal = exc.status, exc.refusal
+        raise
+    except StoreUnavailable:
+        status = 503
+        raise
+    finally:
+        metrics.observe(api, status, time.perf_counter() - started, refusal)

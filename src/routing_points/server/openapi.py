@@ -147,7 +147,7 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
                             "name": "api",
                             "in": "query",
                             "required": True,
-                            "schema": {"type": "string", "enum": ["routing_points", "token_info"]},
+                            "schema": {"type": "string", "enum": list(contract.REPORTS)},
                             "example": "routing_points",
                         },
                         {

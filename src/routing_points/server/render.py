@@ -1,6 +1,6 @@
 """Turning store rows into the contract's JSON bytes.
 
-The envelope is assembled from pre-encoded pieces around one `orjson.dumps` of the data,
+The envelope is one `orjson.dumps` (`errors.envelope_body`, the only place it is built),
 and local times are formatted without a datetime per row: a zone's UTC offset is cached
 per quarter hour (every real-world transition falls on one), each day's date is formatted
 once, and each second of a day's "HH:MM:SS" is looked up.
@@ -13,8 +13,7 @@ from datetime import UTC, date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import orjson
-
+from routing_points.server.errors import encoded_envelope_body, envelope_body
 from routing_points.store.reader import PointRow
 
 _EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
@@ -95,14 +94,11 @@ def point_records(rows: list[PointRow], local_time: LocalTimes) -> list[dict[str
     ]
 
 
-_HEAD = b'{"code":200,"error":null,"msg":'
-
-
 def success_body(msg: str, data: Any) -> bytes:
     """The contract's success envelope, in the vendor's key order."""
-    return encoded_success_body(msg, orjson.dumps(data))
+    return envelope_body(200, None, msg, data)
 
 
 def encoded_success_body(msg: str, data: bytes) -> bytes:
-    """The success envelope around data already encoded as JSON."""
-    return b"".join((_HEAD, orjson.dumps(msg), b',"data":', data, b"}"))
+    """The success envelope around data already encoded as JSON (a big page's records)."""
+    return encoded_envelope_body(200, None, msg, data)

@@ -17,9 +17,10 @@ from datetime import UTC, datetime
 from sqlalchemy import Connection, Engine, func, insert, select, update
 
 from routing_points.store import records
-from routing_points.store.admin import Invalid, NewToken, NotFound, Operation, operation_row
+from routing_points.store.errors import Invalid, NotFound
 from routing_points.store.schema import operations, platform_tokens, tokens, usage_counters
 from routing_points.store.secrets import hash_secret, new_secret
+from routing_points.store.tenants import NewToken, Operation, operation_row
 
 NETWORKS_PER_LICENSE = 10
 # Past this, an expiry means "never" in all but name, and dates stop being printable.

@@ -9,7 +9,8 @@ from __future__ import annotations
 import sqlite3
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
@@ -39,3 +40,8 @@ def create_sync_engine(database_url: str) -> Engine:
             configure_sqlite_connection(dbapi_connection)
 
     return engine
+
+
+def dialect_insert(conn: Connection) -> Any:
+    """INSERT with ON CONFLICT support, for the dialect at hand."""
+    return postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert

@@ -19,8 +19,9 @@ import orjson
 from sqlalchemy import Engine, select
 
 from routing_points.store import records as values
-from routing_points.store.admin import Invalid, operation_row
+from routing_points.store.errors import Invalid
 from routing_points.store.schema import routing_points
+from routing_points.store.tenants import operation_row
 
 # Problems listed one by one; beyond this many, only their number.
 MAX_REPORTED = 20

@@ -15,17 +15,11 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Connection, Engine, and_, bindparam, delete, func, insert, select, update
 
 from routing_points.store import records
-from routing_points.store.admin import (
-    Conflict,
-    Invalid,
-    NotFound,
-    Operation,
-    bump_version,
-    dialect_insert,
-    operation_row,
-)
+from routing_points.store.engine import dialect_insert
+from routing_points.store.errors import Conflict, Invalid, NotFound
 from routing_points.store.reader import PointRow
 from routing_points.store.schema import routing_points
+from routing_points.store.tenants import Operation, bump_version, operation_row
 
 # SQLite allows 32,766 bound parameters per statement; 8 columns a row.
 UPSERT_CHUNK = 2_000

@@ -49,6 +49,26 @@ def timezone(value: str) -> str:
     raise InvalidValue("timezone", f"{value!r} is not a known IANA time zone")
 
 
+def is_rp_id(number: int) -> bool:
+    """The one rule for an rp_id: a positive integer that fits a BIGINT."""
+    return 0 < number <= MAX_RP_ID
+
+
+def _digits(text: str) -> bool:
+    # The length first: int() refuses strings of thousands of digits with a ValueError.
+    return text.isascii() and text.isdigit() and len(text) <= 19
+
+
+def id_in_text(text: str, *, minimum: int = 1) -> int | None:
+    """The id a query or path gives, or None: digits for `minimum` to MAX_RP_ID (`routing`
+    and `after` may be 0, an rp_id may not)."""
+    if _digits(text):
+        number = int(text)
+        if minimum <= number <= MAX_RP_ID:
+            return number
+    return None
+
+
 def rp_id(value: Any) -> int:
     if isinstance(value, bool):
         raise InvalidValue("rp_id", "must be a positive integer")
@@ -56,11 +76,10 @@ def rp_id(value: Any) -> int:
         value = int(value)  # JSON's 101.0 is the integer 101
     if isinstance(value, str):
         text = value.strip()
-        # The length first: int() refuses strings of thousands of digits with a ValueError.
-        if not text.isascii() or not text.isdigit() or len(text) > 19:
+        if not _digits(text):
             raise InvalidValue("rp_id", f"{value[:40]!r} is not a positive integer")
         value = int(text)
-    if not isinstance(value, int) or not 0 < value <= MAX_RP_ID:
+    if not isinstance(value, int) or not is_rp_id(value):
         raise InvalidValue("rp_id", f"{value!r} is not a positive integer")
     return value
 

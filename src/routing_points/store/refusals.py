@@ -15,7 +15,7 @@ from collections import Counter
 
 from sqlalchemy import Engine, select
 
-from routing_points.store.admin import dialect_insert
+from routing_points.store.engine import dialect_insert
 from routing_points.store.schema import refusal_counters
 
 logger = logging.getLogger("routing_points.store")

@@ -16,8 +16,10 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Connection, Engine, bindparam, delete, insert, select, update
 
 from routing_points.store import records
-from routing_points.store.admin import Invalid, bump_version, dialect_insert, operation_row
+from routing_points.store.engine import dialect_insert
+from routing_points.store.errors import Invalid
 from routing_points.store.schema import meta, routing_points
+from routing_points.store.tenants import bump_version, operation_row
 
 # SQLite allows 32,766 bound parameters per statement.
 CHUNK = 2_000

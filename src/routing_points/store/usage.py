@@ -17,9 +17,10 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import Engine, and_, bindparam, func, insert, or_, select, update
 
-from routing_points.store.admin import Invalid, bump_version, operation_row
+from routing_points.store.errors import Invalid
 from routing_points.store.records import InvalidValue, instant, last_use, rp_id
 from routing_points.store.schema import routing_points, usage_events
+from routing_points.store.tenants import bump_version, operation_row
 
 CHANNELS = ("ivr", "chat", "interaction", "crm")
 EVENT_FIELDS = ("rp_id", "channel", "at")

@@ -1,50 +1,27 @@
-"""Operator commands on the store: migrate, operations and tokens (points: `cli.points`)."""
+"""Operator commands for the tenants: operations and their tokens (points: `cli.points`)."""
 
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
 from typing import Any
 
 import click
-from rich.console import Console
 from rich.table import Table
-from sqlalchemy import Engine
 
 from routing_points.cli.common import (
+    cli_audit,
     database_option,
     iso_utc,
     json_option,
     open_store,
     print_json,
+    print_table,
     settings_for,
     store_errors,
+    timestamp_text,
 )
 from routing_points.cli.help import example
-from routing_points.store import access, admin, audit
-
-
-def cli_audit(engine: Engine, action: str, server: str | None, detail: dict[str, object]) -> None:
-    """Append a CLI change to the audit log, as the operating-system user who ran it."""
-    audit.record(
-        engine,
-        actor=audit.cli_actor(),
-        address="local",
-        action=action,
-        nomenclature=server,
-        detail=detail,
-        retention_days=settings_for(None).audit_retention_days,
-    )
-
-
-def print_table(table: Table) -> None:
-    Console(soft_wrap=True).print(table)
-
-
-def _timestamp(epoch: int | None) -> str:
-    if epoch is None:
-        return ""
-    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+from routing_points.store import access, tenants
 
 
 class Duration(click.ParamType[int]):
@@ -60,15 +37,6 @@ class Duration(click.ParamType[int]):
         if match is None:
             self.fail(f"{value!r} is not a duration such as 0, 90s, 30m, 1h or 2d", param, ctx)
         return int(match[1]) * self._UNITS[match[2]]
-
-
-@click.command(epilog=example("routing-points migrate --database sqlite:///routing-points.db"))
-@database_option
-@store_errors
-def migrate(database_url: str | None) -> None:
-    """Create or upgrade the database schema."""
-    open_store(database_url, create=True).dispose()
-    click.echo("the database schema is up to date")
 
 
 @click.group()
@@ -93,7 +61,7 @@ def operations_add(
 ) -> None:
     """Add an operation."""
     engine = open_store(database_url)
-    operation = admin.add_operation(engine, server, name, licenses, timezone)
+    operation = tenants.add_operation(engine, server, name, licenses, timezone)
     cli_audit(
         engine,
         "operation.create",
@@ -151,7 +119,7 @@ def operations_list(as_json: bool, database_url: str | None) -> None:
             "daily_budget": operation.licenses * settings.daily_calls_per_license,
             "timezone": operation.timezone,
         }
-        for operation in admin.list_operations(open_store(database_url))
+        for operation in tenants.list_operations(open_store(database_url))
     ]
     if as_json:
         print_json(rows)
@@ -213,7 +181,7 @@ def tokens_add(
     if server is None:
         raise click.UsageError("give the SERVER of the operation the token belongs to")
     engine = open_store(database_url)
-    token = admin.add_token(engine, server, description, daily_limit, scope, expires_at)
+    token = tenants.add_token(engine, server, description, daily_limit, scope, expires_at)
     cli_audit(
         engine,
         "token.create",
@@ -239,7 +207,7 @@ def tokens_add(
 @store_errors
 def tokens_list(server: str, as_json: bool, database_url: str | None) -> None:
     """List an operation's tokens (never their secrets)."""
-    found = admin.list_tokens(open_store(database_url), server)
+    found = tenants.list_tokens(open_store(database_url), server)
     if as_json:
         print_json(
             [
@@ -265,9 +233,9 @@ def tokens_list(server: str, as_json: bool, database_url: str | None) -> None:
             token.description,
             "" if token.daily_limit is None else str(token.daily_limit),
             token.scope,
-            _timestamp(token.created_at),
-            _timestamp(token.expires_at),
-            _timestamp(token.revoked_at),
+            timestamp_text(token.created_at),
+            timestamp_text(token.expires_at),
+            timestamp_text(token.revoked_at),
         )
     print_table(table)
 
@@ -280,7 +248,7 @@ def tokens_revoke(token_id: int, database_url: str | None) -> None:
     """Revoke a token: it is refused from the next request on."""
     engine = open_store(database_url)
     server = access.token_operation(engine, token_id)
-    admin.revoke_token(engine, token_id)
+    tenants.revoke_token(engine, token_id)
     cli_audit(engine, "token.revoke", server, {"token_id": token_id})
     click.echo(f"token {token_id} revoked")
 
@@ -310,7 +278,7 @@ def tokens_rotate(token_id: int, grace: int, database_url: str | None) -> None:
     grace of the secret before.
     """
     engine = open_store(database_url)
-    token = admin.rotate_token(engine, token_id, grace)
+    token = tenants.rotate_token(engine, token_id, grace)
     server = access.token_operation(engine, token_id)
     cli_audit(engine, "token.rotate", server, {"token_id": token_id, "grace_s": grace})
     until = "is refused from now on" if grace == 0 else f"works for {grace} s more"
@@ -341,7 +309,7 @@ def tokens_expire(
     server = access.token_operation(engine, token_id)
     access.set_token_expiry(engine, token_id, expires_at)
     cli_audit(engine, "token.terms", server, {"token_id": token_id, "expires_at": expires_at})
-    click.echo(f"token {token_id} expires {_timestamp(expires_at) or 'never'}")
+    click.echo(f"token {token_id} expires {timestamp_text(expires_at) or 'never'}")
 
 
 @tokens.command("list-platform", epilog=example("routing-points tokens list-platform"))
@@ -354,9 +322,9 @@ def tokens_list_platform(database_url: str | None) -> None:
         table.add_row(
             str(token.id),
             token.description,
-            _timestamp(token.created_at),
-            _timestamp(token.expires_at),
-            _timestamp(token.revoked_at),
+            timestamp_text(token.created_at),
+            timestamp_text(token.expires_at),
+            timestamp_text(token.revoked_at),
         )
     print_table(table)
 

@@ -1,13 +1,7 @@
-"""Operations and tokens: administrative reads and writes shared by the CLI and the API.
+"""Operations (the tenants) and their tokens: reads and writes shared by the CLI and the API.
 
-Routing points are in `store.points`, usage events in `store.usage`.
-
-Errors::
-
-    StoreError
-    ├── NotFound      the operation, token or routing point does not exist
-    ├── Conflict      it exists already
-    └── Invalid       a value cannot be stored (wraps records.InvalidValue)
+Routing points are in `store.points`, usage events in `store.usage`, the store's refusals
+in `store.errors`.
 """
 
 from __future__ import annotations
@@ -15,31 +9,14 @@ from __future__ import annotations
 import secrets as _random
 import time
 from dataclasses import dataclass
-from typing import Any
 
 from sqlalchemy import Connection, Engine, insert, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
 from routing_points.store import records
-from routing_points.store.schema import meta, operations, tokens
+from routing_points.store.errors import Conflict, Invalid, NotFound
+from routing_points.store.schema import operations, tokens
 from routing_points.store.secrets import hash_secret, new_secret
-
-
-class StoreError(Exception):
-    """An administrative request the store refuses, with a message for a person."""
-
-
-class NotFound(StoreError):
-    pass
-
-
-class Conflict(StoreError):
-    pass
-
-
-class Invalid(StoreError):
-    pass
 
 
 @dataclass(frozen=True, slots=True)
@@ -252,22 +229,3 @@ def rotate_token(engine: Engine, token_id: int, grace_s: int, now: int | None = 
             )
         )
     return NewToken(token_id, secret)
-
-
-def dialect_insert(conn: Connection) -> Any:
-    """INSERT with ON CONFLICT support, for the dialect at hand."""
-    return postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
-
-
-def get_meta(engine: Engine, key: str) -> str | None:
-    with engine.connect() as conn:
-        value = conn.execute(select(meta.c.value).where(meta.c.key == key)).scalar_one_or_none()
-    return None if value is None else str(value)
-
-
-def set_meta(engine: Engine, key: str, value: str) -> None:
-    with engine.begin() as conn:
-        statement = dialect_insert(conn)(meta).values(key=key, value=value)
-        conn.execute(
-            statement.on_conflict_do_update(index_elements=[meta.c.key], set_={"value": value})
-        )

@@ -1,0 +1,117 @@
+"""The store the settings name: chosen, opened, migrated, and held by one process if embedded.
+
+    sqlite:///...      SqliteReader   one process serves the file: its limits live in it
+    postgresql://...   PostgresReader an asyncpg pool, any number of processes
+
+Whatever starts the app (`routing-points serve`, `uvicorn --factory`, a test) opens the
+store here, so the one-process rule of SQLite holds for all of them: the server holds a
+lock on `<file>.lock` for as long as it runs, and a second one on the file is refused.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, TYPE_CHECKING
+
+from sqlalchemy import Engine
+
+from routing_points.settings import Settings
+from routing_points.store import migrate
+from routing_points.store.engine import create_sync_engine
+from routing_points.store.errors import StoreInUse
+
+if TYPE_CHECKING:  # imported when opened: the CLI's lock check needs neither driver
+    from routing_points.store.postgres import PostgresReader
+    from routing_points.store.sqlite import SqliteReader
+
+
+class SoleProcess:
+    """The lock that makes this process the only server of a SQLite file."""
+
+    def __init__(self, sqlite_path: Path) -> None:
+        self.sqlite_path = sqlite_path
+        self.path = sqlite_path.with_name(sqlite_path.name + ".lock")
+        self._file: IO[str] | None = None
+
+    def acquire(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        file = self.path.open("a")
+        try:
+            fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            file.close()
+            raise StoreInUse(
+                f"another server is already using {self.sqlite_path}: the embedded store "
+                "serves from one process (use PostgreSQL and Redis to scale out)"
+            ) from None
+        self._file = file
+
+    def release(self) -> None:
+        if self._file is not None:
+            self._file.close()  # closing the file releases its lock
+            self._file = None
+
+
+@contextlib.contextmanager
+def sole_process(settings: Settings) -> Iterator[None]:
+    """Hold the SQLite file for this process meanwhile (nothing to hold for PostgreSQL)."""
+    if not settings.is_sqlite:
+        yield
+        return
+    lock = SoleProcess(settings.sqlite_path)
+    lock.acquire()
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+@dataclass
+class Store:
+    engine: Engine  # synchronous: migrations, admin writes, the refusal log
+    reader: SqliteReader | PostgresReader  # the hot path's
+    lock: SoleProcess | None
+
+    async def close(self) -> None:
+        try:
+            await self.reader.close()
+        finally:
+            self.engine.dispose()
+            if self.lock is not None:
+                self.lock.release()
+
+
+async def open_store(settings: Settings) -> Store:
+    """The settings' store, migrated; with SQLite, this process's alone until `close`."""
+    from routing_points.store.postgres import PostgresReader
+    from routing_points.store.sqlite import SqliteReader
+
+    lock = None
+    if settings.is_sqlite:
+        lock = SoleProcess(settings.sqlite_path)
+        lock.acquire()  # before migrating: a second server never touches the schema
+    engine = None
+    try:
+        engine = create_sync_engine(settings.database_url)
+        migrate.upgrade(engine)
+        reader: SqliteReader | PostgresReader
+        if settings.is_sqlite:
+            reader = SqliteReader(settings.sqlite_path)
+        else:
+            reader = await PostgresReader.connect(
+                settings.database_url,
+                min_size=1,
+                max_size=settings.database_pool_size,
+                timeout_s=settings.database_timeout_s,
+            )
+    except BaseException:
+        if engine is not None:
+            engine.dispose()
+        if lock is not None:
+            lock.release()
+        raise
+    return Store(engine, reader, lock)
