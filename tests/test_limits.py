@@ -322,6 +322,22 @@ async def test_a_client_disconnect_frees_the_slot(server_factory: Any, tenant: T
     assert server.in_flight(tenant.token_id) == 0
 
 
+async def test_simultaneous_calls_cannot_both_beat_the_minimum_interval(
+    server_factory: Any, tenant: Tenant
+) -> None:
+    """Two calls at once (the concurrency limit lets 2 through) must not both consume: the
+    second sees the first's time even while the first's charge is still being written."""
+    server = server_factory(min_poll_interval_s=300)
+    for _ in range(5):
+        responses = await gather_gets(f"{server.url}{POINTS}", 2, headers(tenant.token))
+        statuses = sorted(r.status_code for r in responses)
+        assert statuses in ([200, 403], [403, 403]), statuses
+    async with httpx.AsyncClient(base_url=server.url) as http:
+        info = await http.get(TOKEN_INFO, headers=headers(tenant.token))
+    # One consumption in all, then token_info itself.
+    assert info.json()["data"][0]["token_use_today"] == "2"
+
+
 async def test_the_minimum_interval_switch(server_factory: Any, tenant: Tenant) -> None:
     clock = ManualClock(time.time())
     off = server_factory(clock=clock)

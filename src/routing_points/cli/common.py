@@ -26,7 +26,7 @@ from routing_points.settings import Settings
 from routing_points.store import audit, migrate
 from routing_points.store.engine import create_sync_engine
 from routing_points.store.errors import StoreError
-from routing_points.store.factory import sole_process
+from routing_points.store.factory import LOCAL_LIMITS_LOCK, sole_process
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -134,7 +134,7 @@ def check_store_free(settings: Settings) -> None:
     if settings.redis_url:
         return
     engine = create_sync_engine(settings.database_url)
-    lock = "hashtext('routing-points:local-limits')"
+    lock = LOCAL_LIMITS_LOCK
     try:
         with engine.connect() as conn:
             held = conn.execute(text(f"SELECT pg_try_advisory_lock({lock})")).scalar_one()

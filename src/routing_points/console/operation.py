@@ -13,6 +13,7 @@ from starlette.responses import RedirectResponse, Response
 
 from routing_points.console import charts, data
 from routing_points.console.pages import Console, stops, text, upload
+from routing_points.limits.policy import TALLIED_REFUSALS
 from routing_points.store import access, tenants
 from routing_points.store import errors as store_errors
 from routing_points.store import points as point_store
@@ -154,7 +155,7 @@ class OperationPages:
             chart=charts.stacked_bars(view.days, series, "Calls per day"),
             series=series,
             reset_in=data.duration(view.seconds_to_reset),
-            refusal_kinds=("concurrency", "budget", "interval", "address"),
+            refusal_kinds=TALLIED_REFUSALS,
             error=error,
             status=status,
         )

@@ -76,15 +76,25 @@ class LocalLimits:
             counters.operation_used = operation_used = operation_used + cost
         self._in_flight[token_id] += 1
         if cost:
+            # Reserved before the await, like the counters: a second call arriving while
+            # this charge commits must see this consumption's time.
+            interval_key = request.interval_key
+            previous = None
+            if interval_key is not None:
+                previous = self._last_consumption.get(interval_key)
+                self._last_consumption[interval_key] = request.now
             try:
                 await self._store.charge(token_id, request.day, request.operation_id, cost)
             except BaseException:
                 counters.token_used[token_id] -= cost
                 counters.operation_used -= cost
+                if interval_key is not None:
+                    if previous is None:
+                        self._last_consumption.pop(interval_key, None)
+                    else:
+                        self._last_consumption[interval_key] = previous
                 self.release_now(token_id)
                 raise
-            if request.interval_key is not None:
-                self._last_consumption[request.interval_key] = request.now
         return AdmitResult(Outcome.ADMITTED, token_used, operation_used, lease="local")
 
     async def release(self, token_id: int, lease: str) -> None:

@@ -21,6 +21,18 @@ from routing_points.settings import Settings
 from routing_points.store.reader import Principal
 
 logger = logging.getLogger("routing_points.limits")
+# The day's counters outlive the local midnight by this much (seconds): a call admitted just
+# before it still finds them when its charge is written.
+DAY_COUNTERS_MARGIN_S = 3600
+# A call refused before admission because its operation's allow-list excludes its address.
+ADDRESS_REFUSAL = "address"
+# The refusals tallied per operation and day (`refused`), as the console lists them.
+TALLIED_REFUSALS = (
+    Outcome.CONCURRENCY.value,
+    Outcome.BUDGET.value,
+    Outcome.INTERVAL.value,
+    ADDRESS_REFUSAL,
+)
 
 
 @dataclass(slots=True)
@@ -139,7 +151,7 @@ class LimitPolicy:
             interval_key=f"{principal.token_id}:{api}" if interval > 0 else None,
             min_interval_s=interval,
             now=now,
-            day_ttl_s=reset + 3600,
+            day_ttl_s=reset + DAY_COUNTERS_MARGIN_S,
         )
         try:
             result = await self.backend.admit(request)

@@ -22,7 +22,7 @@ from typing import Protocol
 from starlette.responses import Response
 from starlette.types import Receive, Scope
 
-from routing_points.limits.policy import LimitPolicy, Ticket
+from routing_points.limits.policy import ADDRESS_REFUSAL, LimitPolicy, Ticket
 from routing_points.server.addresses import ClientAddress, allowed
 from routing_points.server.errors import (
     AddressNotAllowed,
@@ -126,7 +126,7 @@ class Admission:
         if principal.ip_allowlist:
             address = self.client_address(peer, incoming.forwarded_for)
             if not allowed(address, principal.ip_allowlist):
-                self.policy.refused(principal, "address")
+                self.policy.refused(principal, ADDRESS_REFUSAL)
                 raise AddressNotAllowed(address)
         return principal
 

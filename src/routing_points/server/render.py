@@ -79,19 +79,7 @@ def record_of(row: PointRow, local_time: LocalTimes) -> dict[str, str]:
 
 
 def point_records(rows: list[PointRow], local_time: LocalTimes) -> list[dict[str, str]]:
-    yes_no = _YES_NO
-    return [
-        {
-            "rp_id": str(row[0]),
-            "rp_name": row[1],
-            "ivr_active": yes_no[row[2]],
-            "chat_active": yes_no[row[3]],
-            "interaction_active": yes_no[row[4]],
-            "crm_active": yes_no[row[5]],
-            "last_use": local_time(row[6]),
-        }
-        for row in rows
-    ]
+    return [record_of(row, local_time) for row in rows]
 
 
 def success_body(msg: str, data: Any) -> bytes:

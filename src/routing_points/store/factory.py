@@ -24,6 +24,11 @@ from routing_points.store import migrate
 from routing_points.store.engine import create_sync_engine
 from routing_points.store.errors import StoreInUse
 
+# PostgreSQL's half of the one-process rule: a server that keeps its limits in its own
+# memory (no Redis) holds this session advisory lock (store/postgres.py), and the CLI checks
+# it before starting one (cli/common.py).
+LOCAL_LIMITS_LOCK = "hashtext('routing-points:local-limits')"
+
 if TYPE_CHECKING:  # imported when opened: the CLI's lock check needs neither driver
     from routing_points.store.postgres import PostgresReader
     from routing_points.store.sqlite import SqliteReader

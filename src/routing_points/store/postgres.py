@@ -16,6 +16,7 @@ import asyncpg
 from sqlalchemy.engine import make_url
 
 from routing_points.outage import Outage
+from routing_points.store.factory import LOCAL_LIMITS_LOCK
 from routing_points.store.principals import ChangeListener, PrincipalCache
 from routing_points.store.reader import (
     CHARGE_SQL,
@@ -204,7 +205,7 @@ class PostgresReader:
         try:
             self._lock_connection = await self.pool.acquire(timeout=self._acquire_timeout_s)
             held = await self._lock_connection.fetchval(
-                "SELECT pg_try_advisory_lock(hashtext('routing-points:local-limits'))"
+                f"SELECT pg_try_advisory_lock({LOCAL_LIMITS_LOCK})"
             )
         except UNAVAILABLE as exc:
             raise StoreUnavailable(f"{type(exc).__name__}: {exc}") from exc
