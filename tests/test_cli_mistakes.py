@@ -11,7 +11,7 @@ from sqlalchemy import create_engine, inspect
 from sqlalchemy.engine import make_url
 
 from tests.support.processes import ServerProcess, cli
-from tests.support.services import free_port
+from tests.support.services import RedisNamespace, free_port
 
 pytestmark = pytest.mark.slow
 
@@ -132,6 +132,41 @@ def test_a_second_postgresql_server_without_redis_is_refused(
         assert line.endswith("give every server the same --redis to run several")
     finally:
         assert first.stop()
+
+
+def test_servers_with_and_without_redis_never_share_a_postgresql_budget(
+    tmp_path: Path, postgres_url: str, redis_namespace: RedisNamespace
+) -> None:
+    """Two ways of counting one budget would overshoot it: a server without Redis and
+    servers with Redis are never up on one database at once, whichever started first."""
+    redis = ["--redis", redis_namespace.url]
+    env = {"ROUTING_POINTS_REDIS_KEY_PREFIX": redis_namespace.prefix}
+    alone = ServerProcess("serve", "--database", postgres_url, port=free_port(), cwd=tmp_path)
+    alone.wait_ready()
+    try:
+        result = cli(
+            "serve", "--database", postgres_url, *redis, "--port", str(free_port()), cwd=tmp_path
+        )
+        line = one_line_error(result)
+        assert line.startswith("Error: a server without --redis keeps its limits in postgresql:")
+    finally:
+        assert alone.stop()
+    shared = ServerProcess(
+        "serve", "--database", postgres_url, *redis, port=free_port(), cwd=tmp_path, env=env
+    )
+    shared.wait_ready()
+    try:
+        result = cli("serve", "--database", postgres_url, "--port", str(free_port()), cwd=tmp_path)
+        line = one_line_error(result)
+        assert line.startswith("Error: another server keeps its limits in postgresql://")
+        # Another server with the same Redis is welcome: that is how one scales out.
+        second = ServerProcess(
+            "serve", "--database", postgres_url, *redis, port=free_port(), cwd=tmp_path, env=env
+        )
+        second.wait_ready()
+        assert second.stop()
+    finally:
+        assert shared.stop()
 
 
 @pytest.mark.parametrize(

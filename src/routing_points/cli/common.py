@@ -26,7 +26,7 @@ from routing_points.settings import Settings
 from routing_points.store import audit, migrate
 from routing_points.store.engine import create_sync_engine
 from routing_points.store.errors import StoreError
-from routing_points.store.factory import LOCAL_LIMITS_LOCK, sole_process
+from routing_points.store.factory import LIMITS_LOCK_REFUSED, LOCAL_LIMITS_LOCK, sole_process
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -126,29 +126,28 @@ def _created_empty(path: Path) -> bool:
 
 def check_store_free(settings: Settings) -> None:
     """A second server on one store is refused with one line, before it starts: SQLite
-    is served by one process (the app itself holds it: `store.factory`), and so is
-    PostgreSQL without Redis (the app holds an advisory lock)."""
+    is served by one process (the app itself holds it: `store.factory`), and PostgreSQL
+    by one server without Redis, or by servers that all have Redis (the app holds an
+    advisory lock, alone or shared)."""
     if settings.is_sqlite:
         with sole_process(settings):
             return
-    if settings.redis_url:
-        return
+    shared = settings.redis_url is not None
+    function = "pg_try_advisory_lock_shared" if shared else "pg_try_advisory_lock"
+    unlock = "pg_advisory_unlock_shared" if shared else "pg_advisory_unlock"
     engine = create_sync_engine(settings.database_url)
-    lock = LOCAL_LIMITS_LOCK
     try:
         with engine.connect() as conn:
-            held = conn.execute(text(f"SELECT pg_try_advisory_lock({lock})")).scalar_one()
+            held = conn.execute(text(f"SELECT {function}({LOCAL_LIMITS_LOCK})")).scalar_one()
             if held:
-                conn.execute(text(f"SELECT pg_advisory_unlock({lock})"))
+                conn.execute(text(f"SELECT {unlock}({LOCAL_LIMITS_LOCK})"))
     except (DBAPIError, SQLAlchemyError) as exc:
         raise store_unusable(settings.database_url, exc) from None
     finally:
         engine.dispose()
     if not held:
-        raise click.ClickException(
-            f"another server keeps its limits in {safe_url(settings.database_url)}: "
-            "give every server the same --redis to run several"
-        )
+        where = safe_url(settings.database_url)
+        raise click.ClickException(LIMITS_LOCK_REFUSED[shared].format(where=where))
 
 
 def check_port_free(host: str, port: int) -> None:

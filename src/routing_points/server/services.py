@@ -32,7 +32,7 @@ from routing_points.server.pages import PageCache, PageRenderer
 from routing_points.server.readiness import readiness
 from routing_points.server.reports import ReportSources, make_reports
 from routing_points.settings import Settings
-from routing_points.store.factory import Store, open_store
+from routing_points.store.factory import LIMITS_LOCK_REFUSED, Store, open_store
 from routing_points.store.postgres import PostgresReader
 from routing_points.store.refusals import RefusalLog
 from routing_points.store.sqlite import SqliteReader
@@ -71,6 +71,9 @@ class Services:
         settings = self.settings
         engine, reader = self.engine, self.reader = store.engine, store.reader
         limits: LimitBackend
+        shared = settings.redis_url is not None
+        if isinstance(reader, PostgresReader) and not await reader.hold_limits_lock(shared=shared):
+            raise RuntimeError(LIMITS_LOCK_REFUSED[shared].format(where="this database"))
         if settings.redis_url:
             limits = RedisLimits.from_url(
                 settings.redis_url,
@@ -81,11 +84,6 @@ class Services:
                 cluster=settings.redis_cluster,
             )
         else:
-            if isinstance(reader, PostgresReader) and not await reader.hold_local_limits_lock():
-                raise RuntimeError(
-                    "another server keeps its limits in this database: give every server "
-                    "the same --redis to run several"
-                )
             limits = LocalLimits(reader)
         self.limits = limits
         policy = LimitPolicy(settings, limits, self.clock)

@@ -28,6 +28,13 @@ from routing_points.store.errors import StoreInUse
 # memory (no Redis) holds this session advisory lock (store/postgres.py), and the CLI checks
 # it before starting one (cli/common.py).
 LOCAL_LIMITS_LOCK = "hashtext('routing-points:local-limits')"
+# Why a server was refused the lock, by whether it wanted it shared (it has Redis).
+LIMITS_LOCK_REFUSED = {
+    False: "another server keeps its limits in {where}: give every server "
+    "the same --redis to run several",
+    True: "a server without --redis keeps its limits in {where}: stop it, or give "
+    "it the same --redis as this one",
+}
 
 if TYPE_CHECKING:  # imported when opened: the CLI's lock check needs neither driver
     from routing_points.store.postgres import PostgresReader

@@ -196,17 +196,19 @@ class PostgresReader:
             return exc
         return None
 
-    async def hold_local_limits_lock(self) -> bool:
-        """Claim the database for limits kept in this process; False if a server has it.
+    async def hold_limits_lock(self, *, shared: bool) -> bool:
+        """Claim the database for this server's way of keeping limits; False if refused.
 
-        A session advisory lock on a connection of its own: it lasts until the pool
-        closes or the process dies, so a crashed server never leaves it behind.
+        A server that keeps its limits in its own memory (no Redis) holds the lock alone;
+        servers that share Redis hold it together (shared). So neither can start beside the
+        other: two ways of counting one budget would overshoot it. A session advisory lock
+        on a connection of its own lasts until the pool closes or the process dies, so a
+        crashed server never leaves it behind.
         """
+        function = "pg_try_advisory_lock_shared" if shared else "pg_try_advisory_lock"
         try:
             self._lock_connection = await self.pool.acquire(timeout=self._acquire_timeout_s)
-            held = await self._lock_connection.fetchval(
-                f"SELECT pg_try_advisory_lock({LOCAL_LIMITS_LOCK})"
-            )
+            held = await self._lock_connection.fetchval(f"SELECT {function}({LOCAL_LIMITS_LOCK})")
         except UNAVAILABLE as exc:
             raise StoreUnavailable(f"{type(exc).__name__}: {exc}") from exc
         return bool(held)
