@@ -195,6 +195,42 @@ def test_slow_headers_are_dropped_at_the_deadline(bounded: LiveServer) -> None:
         assert sock.recv(1) == b""
 
 
+def test_a_trickled_body_is_dropped_at_the_time_limit(
+    database_url: str, tenant: Tenant, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A form posted a byte at a time (no token needed: the console's sign-in) is dropped
+    once the time limit has passed since its headers, without a 500 or a traceback."""
+    settings = make_settings(database_url, header_timeout_s=1.0, consumption_timeout_s=1.5)
+    server = LiveServer(settings).start()
+    try:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+            started = time.monotonic()
+            sock.sendall(
+                b"POST /console/signin HTTP/1.1\r\nHost: x\r\n"
+                b"Content-Type: application/x-www-form-urlencoded\r\n"
+                b"Content-Length: 1000\r\n\r\n"
+            )
+            closed = False
+            for _ in range(30):  # 9 s of trickling if nothing drops it
+                try:
+                    sock.sendall(b"a")
+                    closed = sock.recv(1, socket.MSG_DONTWAIT) == b""
+                except BlockingIOError:
+                    pass
+                except OSError:
+                    closed = True
+                if closed:
+                    break
+                time.sleep(0.3)
+            held = time.monotonic() - started
+    finally:
+        server.stop()
+    assert closed, "a body trickled for 9 s was never dropped (time limit: 1.5 s)"
+    assert 1.4 < held < 9, f"held {held:.1f} s against a 1.5 s time limit"
+    errors = [r.getMessage() for r in caplog.records if r.levelname in ("ERROR", "CRITICAL")]
+    assert errors == []
+
+
 def stalled_reader(port: int, token: str) -> socket.socket:
     """A client that asks for a big answer and never reads it (a tiny receive window)."""
     sock = socket.socket()

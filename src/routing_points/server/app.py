@@ -17,7 +17,7 @@ from starlette.applications import Starlette
 from starlette.convertors import Convertor, register_url_convertor
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
@@ -36,6 +36,7 @@ from routing_points.server.errors import (
     error_response,
 )
 from routing_points.server.fastpath import InformationFastPath
+from routing_points.server.guard import CLIENT_CLOSED
 from routing_points.server.metrics import metrics_off
 from routing_points.server.openapi import openapi_document
 from routing_points.server.services import Services
@@ -63,6 +64,12 @@ async def _http_error(_request: Request, exc: Exception) -> Response:
         error = ApiError(HTTPStatus(exc.status_code).phrase.upper())
         error.status = exc.status_code
     return envelope_response(error)
+
+
+async def _client_gone(_request: Request, _exc: Exception) -> Response:
+    """A client that left while its body was being read (or was dropped for trickling it):
+    nobody to answer, and nothing wrong with the server (it was a 500 and two tracebacks)."""
+    return Response(status_code=CLIENT_CLOSED)
 
 
 async def _unexpected_error(_request: Request, exc: Exception) -> Response:
@@ -161,6 +168,7 @@ def create_app(
             ApiError: _api_error,
             HTTPException: _http_error,
             StoreUnavailable: _api_error,
+            ClientDisconnect: _client_gone,
             Exception: _unexpected_error,
         },
         lifespan=lifespan,

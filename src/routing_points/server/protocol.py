@@ -11,6 +11,10 @@ lines at the protocol level, where the bytes arrive, so this subclass adds them:
   is closed;
 - `header_timeout_s` for a request's headers to arrive, counted from the connection (or
   from the first byte of a follow-up request), else the connection is dropped;
+- the time limit (`consumption_timeout_s`, 60 s) for a request's body to arrive once its
+  headers are in, else the connection is dropped: a form posted a byte a minute would
+  otherwise hold its connection for ever (the API's calls are bounded by their own limit,
+  the console's forms were not);
 - `send_timeout_s` for a client that stops reading: the connection is aborted when the
   write buffer stays above its high-water mark that long, which ends the answer's send
   and so frees its concurrency slot;
@@ -48,6 +52,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     max_header_bytes = 32 * 1024
     max_header_count = 100
     header_timeout_s = 10.0
+    body_timeout_s = 60.0
     send_timeout_s = 30.0
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -60,8 +65,9 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._awaiting_headers = True
         self._unparsed = 0
         self._header_timer: asyncio.TimerHandle | None = None
-        # When the awaited request's headers started (loop time), None once they are in.
-        self._headers_since: float | None = None
+        # By when (loop time) the request being received must be in: its headers, then its
+        # body; None once it is whole.
+        self._deadline: float | None = None
         self._send_timer: asyncio.TimerHandle | None = None
 
     # Headers: a deadline and a size.
@@ -77,23 +83,30 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     def _arm_header_timer(self) -> None:
         """Start a request's header deadline. One timer per connection serves every request:
         arming and cancelling one per keep-alive request would cost each request a timer."""
-        self._headers_since = self.loop.time()
-        if self._header_timer is None:
-            self._header_timer = self.loop.call_later(self.header_timeout_s, self._headers_due)
+        self._arm_deadline(self.header_timeout_s)
+
+    def _arm_deadline(self, seconds: float) -> None:
+        self._deadline = deadline = self.loop.time() + seconds
+        timer = self._header_timer
+        if timer is not None and timer.when() > deadline:
+            timer.cancel()  # set for a longer deadline (a body's): too late for this one
+            timer = None
+        if timer is None:
+            self._header_timer = self.loop.call_at(deadline, self._deadline_due)
 
     def _cancel_header_timer(self) -> None:
-        self._headers_since = None
+        self._deadline = None
         if self._header_timer is not None:
             self._header_timer.cancel()
             self._header_timer = None
 
-    def _headers_due(self) -> None:
+    def _deadline_due(self) -> None:
         self._header_timer = None
-        if self._headers_since is None:
-            return  # the headers came; the next request arms the deadline again
-        late = self.loop.time() - self._headers_since - self.header_timeout_s
-        if late < 0:  # a later request's headers: their deadline is still ahead
-            self._header_timer = self.loop.call_later(-late, self._headers_due)
+        if self._deadline is None:
+            return  # the request came in whole; the next one arms the deadline again
+        left = self._deadline - self.loop.time()
+        if left > 0:  # a later request's deadline: still ahead
+            self._header_timer = self.loop.call_later(left, self._deadline_due)
         elif not self.transport.is_closing():
             self.transport.abort()
 
@@ -136,12 +149,15 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         )
 
     def on_headers_complete(self) -> None:
-        self._headers_since = None  # the timer stays: it checks this when it fires
+        # Now its body, if any (a request without one completes at once, below). The timer
+        # stays: it checks the deadline when it fires.
+        self._arm_deadline(self.body_timeout_s)
         self._awaiting_headers = False
         self._unparsed = 0
         super().on_headers_complete()
 
     def on_message_complete(self) -> None:
+        self._deadline = None
         self._awaiting_headers = True
         super().on_message_complete()
 
@@ -197,6 +213,7 @@ def bounded_protocol(settings: Settings) -> type[BoundedHttpToolsProtocol]:
             "max_header_bytes": settings.max_header_bytes,
             "max_header_count": settings.max_header_count,
             "header_timeout_s": settings.header_timeout_s,
+            "body_timeout_s": settings.consumption_timeout_s,
             "send_timeout_s": settings.send_timeout_s,
         },
     )
