@@ -76,6 +76,9 @@ def _shoot(page: Any, store: str, name: str) -> None:
     for width_name, (width, height) in WIDTHS.items():
         page.set_viewport_size({"width": width, "height": height})
         page.screenshot(path=str(SHOTS / f"{store}-{name}-{width_name}.png"), full_page=True)
+        # Wide tables scroll inside their frame; the page itself never scrolls sideways.
+        page_width = page.evaluate("document.documentElement.scrollWidth")
+        assert page_width <= width, f"{name} is {page_width} px wide at {width} px"
     page.set_viewport_size({"width": 1280, "height": 900})
 
 

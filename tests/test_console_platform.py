@@ -11,6 +11,7 @@ from sqlalchemy import Engine
 
 from routing_points.server import create_app
 from routing_points.store import access, tenants
+from routing_points.store import points as point_store
 from tests.support.seed import Tenant
 from tests.support.servers import asgi_client, make_settings
 
@@ -156,3 +157,42 @@ async def test_ids_too_big_for_the_store_are_not_found_not_a_500(
         point = await client.get(f"/console/o/0032/points/{huge}")
     assert tokens.status_code == 200
     assert (revoke.status_code, point.status_code) == (404, 404)
+
+
+async def test_a_point_page_shows_that_point_exactly(
+    database_url: str, engine: Engine, tenant: Tenant
+) -> None:
+    """Point 7, named after point 101, is not point 101's page; a missing id is a 404."""
+    point_store.create_point(
+        engine, tenant.server, {"rp_id": "7", "rp_name": "backup of 101", "ivr_active": "no"}
+    )
+    admin = tenants.add_token(engine, tenant.server, "admin", scope="admin")
+    async with asgi_client(create_app(make_settings(database_url))) as client:
+        await _sign_in(client, admin.secret)
+        page = await client.get(f"/console/o/{tenant.server}/points/101")
+        seven = await client.get(f"/console/o/{tenant.server}/points/7")
+        missing = await client.get(f"/console/o/{tenant.server}/points/10")
+    assert page.status_code == 200
+    assert f'action="/console/o/{tenant.server}/points/101"' in page.text
+    assert "backup of 101" not in page.text
+    assert f'action="/console/o/{tenant.server}/points/7"' in seven.text
+    assert missing.status_code == 404
+
+
+async def test_the_points_page_shows_at_most_its_share_and_says_so(
+    database_url: str, engine: Engine, tenant: Tenant
+) -> None:
+    many = [{"rp_id": str(rp_id), "rp_name": f"Many {rp_id}"} for rp_id in range(1000, 1600)]
+    point_store.upsert_points(engine, tenant.server, many)
+    admin = tenants.add_token(engine, tenant.server, "admin", scope="admin")
+    async with asgi_client(create_app(make_settings(database_url))) as client:
+        await _sign_in(client, admin.secret)
+        page = await client.get(f"/console/o/{tenant.server}/points")
+        found = await client.get(f"/console/o/{tenant.server}/points", params={"q": "1599"})
+    total = point_store.count_points(engine, tenant.server)
+    assert total > 500
+    assert f"{total} routing points" in page.text
+    assert "Showing the first 500" in page.text
+    assert page.text.count('<tr id="point-') == 500
+    assert found.text.count('<tr id="point-') == 1
+    assert "Showing the first" not in found.text

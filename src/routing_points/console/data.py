@@ -119,6 +119,13 @@ def points(
     return operation, chosen
 
 
+def point(engine: Engine, nomenclature: str, rp_id: int) -> dict[str, str]:
+    """One routing point by its id, exactly (never a search: id 7 is not "Point 107")."""
+    operation, row = point_store.get_point(engine, nomenclature, rp_id)
+    times = LocalTimes(ZoneInfo(operation.timezone))
+    return point_records([point_store.contract_row(row)], times)[0]
+
+
 def points_csv(engine: Engine, nomenclature: str) -> str:
     operation, rows = point_store.list_points(engine, nomenclature)
     times = LocalTimes(ZoneInfo(operation.timezone))
