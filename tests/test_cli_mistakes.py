@@ -55,6 +55,27 @@ def test_a_bad_database_option_names_the_option(tmp_path: Path, url: str, rule: 
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_redis_url_without_its_scheme_names_the_option(tmp_path: Path, workers: str) -> None:
+    """It was a traceback per worker, and with 2 workers an exit code of 0."""
+    database = f"sqlite:///{tmp_path / 'x.db'}"
+    result = cli(
+        "serve",
+        "--database",
+        database,
+        "--redis",
+        "127.0.0.1:6379",
+        "--workers",
+        workers,
+        "--port",
+        str(free_port()),
+        cwd=tmp_path,
+    )
+    line = one_line_error(result)
+    assert line == "Error: --redis: must be a redis://HOST:PORT/DB (or rediss://, unix://) URL"
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_postgresql_down_names_the_url_without_its_password(tmp_path: Path) -> None:
     port = free_port()  # nothing listens there
     url = f"postgresql://rp:s3cret@127.0.0.1:{port}/routing_points"

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 import httpx
 import pytest
 
+from routing_points.cli import serve as serve_cli
+from routing_points.settings import Settings
 from routing_points.store import tenants
 from routing_points.store.engine import create_sync_engine
 from tests.support.processes import ServerProcess, cli
@@ -96,3 +99,24 @@ def test_serve_a_database_set_up_with_the_cli(tmp_path: Path) -> None:
         assert "another server is already using" in second.stderr
     finally:
         assert server.stop()
+
+
+def test_a_demo_interrupted_while_built_leaves_nothing_half_made(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C halfway used to leave a file that was neither a store nor a demo, which every
+    later `demo` refused; the demo is now built aside and moved into place whole."""
+    settings = Settings(database_url=f"sqlite:///{tmp_path / 'routing-points-demo.db'}")
+
+    def interrupted(*_args: object, **_kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:
+        patch.setattr(serve_cli.tenants, "add_token", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            serve_cli.create_demo_database(settings)
+    assert list(tmp_path.iterdir()) == []
+    # A file left that way by an older version holds no table: replaced, not refused.
+    sqlite3.connect(settings.sqlite_path).execute("PRAGMA user_version = 1").connection.commit()
+    assert serve_cli.create_demo_database(settings)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["routing-points-demo.db"]

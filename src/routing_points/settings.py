@@ -205,6 +205,15 @@ class Settings(BaseSettings):
             raise ValueError("is not a valid database URL") from None
         return value
 
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_scheme(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        if not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must be a redis://HOST:PORT/DB (or rediss://, unix://) URL")
+        return value
+
     @property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite:")

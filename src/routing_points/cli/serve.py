@@ -12,6 +12,7 @@ import os
 import random
 import shlex
 import shutil
+import sqlite3
 import sys
 import tempfile
 import time
@@ -205,7 +206,7 @@ def _demo_points(rng: random.Random, now: int) -> list[dict[str, Any]]:
 def create_demo_database(settings: Settings) -> str:
     """A fresh demo store; returns its token. Never replaces a database that is not a demo."""
     path = settings.sqlite_path
-    if path.exists():
+    if path.exists() and not _holds_nothing(path):
         engine = open_store(settings.database_url)
         is_demo = store_meta.get_meta(engine, DEMO_MARKER) == "1"
         engine.dispose()
@@ -214,15 +215,39 @@ def create_demo_database(settings: Settings) -> str:
                 f"{path} exists and is not a demo database: refusing to replace it "
                 "(pass --database with another file)"
             )
-        for suffix in ("", "-wal", "-shm"):
-            path.with_name(path.name + suffix).unlink(missing_ok=True)
-    engine = open_store(settings.database_url, create=True)
-    store_meta.set_meta(engine, DEMO_MARKER, "1")
-    tenants.add_operation(engine, DEMO_SERVER, "Acme (demo)", 1, DEMO_TIMEZONE)
-    points.upsert_points(engine, DEMO_SERVER, _demo_points(random.Random(7), int(time.time())))
-    token = tenants.add_token(engine, DEMO_SERVER, "demo token")
-    engine.dispose()
+    # Built aside, then moved into place in one step: a Ctrl-C halfway leaves the old
+    # file (or none), never a half-made one that no later run could tell from a user's.
+    building = path.with_name(path.name + ".building")
+    _remove_sqlite_files(building)
+    try:
+        engine = open_store(f"sqlite:///{building}", create=True)
+        store_meta.set_meta(engine, DEMO_MARKER, "1")
+        tenants.add_operation(engine, DEMO_SERVER, "Acme (demo)", 1, DEMO_TIMEZONE)
+        now = int(time.time())
+        points.upsert_points(engine, DEMO_SERVER, _demo_points(random.Random(7), now))
+        token = tenants.add_token(engine, DEMO_SERVER, "demo token")
+        engine.dispose()  # the last connection: its WAL is checkpointed into the file
+        _remove_sqlite_files(path)
+        os.replace(building, path)
+    finally:
+        _remove_sqlite_files(building)
     return token.secret
+
+
+def _holds_nothing(path: Path) -> bool:
+    """An SQLite file without a single table (a demo interrupted by an older version): there
+    is nothing in it to lose."""
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as conn:
+            tables: int = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+            return tables == 0
+    except sqlite3.Error:
+        return False
+
+
+def _remove_sqlite_files(path: Path) -> None:
+    for suffix in ("", "-wal", "-shm"):
+        path.with_name(path.name + suffix).unlink(missing_ok=True)
 
 
 def this_command() -> str:
