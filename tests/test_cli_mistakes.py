@@ -76,6 +76,25 @@ def test_a_redis_url_without_its_scheme_names_the_option(tmp_path: Path, workers
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize(
+    ("command", "option"),
+    [
+        (["get", "--server", "0032", "--token", "t", "--base-url"], "--base-url"),
+        (["token-info", "--server", "0032", "--token", "t", "--base-url"], "--base-url"),
+        (["mirror", "--once", "--upstream-server", "0032", "--upstream-url"], "--upstream-url"),
+    ],
+)
+def test_a_base_url_without_its_scheme_is_a_usage_mistake(
+    tmp_path: Path, command: list[str], option: str
+) -> None:
+    """It was reported as a network failure (exit 5), and the mirror created its store."""
+    result = cli(*command, "127.0.0.1:8000", cwd=tmp_path)
+    assert result.returncode == 2
+    line = one_line_error(result)
+    assert line.startswith(f"Error: {option}: '127.0.0.1:8000' must start with http://")
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_postgresql_down_names_the_url_without_its_password(tmp_path: Path) -> None:
     port = free_port()  # nothing listens there
     url = f"postgresql://rp:s3cret@127.0.0.1:{port}/routing_points"

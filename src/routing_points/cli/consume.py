@@ -21,7 +21,7 @@ from rich.table import Table
 from rich.text import Text
 
 from routing_points import contract
-from routing_points.cli.help import example
+from routing_points.cli.help import example, http_url
 from routing_points.client import Client, RetryPolicy, errors
 from routing_points.client.models import FIELDS, RoutingPoint
 
@@ -80,6 +80,7 @@ def connection_options(command: Callable[P, R]) -> Callable[P, R]:
             click.option(
                 "--base-url",
                 default=None,
+                callback=http_url("--base-url"),
                 help="Default: the vendor's https://wv{server}.wolkvox.com.",
             ),
             click.option(

@@ -16,7 +16,7 @@ import uvicorn
 
 from routing_points.cli.common import database_option, open_store, settings_for, store_errors
 from routing_points.cli.consume import sdk_errors
-from routing_points.cli.help import example
+from routing_points.cli.help import example, http_url
 from routing_points.cli.serve import configure_logging, host_option, port_option
 from routing_points.mirror import Mirror, MirrorConfig, record_once
 from routing_points.mirror.runner import RECORD_ATTEMPTS
@@ -70,6 +70,7 @@ def upstream_token(settings: Settings, token_file: Path | None) -> str:
 @click.option(
     "--upstream-url",
     default=None,
+    callback=http_url("--upstream-url"),
     help="The upstream's base URL (default: the vendor's https://wv{server}.wolkvox.com).",
 )
 @click.option(
