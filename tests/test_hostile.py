@@ -195,6 +195,23 @@ def test_slow_headers_are_dropped_at_the_deadline(bounded: LiveServer) -> None:
         assert sock.recv(1) == b""
 
 
+def test_bad_bytes_pipelined_behind_a_request_log_no_error(
+    live: LiveServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Anyone could make two tracebacks a connection: a valid request and garbage in one
+    write had the 400 cut into the first request's answer ("write() after write_eof()")."""
+    for _ in range(5):
+        with socket.create_connection(("127.0.0.1", live.port), timeout=10) as sock:
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\nGARBAGE\r\n\r\n")
+            while sock.recv(65536):
+                pass
+    time.sleep(0.2)  # the first requests' tasks end after the connections do
+    errors = [r.getMessage() for r in caplog.records if r.levelname in ("ERROR", "CRITICAL")]
+    assert errors == []
+    # The server still answers.
+    assert exchange(live.port, request("/healthz"))[0] == 200
+
+
 def test_a_trickled_body_is_dropped_at_the_time_limit(
     database_url: str, tenant: Tenant, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -164,6 +164,14 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     def _refuse(self, status: int, phrase: str, msg: str) -> None:
         self._refused = True
         self._cancel_header_timer()
+        cycle = self.cycle
+        if cycle is not None and not cycle.response_complete:
+            # Bad bytes pipelined behind a request still being answered: an answer now
+            # would cut into that one (it raised "write() after write_eof()", twice logged,
+            # for anyone who sent two lines). Drop the connection: that request ends as if
+            # its client had left, which it has, in effect.
+            self.transport.abort()
+            return
         if not self.transport.is_closing():
             self.transport.write(_envelope_reply(status, phrase, msg))
             # Lingering close, as nginx does: closing with unread bytes would reset the
