@@ -124,6 +124,23 @@ def test_replace_deletes_the_points_not_uploaded(
     assert [(row.rp_id, row.rp_name) for row in rows] == [(7, "New"), (102, "Kept")]
 
 
+def test_a_repeated_parameter_is_refused_before_anything(
+    http: httpx.Client, operation: Admin, engine: Engine
+) -> None:
+    """`replace=false&replace=true` read the last one and deleted points."""
+    _, before = point_store.list_points(engine, "0032")
+    response = http.post(
+        f"{ADMIN}/routing_points/bulk?replace=false&replace=true",
+        json=[{"rp_id": "102", "rp_name": "Kept"}],
+        headers=headers(operation.token),
+    )
+    assert response.status_code == 400
+    assert response.json()["msg"].endswith("REPLACE IS GIVEN MORE THAN ONCE")
+    assert "ratelimit" not in response.headers  # refused before admission: not charged
+    _, after = point_store.list_points(engine, "0032")
+    assert after == before
+
+
 def test_single_point_create_update_delete(
     http: httpx.Client, operation: Admin, engine: Engine
 ) -> None:

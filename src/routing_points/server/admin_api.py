@@ -34,7 +34,7 @@ from routing_points.server.errors import (
     PayloadTooLarge,
 )
 from routing_points.server.guard import ClientDisconnected
-from routing_points.server.incoming import Incoming
+from routing_points.server.incoming import Incoming, single_params
 from routing_points.server.metrics import Metrics, measured
 from routing_points.settings import Settings
 from routing_points.store import audit as store_audit
@@ -71,9 +71,10 @@ class AdminCall:
         self.principal: Principal | None = None
         self.payload: Any = None
 
-    def prepare(self, principal: Principal, _incoming: Incoming, _scope: Scope) -> Call:
+    def prepare(self, principal: Principal, _incoming: Incoming, scope: Scope) -> Call:
         if principal.scope != "admin":
             raise InsufficientScope()  # before admission: a read token is not charged
+        single_params(scope["query_string"])  # a repeated one too
         self.principal = principal
         return self
 

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from urllib.parse import parse_qsl
 
+from routing_points.server.errors import InvalidParameters
+
 _HOST_OPERATION = re.compile(rb"^wv([0-9]{4})\.", re.IGNORECASE)
 
 
@@ -103,3 +105,13 @@ _parse_cached = functools.lru_cache(maxsize=4096)(_parse)
 def query_params(raw: bytes) -> Mapping[str, str]:
     """The query string's parameters, read-only; a name given twice is under REPEATED."""
     return _parse_cached(raw) if len(raw) <= CACHED_QUERY_BYTES else _parse(raw)
+
+
+def single_params(raw: bytes) -> Mapping[str, str]:
+    """The query string's parameters, each given once, or the contract's 400 naming the one
+    that is not (any call: `replace=false&replace=true` deleted points on the admin API)."""
+    params = query_params(raw)
+    if REPEATED in params:
+        name = params[REPEATED].upper().encode("ascii", "backslashreplace").decode()
+        raise InvalidParameters(f"{name[:40]} IS GIVEN MORE THAN ONCE")
+    return params

@@ -16,8 +16,8 @@ from starlette.types import Receive, Scope
 
 from routing_points.limits.policy import Ticket
 from routing_points.server.admission import Admission, Call, WithoutBody
-from routing_points.server.errors import ApiError, InvalidParameters, UnknownApi
-from routing_points.server.incoming import REPEATED, Incoming, query_params
+from routing_points.server.errors import ApiError, UnknownApi
+from routing_points.server.incoming import Incoming, single_params
 from routing_points.server.reports import Report
 from routing_points.store.reader import Principal
 
@@ -48,10 +48,8 @@ class InformationEndpoint:
         return await self.admission.handle(scope, receive, self.prepare)
 
     def prepare(self, principal: Principal, incoming: Incoming, scope: Scope) -> Call:
-        params = query_params(scope["query_string"])
-        if REPEATED in params:  # refused before admission: it is not a call to anything
-            name = params[REPEATED].upper().encode("ascii", "backslashreplace").decode()
-            raise InvalidParameters(f"{name[:40]} IS GIVEN MORE THAN ONCE")
+        # A repeated parameter is refused before admission: it is not a call to anything.
+        params = single_params(scope["query_string"])
         report = self.reports.get(params.get("api", ""))
         try:
             if report is None:
