@@ -95,6 +95,18 @@ def test_a_base_url_without_its_scheme_is_a_usage_mistake(
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_misspelt_setting_is_named_with_the_nearest_one(tmp_path: Path) -> None:
+    """It was ignored: the server started with the default it was meant to change."""
+    database = f"sqlite:///{tmp_path / 'x.db'}"
+    env = {"ROUTING_POINTS_DAILY_CALL_PER_LICENSE": "5"}
+    result = cli("serve", "--database", database, "--port", str(free_port()), env=env)
+    assert one_line_error(result) == (
+        "Error: ROUTING_POINTS_DAILY_CALL_PER_LICENSE is not a setting "
+        "(did you mean ROUTING_POINTS_DAILY_CALLS_PER_LICENSE?)"
+    )
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_postgresql_down_names_the_url_without_its_password(tmp_path: Path) -> None:
     port = free_port()  # nothing listens there
     url = f"postgresql://rp:s3cret@127.0.0.1:{port}/routing_points"

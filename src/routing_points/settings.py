@@ -9,6 +9,8 @@ keyword arguments, then `ROUTING_POINTS_*` environment variables, then these def
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
 
@@ -224,3 +226,26 @@ class Settings(BaseSettings):
         if not self.is_sqlite:
             raise ValueError("not a SQLite database URL")
         return Path(self.database_url.split(":///", 1)[1])
+
+
+ENV_PREFIX = "ROUTING_POINTS_"
+# Variables of this prefix that are not settings: the client commands' token, and the
+# test suite's own (ROUTING_POINTS_TEST_*).
+NOT_SETTINGS = frozenset({"ROUTING_POINTS_TOKEN"})
+
+
+def unknown_variables(environ: Mapping[str, str]) -> list[str]:
+    """`ROUTING_POINTS_*` variables that name no setting, each with the nearest that does:
+    a typo would otherwise leave the default in force without a word."""
+    known = {f"{ENV_PREFIX}{name}".upper() for name in Settings.model_fields}
+    problems = []
+    for name in sorted(environ):
+        upper = name.upper()
+        if not upper.startswith(ENV_PREFIX) or upper in known or upper in NOT_SETTINGS:
+            continue
+        if upper.startswith(f"{ENV_PREFIX}TEST_"):
+            continue
+        near = difflib.get_close_matches(upper, known, n=1)
+        hint = f" (did you mean {near[0]}?)" if near else ""
+        problems.append(f"{name} is not a setting{hint}")
+    return problems

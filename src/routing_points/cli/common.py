@@ -7,6 +7,7 @@ says what failed; only `migrate`, `serve` and `demo` may create a store.
 from __future__ import annotations
 
 import functools
+import os
 import socket
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -22,7 +23,7 @@ from sqlalchemy import Engine, inspect, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
 
-from routing_points.settings import Settings
+from routing_points.settings import Settings, unknown_variables
 from routing_points.store import audit, migrate
 from routing_points.store.engine import create_sync_engine
 from routing_points.store.errors import StoreError
@@ -44,6 +45,9 @@ _OPTION_NAMES = {"database_url": "--database", "redis_url": "--redis"}
 
 
 def settings_for(database_url: str | None, **overrides: Any) -> Settings:
+    unknown = unknown_variables(os.environ)
+    if unknown:
+        raise click.ClickException("; ".join(unknown))
     if database_url is not None:
         overrides["database_url"] = database_url
     try:
