@@ -51,6 +51,8 @@ def test_mirror_refuses_bad_tokens_and_missing_ones_in_one_line(
     bad = cli(*args, "--database", database, env={"ROUTING_POINTS_UPSTREAM_TOKEN": "wrong"})
     assert bad.returncode == 3
     assert bad.stderr.strip() == "Error: InvalidToken: PLEASE VALIDATE TOKEN"
+    # The store it made for that recording is gone again: nothing half-written.
+    assert sorted(tmp_path.glob("recording.db*")) == []
     missing = cli(*args, "--database", database, env={"ROUTING_POINTS_UPSTREAM_TOKEN": ""})
     assert missing.returncode == 1
     assert "no upstream token" in missing.stderr

@@ -180,16 +180,22 @@ def mirror(
 
 
 def _record(settings: Settings, config: MirrorConfig) -> None:
-    engine = open_store(
-        settings.database_url, create=True
-    )  # like serve: the mirror makes its store
+    # Like serve, the mirror makes its store; one it made for a recording that failed (a
+    # wrong token, an unreachable upstream) is removed again: nothing half-written.
+    made = settings.is_sqlite and not settings.sqlite_path.exists()
+    engine = open_store(settings.database_url, create=True)
+    recorded = False
     try:
         store = MirrorStore(engine, config.server, config.identity)
         outcome = asyncio.run(record_once(config, store))
+        recorded = True
     except UpstreamChanged as exc:
         raise click.ClickException(f"{exc}, {RECORD_ATTEMPTS} times: try again later") from None
     finally:
         engine.dispose()
+        if made and not recorded:
+            for suffix in ("", "-wal", "-shm"):
+                Path(f"{settings.sqlite_path}{suffix}").unlink(missing_ok=True)
     result = outcome.result
     if result is None:
         click.echo(f"operation {config.server} is unchanged since the last recording (304)")
