@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import socket
 import subprocess
 from pathlib import Path
@@ -10,7 +11,7 @@ import pytest
 from sqlalchemy import create_engine, inspect
 from sqlalchemy.engine import make_url
 
-from tests.support.processes import ServerProcess, cli
+from tests.support.processes import COMMAND, ServerProcess, cli
 from tests.support.services import RedisNamespace, free_port
 
 pytestmark = pytest.mark.slow
@@ -105,6 +106,29 @@ def test_a_misspelt_setting_is_named_with_the_nearest_one(tmp_path: Path) -> Non
         "(did you mean ROUTING_POINTS_DAILY_CALLS_PER_LICENSE?)"
     )
     assert list(tmp_path.iterdir()) == []
+
+
+def test_ctrl_c_is_one_line_and_the_shell_code(tmp_path: Path) -> None:
+    """click's own was a blank line, "Aborted!" and 1, like any failure."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        url = f"http://127.0.0.1:{listener.getsockname()[1]}"
+        process = subprocess.Popen(
+            [*COMMAND, "get", "--server", "0032", "--token", "t", "--base-url", url],
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        listener.settimeout(60)
+        connection, _ = listener.accept()  # it is asking: well past its start-up
+        with connection:
+            process.send_signal(signal.SIGINT)
+            out, err = process.communicate(timeout=30)
+    assert process.returncode == 130
+    assert err.strip() == "interrupted"
+    assert out == ""
 
 
 def test_postgresql_down_names_the_url_without_its_password(tmp_path: Path) -> None:

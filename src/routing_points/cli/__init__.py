@@ -11,6 +11,8 @@ extra they answer one line naming it instead of failing at import.
 from __future__ import annotations
 
 import importlib
+import signal
+import sys
 from typing import Any
 
 import click
@@ -68,6 +70,11 @@ class Commands(click.Group):
         except click.UsageError as exc:
             path = exc.ctx.command_path if exc.ctx is not None else ctx.command_path
             raise UsageMistake(f"{exc.format_message()} (see: {path} --help)") from None
+        except (KeyboardInterrupt, click.Abort):
+            # One line and the shell's code for Ctrl-C, as `watch` does (click's own is a
+            # blank line, "Aborted!" and 1, like any failure).
+            click.echo("interrupted", err=True)
+            sys.exit(128 + signal.SIGINT)
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted({*super().list_commands(ctx), *SERVER_COMMANDS})
