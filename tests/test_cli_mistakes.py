@@ -182,7 +182,10 @@ def test_serve_on_a_port_in_use_creates_nothing(tmp_path: Path) -> None:
         for command in ("serve", "demo"):
             result = cli(command, "--port", str(port), cwd=tmp_path)
             line = one_line_error(result)
-            assert line == f"Error: cannot listen on 127.0.0.1:{port}: Address already in use"
+            assert line == (
+                f"Error: cannot listen on 127.0.0.1:{port}: Address already in use "
+                "(choose another with --port)"
+            )
     assert list(tmp_path.iterdir()) == []
 
 

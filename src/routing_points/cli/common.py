@@ -167,7 +167,9 @@ def check_port_free(host: str, port: int) -> None:
         try:
             sock.bind(address)
         except OSError as exc:
-            raise click.ClickException(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+            raise click.ClickException(
+                f"cannot listen on {host}:{port}: {exc.strerror} (choose another with --port)"
+            ) from None
 
 
 def store_errors(command: Callable[P, R]) -> Callable[P, R]:
