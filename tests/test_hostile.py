@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import orjson
 import pytest
@@ -170,24 +170,31 @@ def test_header_size_and_count_are_capped(live: LiveServer, tenant: Tenant) -> N
     assert exchange(live.port, request(POINTS, token, *many[:90]))[0] == 200
 
 
+def trickle(sock: socket.socket, head: bytes, piece: Callable[[int], str]) -> tuple[bool, float]:
+    """Send `head`, then a piece every 0.3 s for 9 s: (dropped by the server, seconds held)."""
+    started = time.monotonic()
+    sock.sendall(head)
+    closed = False
+    for index in range(30):
+        try:
+            sock.sendall(piece(index).encode())
+            closed = sock.recv(1, socket.MSG_DONTWAIT) == b""
+        except BlockingIOError:
+            pass
+        except OSError:
+            closed = True
+        if closed:
+            break
+        time.sleep(0.3)
+    return closed, time.monotonic() - started
+
+
 def test_slow_headers_are_dropped_at_the_deadline(bounded: LiveServer) -> None:
     """Slowloris: a header line every 0.3 s never completes; the 1 s deadline drops it."""
     with socket.create_connection(("127.0.0.1", bounded.port), timeout=10) as sock:
-        started = time.monotonic()
-        sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n")
-        closed = False
-        for index in range(30):  # 9 s of trickling if nothing drops it
-            try:
-                sock.sendall(f"X-Slow-{index}: 1\r\n".encode())
-                closed = sock.recv(1, socket.MSG_DONTWAIT) == b""
-            except BlockingIOError:
-                pass
-            except OSError:
-                closed = True
-            if closed:
-                break
-            time.sleep(0.3)
-        held = time.monotonic() - started
+        closed, held = trickle(
+            sock, b"GET / HTTP/1.1\r\nHost: x\r\n", lambda index: f"X-Slow-{index}: 1\r\n"
+        )
     assert closed, "a connection trickling headers for 9 s was never dropped (deadline: 1 s)"
     assert held < 9, f"held {held:.1f} s against a 1 s header deadline"
     # An idle connection that sends nothing at all is dropped too.
@@ -221,25 +228,12 @@ def test_a_trickled_body_is_dropped_at_the_time_limit(
     server = LiveServer(settings).start()
     try:
         with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
-            started = time.monotonic()
-            sock.sendall(
+            head = (
                 b"POST /console/signin HTTP/1.1\r\nHost: x\r\n"
                 b"Content-Type: application/x-www-form-urlencoded\r\n"
                 b"Content-Length: 1000\r\n\r\n"
             )
-            closed = False
-            for _ in range(30):  # 9 s of trickling if nothing drops it
-                try:
-                    sock.sendall(b"a")
-                    closed = sock.recv(1, socket.MSG_DONTWAIT) == b""
-                except BlockingIOError:
-                    pass
-                except OSError:
-                    closed = True
-                if closed:
-                    break
-                time.sleep(0.3)
-            held = time.monotonic() - started
+            closed, held = trickle(sock, head, lambda _index: "a")
     finally:
         server.stop()
     assert closed, "a body trickled for 9 s was never dropped (time limit: 1.5 s)"
