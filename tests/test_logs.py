@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import logging
 import socket
+import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import orjson
@@ -57,6 +59,11 @@ def test_access_lines_escape_the_raw_path_and_redact_tokens(
     )
 
 
+def access_records(text: str) -> list[dict[str, Any]]:
+    records = [orjson.loads(line) for line in text.splitlines() if line.strip()]
+    return [record for record in records if record["logger"] == "routing_points.access"]
+
+
 def test_json_lines_from_a_real_server_process(
     tmp_path: Path, tenant: Tenant, database_url: str
 ) -> None:
@@ -71,13 +78,20 @@ def test_json_lines_from_a_real_server_process(
     try:
         send_raw(port, FORGED.encode())
         httpx.get(f"{server.url}{ENDPOINT}?api=token_info&token={tenant.token}")
-        server.log.seek(0)
-        text = server.log.read()
+        # The access line is written once the answer is sent: the client may read it first.
+        deadline = time.monotonic() + 30
+        while True:
+            server.log.seek(0)
+            text = server.log.read()
+            text = text[: text.rfind("\n") + 1]  # whole lines only
+            if len(access_records(text)) >= 2 or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
     finally:
         assert server.stop()
     records = [orjson.loads(line) for line in text.splitlines() if line.strip()]
     assert records, "no log lines"
-    access = [record for record in records if record["logger"] == "routing_points.access"]
+    access = access_records(text)
     assert [record["status"] for record in access] == [404, 401]
     assert access[0]["target"].startswith("/x%0a2026-01-01")
     assert access[1]["target"] == f"{ENDPOINT}?api=token_info&token=REDACTED"

@@ -167,9 +167,15 @@ def test_a_scrape_of_a_big_operation_stays_small(
             size, values = scrape(url)
     finally:
         process.send_signal(signal.SIGTERM)
-        _, err = process.communicate(timeout=60)
+        try:
+            _, err = process.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.kill()  # not left behind: the failure below says what happened
+            _, err = process.communicate()
+            err = f"the watcher did not stop within 60 s of SIGTERM: {err}"
         server.stop()
     assert values[ok] >= 1, err
+    assert process.returncode == 0, err  # stopped between polls
     assert values[("routing_points_count", (("server", "0032"),))] == BIG
     ivr_on = ("routing_points_flag_on", (("flag", "ivr_active"), ("server", "0032")))
     assert values[ivr_on] == BIG // 2

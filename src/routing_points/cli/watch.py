@@ -13,7 +13,6 @@ import csv
 import logging
 import signal
 import sys
-import threading
 from datetime import datetime, timedelta
 from pathlib import Path
 from types import FrameType
@@ -30,7 +29,7 @@ from routing_points.client import Client, RetryPolicy, RoutingPointsError
 from routing_points.watch.diff import FLAGS
 from routing_points.watch.exporter import WatchMetrics
 from routing_points.watch.history import History, history_url
-from routing_points.watch.watcher import IntervalPolicy, PollInterrupted, Watcher
+from routing_points.watch.watcher import IntervalPolicy, PollInterrupted, StopRequest, Watcher
 from routing_points.watch.webhook import WebhookSender
 
 DEFAULT_HISTORY = "routing-points-history.db"
@@ -145,7 +144,7 @@ def watch(
         webhook=sender,
         explain_interval=not once,
     )
-    stop = threading.Event()
+    stop = StopRequest()  # not a threading.Event: see StopRequest
     received: list[int] = []
 
     def request_stop(signum: int, _frame: FrameType | None) -> None:
@@ -170,6 +169,7 @@ def watch(
         click.echo("stopped during a poll: nothing of it was recorded", err=True)
         sys.exit(128 + (received[-1] if received else signal.SIGINT))
     finally:
+        stop.close()
         client.close()
         if sender is not None:
             sender.close()

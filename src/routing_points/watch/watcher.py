@@ -12,9 +12,11 @@ poll finishes, so what is stored is also printed.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
-import threading
+import os
+import select
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -55,6 +57,46 @@ class IntervalPolicy:
                 f"polls must stay within {self.budget_share * 100:g}% of a daily budget of {budget}"
             )
         return interval, "; ".join(reasons)
+
+
+class StopRequest:
+    """The stop flag a signal handler sets and `Watcher.run` waits on between polls.
+
+    Not a `threading.Event`: its `set()` takes a lock that its `wait()` holds for a moment,
+    and a handler runs in the main thread, so a signal landing then, or a second one landing
+    in the first one's `set()` (Ctrl-C twice, a supervisor's second SIGTERM), blocks the
+    watcher for good. Setting this takes no lock: a flag, and a byte on a pipe that ends
+    the wait.
+    """
+
+    def __init__(self) -> None:
+        self._read, self._write = os.pipe()
+        os.set_blocking(self._write, False)
+        self._set = False
+        self._closed = False
+
+    def set(self) -> None:
+        self._set = True
+        if not self._closed:
+            with contextlib.suppress(BlockingIOError):  # a full pipe wakes the wait already
+                os.write(self._write, b"\0")
+
+    def is_set(self) -> bool:
+        return self._set
+
+    def wait(self, timeout: float) -> bool:
+        """Until set, or `timeout` seconds; True if set."""
+        if not self._set:
+            # A handler that sets it interrupts select(), which then sees the byte (PEP 475).
+            select.select([self._read], [], [], max(timeout, 0))
+        return self._set
+
+    def close(self) -> None:
+        """In the main thread, like the handlers: none writes to a closed descriptor."""
+        if not self._closed:
+            self._closed = True
+            os.close(self._read)
+            os.close(self._write)
 
 
 class PollInterrupted(Exception):
@@ -212,7 +254,7 @@ class Watcher:
             finally:
                 self.interruptible = False
 
-    def run(self, stop: threading.Event) -> None:
+    def run(self, stop: StopRequest) -> None:
         """Poll until `stop` is set (a signal handler also calls `interrupt`)."""
         failures = 0
         # Until a poll has told the service's advice and budget, the safest interval is
