@@ -252,7 +252,10 @@ def test_sandbox_latency_and_failures_upstream(
             # are free), and at least every answer the mirror got.
             charged = upstream.charges()
             assert local.requests("200") <= charged <= local.mirror.transport.sent
-            assert local.requests("503") > 0  # the faults were there
+            # The faults were there: 30% of the answers fail, at random, so a run that synced
+            # in a handful of requests may have met none yet (about one run in six): the
+            # next polls meet one.
+            wait_until(lambda: local.requests("503") > 0, "a failure upstream")
             assert local.requests("403") == 0  # never two requests at once
     finally:
         upstream.server.stop()
