@@ -349,7 +349,7 @@ async def test_the_minimum_interval_switch(server_factory: Any, tenant: Tenant) 
 
 
 async def test_conditional_requests_cost_nothing(
-    server_factory: Any, engine: Engine, tenant: Tenant
+    server_factory: Any, engine: Engine, tenant: Tenant, stack: str
 ) -> None:
     server = server_factory()
     async with httpx.AsyncClient(base_url=server.url) as http:
@@ -367,6 +367,14 @@ async def test_conditional_requests_cost_nothing(
         assert info.json()["data"][0]["token_use_today"] == "3"
         point_store.set_point(engine, tenant.server, 101, {"crm_active": "yes"})
         changed = await http.get(POINTS, headers=headers(tenant.token, **{"if-none-match": etag}))
+        # On PostgreSQL a worker learns of the change by notification, a moment after the
+        # commit (store/principals.py; an entry is trusted 1 s at most): until then, 304.
+        deadline = time.monotonic() + 5
+        while stack != "sqlite" and changed.status_code == 304 and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+            changed = await http.get(
+                POINTS, headers=headers(tenant.token, **{"if-none-match": etag})
+            )
         assert changed.status_code == 200
         assert changed.headers["etag"] != etag
         assert changed.json()["data"][0]["crm_active"] == "yes"
