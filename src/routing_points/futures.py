@@ -11,3 +11,14 @@ def discard_outcome(future: asyncio.Future[Any]) -> None:
     and asyncio would otherwise log an exception that was never retrieved."""
     if not future.cancelled():
         future.exception()
+
+
+def settle(waiting: asyncio.Future[None], error: BaseException | None) -> None:
+    """End a future someone awaits for a commit: done, or failed with `error`. One whose
+    waiter was cancelled meanwhile is left alone (it is done already)."""
+    if waiting.done():
+        return
+    if error is None:
+        waiting.set_result(None)
+    else:
+        waiting.set_exception(error)

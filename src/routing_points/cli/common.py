@@ -27,7 +27,12 @@ from routing_points.settings import Settings, unknown_variables
 from routing_points.store import audit, migrate
 from routing_points.store.engine import create_sync_engine
 from routing_points.store.errors import StoreError
-from routing_points.store.factory import LIMITS_LOCK_REFUSED, LOCAL_LIMITS_LOCK, sole_process
+from routing_points.store.factory import (
+    LIMITS_LOCK_FUNCTIONS,
+    LIMITS_LOCK_REFUSED,
+    LOCAL_LIMITS_LOCK,
+    sole_process,
+)
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -137,8 +142,7 @@ def check_store_free(settings: Settings) -> None:
         with sole_process(settings):
             return
     shared = settings.redis_url is not None
-    function = "pg_try_advisory_lock_shared" if shared else "pg_try_advisory_lock"
-    unlock = "pg_advisory_unlock_shared" if shared else "pg_advisory_unlock"
+    function, unlock = LIMITS_LOCK_FUNCTIONS[shared]
     engine = create_sync_engine(settings.database_url)
     try:
         with engine.connect() as conn:

@@ -17,7 +17,12 @@ import uvicorn
 from routing_points.cli.common import database_option, open_store, settings_for, store_errors
 from routing_points.cli.consume import sdk_errors
 from routing_points.cli.help import example, http_url
-from routing_points.cli.serve import configure_logging, host_option, port_option
+from routing_points.cli.serve import (
+    configure_logging,
+    host_option,
+    port_option,
+    remove_sqlite_files,
+)
 from routing_points.mirror import Mirror, MirrorConfig, record_once
 from routing_points.mirror.runner import RECORD_ATTEMPTS
 from routing_points.mirror.sync import MirrorStore, UpstreamChanged
@@ -194,8 +199,7 @@ def _record(settings: Settings, config: MirrorConfig) -> None:
     finally:
         engine.dispose()
         if made and not recorded:
-            for suffix in ("", "-wal", "-shm"):
-                Path(f"{settings.sqlite_path}{suffix}").unlink(missing_ok=True)
+            remove_sqlite_files(settings.sqlite_path)
     result = outcome.result
     if result is None:
         click.echo(f"operation {config.server} is unchanged since the last recording (304)")

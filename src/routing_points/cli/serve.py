@@ -218,7 +218,7 @@ def create_demo_database(settings: Settings) -> str:
     # Built aside, then moved into place in one step: a Ctrl-C halfway leaves the old
     # file (or none), never a half-made one that no later run could tell from a user's.
     building = path.with_name(path.name + ".building")
-    _remove_sqlite_files(building)
+    remove_sqlite_files(building)
     try:
         engine = open_store(f"sqlite:///{building}", create=True)
         store_meta.set_meta(engine, DEMO_MARKER, "1")
@@ -227,10 +227,10 @@ def create_demo_database(settings: Settings) -> str:
         points.upsert_points(engine, DEMO_SERVER, _demo_points(random.Random(7), now))
         token = tenants.add_token(engine, DEMO_SERVER, "demo token")
         engine.dispose()  # the last connection: its WAL is checkpointed into the file
-        _remove_sqlite_files(path)
+        remove_sqlite_files(path)
         os.replace(building, path)
     finally:
-        _remove_sqlite_files(building)
+        remove_sqlite_files(building)
     return token.secret
 
 
@@ -245,7 +245,9 @@ def _holds_nothing(path: Path) -> bool:
         return False
 
 
-def _remove_sqlite_files(path: Path) -> None:
+def remove_sqlite_files(path: Path) -> None:
+    """A SQLite file and its WAL and shared-memory files: a WAL left beside a new file of
+    the same name would be replayed into it."""
     for suffix in ("", "-wal", "-shm"):
         path.with_name(path.name + suffix).unlink(missing_ok=True)
 

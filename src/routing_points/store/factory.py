@@ -28,6 +28,11 @@ from routing_points.store.errors import StoreInUse
 # memory (no Redis) holds this session advisory lock (store/postgres.py), and the CLI checks
 # it before starting one (cli/common.py).
 LOCAL_LIMITS_LOCK = "hashtext('routing-points:local-limits')"
+# (take, give back) of that lock, by whether it is held shared (servers with Redis).
+LIMITS_LOCK_FUNCTIONS = {
+    False: ("pg_try_advisory_lock", "pg_advisory_unlock"),
+    True: ("pg_try_advisory_lock_shared", "pg_advisory_unlock_shared"),
+}
 # Why a server was refused the lock, by whether it wanted it shared (it has Redis).
 LIMITS_LOCK_REFUSED = {
     False: "another server keeps its limits in {where}: give every server "

@@ -15,8 +15,9 @@ from typing import Any
 import asyncpg
 from sqlalchemy.engine import make_url
 
+from routing_points.futures import settle
 from routing_points.outage import Outage
-from routing_points.store.factory import LOCAL_LIMITS_LOCK
+from routing_points.store.factory import LIMITS_LOCK_FUNCTIONS, LOCAL_LIMITS_LOCK
 from routing_points.store.principals import ChangeListener, PrincipalCache
 from routing_points.store.reader import (
     CHARGE_SQL,
@@ -76,15 +77,6 @@ async def _keep_session(_connection: Any) -> None:
 def asyncpg_dsn(database_url: str) -> str:
     url = make_url(database_url).set(drivername="postgresql")
     return url.render_as_string(hide_password=False)
-
-
-def _settle(committed: asyncio.Future[None], error: Exception | None) -> None:
-    if committed.done():  # its request was cancelled meanwhile
-        return
-    if error is None:
-        committed.set_result(None)
-    else:
-        committed.set_exception(error)
 
 
 class PostgresReader:
@@ -168,10 +160,10 @@ class PostgresReader:
                 if error is not None and len(batch) > 1 and not isinstance(error, StoreUnavailable):
                     # One charge the database refuses (its token was just deleted) fails alone.
                     for charge, committed in batch:
-                        _settle(committed, await self._write_batch([charge]))
+                        settle(committed, await self._write_batch([charge]))
                     continue
                 for _, committed in batch:
-                    _settle(committed, error)
+                    settle(committed, error)
         finally:
             self._charging = None
 
@@ -205,7 +197,7 @@ class PostgresReader:
         on a connection of its own lasts until the pool closes or the process dies, so a
         crashed server never leaves it behind.
         """
-        function = "pg_try_advisory_lock_shared" if shared else "pg_try_advisory_lock"
+        function, _unlock = LIMITS_LOCK_FUNCTIONS[shared]
         try:
             self._lock_connection = await self.pool.acquire(timeout=self._acquire_timeout_s)
             held = await self._lock_connection.fetchval(f"SELECT {function}({LOCAL_LIMITS_LOCK})")

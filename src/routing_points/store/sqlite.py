@@ -29,7 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
 
-from routing_points.futures import discard_outcome
+from routing_points.futures import discard_outcome, settle
 from routing_points.outage import Outage
 from routing_points.store.engine import configure_sqlite_connection
 from routing_points.store.reader import (
@@ -170,7 +170,8 @@ class SqliteReader:
             return
         self._charges, self._waiting = [], []
         if self._commit_on_loop(charges):
-            self._settle(waiting, None)
+            for committed in waiting:
+                settle(committed, None)
             # Charges that arrived during this commit: there are none (it was synchronous),
             # so the next batch starts with the next turn of the loop.
             self._committing = False
@@ -184,20 +185,12 @@ class SqliteReader:
         task = asyncio.ensure_future(self._on_write_thread(write))
 
         def done(task: asyncio.Future[None]) -> None:
-            self._settle(waiting, task.exception())
+            error = task.exception()
+            for committed in waiting:
+                settle(committed, error)
             self._commit_next()
 
         task.add_done_callback(done)
-
-    @staticmethod
-    def _settle(waiting: list[asyncio.Future[None]], error: BaseException | None) -> None:
-        for committed in waiting:
-            if committed.done():  # its request may have been cancelled meanwhile
-                continue
-            if error is None:
-                committed.set_result(None)
-            else:
-                committed.set_exception(error)
 
     def _commit_on_loop(self, charges: list[Charge]) -> bool:
         """Commit on the loop's connection if SQLite's write lock is free right now.
