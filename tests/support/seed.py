@@ -6,7 +6,7 @@ import contextlib
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 
 from routing_points.store import errors as store_errors
 from routing_points.store import points as point_store
@@ -51,3 +51,13 @@ def add_tenant(
     if points:
         point_store.upsert_points(engine, server, points)
     return Tenant(server, token.secret, token.id, points)
+
+
+def stale_records(engine: Engine) -> int:
+    """Routing points whose record JSON is not (yet) kept: a render keeps them after it."""
+    with engine.connect() as conn:
+        return int(
+            conn.execute(
+                text("SELECT count(*) FROM routing_points WHERE record_json IS NULL")
+            ).one()[0]
+        )

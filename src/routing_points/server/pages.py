@@ -19,19 +19,16 @@ from zoneinfo import ZoneInfo
 from routing_points.contract import records_found
 from routing_points.futures import discard_outcome
 from routing_points.server.errors import ResultTooLarge
-from routing_points.server.record_cache import Encoded, RecordCache
-from routing_points.server.render import (
-    LocalTimes,
-    encoded_success_body,
-    point_records,
-    success_body,
-)
-from routing_points.store.reader import PointRow, Principal, Reader
+from routing_points.server.render import LocalTimes, records_body
+from routing_points.server.stored_records import fill_stale
+from routing_points.store.reader import Principal, Reader, RenderedRecord, StoredPage
 
 PageKey = tuple[int, int, int | None, int]  # operation, version, routing, after
 
-# Pages of more records than this are built in a worker thread, so that a big render never
-# holds the event loop; smaller ones cost less than the thread hop.
+# Pages of more bytes, or more stale records to render, than this are built in a worker
+# thread, so that a big render never holds the event loop; smaller ones cost less than
+# the thread hop.
+BUILD_OFF_LOOP_BYTES = 256 * 1024
 BUILD_OFF_LOOP_ROWS = 2_000
 
 
@@ -166,7 +163,8 @@ class PageRenderer:
         self.cap = cap
         self.max_bytes = max_bytes
         self._local_times: dict[str, LocalTimes] = {}
-        self.records = RecordCache()
+        # Rendered records on their way to the store; held so the tasks are not collected.
+        self._keeping: set[asyncio.Future[None]] = set()
 
     def local_times(self, timezone: str) -> LocalTimes:
         formatter = self._local_times.get(timezone)
@@ -175,30 +173,34 @@ class PageRenderer:
         return formatter
 
     async def render(self, principal: Principal, routing: int | None, after: int) -> Page:
-        rows = await self.reader.page(principal.operation_id, after, routing, self.cap + 1)
-        next_after: int | None = None
-        if len(rows) > self.cap:
-            rows = rows[: self.cap]
-            next_after = rows[-1][0]
-        msg = records_found(len(rows))
+        stored = await self.reader.page(principal.operation_id, after, routing, self.cap)
+        next_after = stored.last_rp_id if stored.more else None
+        msg = records_found(stored.found)
         if next_after is not None:
             msg += f" (truncated at {self.cap}: more records follow after rp_id {next_after})"
         local_times = self.local_times(principal.timezone)
-        if len(rows) > BUILD_OFF_LOOP_ROWS:
-            encoded = self.records.records(principal.operation_id, principal.timezone)
-            body = await asyncio.to_thread(self._build_big, msg, rows, local_times, encoded)
+        if len(stored.joined) > BUILD_OFF_LOOP_BYTES or len(stored.stale) > BUILD_OFF_LOOP_ROWS:
+            body, rendered = await asyncio.to_thread(self._build, msg, stored, local_times)
         else:
-            body = self._build(msg, rows, local_times)
+            body, rendered = self._build(msg, stored, local_times)
+        if rendered:
+            self._keep(principal, rendered)
         if len(body) > self.max_bytes:
             raise ResultTooLarge(self.max_bytes)
-        return Page(body, len(rows), next_after)
+        return Page(body, stored.found, next_after)
 
     @staticmethod
-    def _build(msg: str, rows: list[PointRow], local_times: LocalTimes) -> bytes:
-        return success_body(msg, point_records(rows, local_times))
+    def _build(
+        msg: str, stored: StoredPage, local_times: LocalTimes
+    ) -> tuple[bytes, list[RenderedRecord]]:
+        joined, rendered = fill_stale(stored, local_times)
+        return records_body(msg, joined), rendered
 
-    def _build_big(
-        self, msg: str, rows: list[PointRow], local_times: LocalTimes, encoded: Encoded
-    ) -> bytes:
-        """A big page, in a worker thread, from the records that did not change."""
-        return encoded_success_body(msg, self.records.data(rows, encoded, local_times))
+    def _keep(self, principal: Principal, rendered: list[RenderedRecord]) -> None:
+        """Hand the records rendered here to the store, without waiting for it."""
+        keeping = asyncio.ensure_future(
+            self.reader.keep_records(principal.operation_id, principal.timezone, rendered)
+        )
+        self._keeping.add(keeping)
+        keeping.add_done_callback(self._keeping.discard)
+        keeping.add_done_callback(discard_outcome)

@@ -87,6 +87,6 @@ def success_body(msg: str, data: Any) -> bytes:
     return envelope_body(200, None, msg, data)
 
 
-def encoded_success_body(msg: str, data: bytes) -> bytes:
-    """The success envelope around data already encoded as JSON (a big page's records)."""
-    return encoded_envelope_body(200, None, msg, data)
+def records_body(msg: str, joined_records: bytes) -> bytes:
+    """The success envelope around records encoded already and joined by commas."""
+    return encoded_envelope_body(200, None, msg, b"[", joined_records, b"]")

@@ -10,7 +10,9 @@ a black-holed network answers 503 within it, not when the network returns.
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 import asyncpg
 from sqlalchemy.engine import make_url
@@ -26,8 +28,9 @@ from routing_points.store.reader import (
     PRINCIPAL_VALID_UNTIL,
     PRINCIPAL_WHERE,
     Charge,
-    PointRow,
     Principal,
+    RenderedRecord,
+    StoredPage,
     StoreUnavailable,
 )
 
@@ -36,20 +39,43 @@ SELECT {PRINCIPAL_COLUMNS}, {PRINCIPAL_VALID_UNTIL.format("$1")}
 FROM tokens t JOIN operations o ON o.id = t.operation_id
 WHERE {PRINCIPAL_WHERE.format("$1")}
 """
-_PAGE_SQL = f"""
-SELECT {PAGE_COLUMNS}
-FROM routing_points
-WHERE operation_id = $1 AND rp_id > $2
-ORDER BY routing_points.rp_id
-LIMIT $3
+# A page in one row: its records' JSON joined in rp_id order, a stale one as its marked
+# rp_id; convert_to hands back bytes (bytea), not text to decode.
+_PAGE_SQL = """
+SELECT count(*), count(record_json), max(rp_id),
+       convert_to(string_agg(coalesce(record_json, chr(1) || rp_id::text || chr(1)), ','
+                             ORDER BY rp_id), 'UTF8')
+FROM (
+    SELECT rp_id, record_json FROM routing_points
+    WHERE operation_id = $1 AND rp_id > $2 {routing}
+    ORDER BY rp_id LIMIT $3
+) AS page
 """
-_ROUTING_PAGE_SQL = f"""
-SELECT {PAGE_COLUMNS}
-FROM routing_points
-WHERE operation_id = $1 AND rp_id > $2 AND rp_id = $4
-ORDER BY routing_points.rp_id
-LIMIT $3
+_MORE_SQL = """
+SELECT EXISTS (SELECT 1 FROM routing_points WHERE operation_id = $1 AND rp_id > $2 {routing})
 """
+_STALE_SQL = f"""
+SELECT {PAGE_COLUMNS} FROM routing_points
+WHERE operation_id = $1 AND rp_id > $2 AND rp_id <= $3 {{routing}} AND record_json IS NULL
+ORDER BY rp_id
+"""
+# A rendered record is kept only if its row and its operation's time zone are unchanged.
+_KEEP_SQL = """
+UPDATE routing_points AS p SET record_json = kept.record_json
+FROM unnest($3::bigint[], $4::text[], $5::text[], $6::boolean[], $7::boolean[],
+            $8::boolean[], $9::boolean[], $10::bigint[])
+     AS kept(rp_id, record_json, rp_name, ivr_active, chat_active, interaction_active,
+             crm_active, last_use_at)
+WHERE p.operation_id = $1 AND p.rp_id = kept.rp_id AND p.record_json IS NULL
+  AND p.rp_name = kept.rp_name AND p.ivr_active = kept.ivr_active
+  AND p.chat_active = kept.chat_active AND p.interaction_active = kept.interaction_active
+  AND p.crm_active = kept.crm_active AND p.last_use_at IS NOT DISTINCT FROM kept.last_use_at
+  AND (SELECT timezone FROM operations WHERE id = $1) = $2
+"""
+T = TypeVar("T")
+
+logger = logging.getLogger("routing_points.store")
+
 _CHARGE_SQL = CHARGE_SQL.format(", ".join(f"${i}" for i in range(1, len(Charge._fields) + 1)))
 # A batch of charges in one statement, one array per field: one (token, day) at most once.
 _CHARGES_SQL = CHARGE_SQL.replace(
@@ -108,16 +134,23 @@ class PostgresReader:
         return reader
 
     async def _fetch(self, sql: str, *args: Any) -> list[Any]:
+        async def fetch(connection: Any) -> list[Any]:
+            return list(await connection.fetch(sql, *args))
+
+        return await self._on_connection(fetch)
+
+    async def _on_connection(self, work: Callable[[Any], Awaitable[T]]) -> T:
+        """`work` on a pooled connection, within the deadline, failures as StoreUnavailable."""
         try:
             async with asyncio.timeout(self._acquire_timeout_s):
                 async with self.pool.acquire() as connection:
-                    rows = list(await connection.fetch(sql, *args))
+                    result = await work(connection)
         except UNAVAILABLE as exc:
             cause = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
             self.outage.failed(cause)
             raise StoreUnavailable(cause) from exc
         self.outage.ended()
-        return rows
+        return result
 
     async def principal(self, secret_hash: str) -> Principal | None:
         """The live token with this digest: from this worker's cache while PostgreSQL's
@@ -130,10 +163,51 @@ class PostgresReader:
 
     async def page(
         self, operation_id: int, after: int, routing: int | None, limit: int
-    ) -> list[PointRow]:
-        if routing is None:
-            return await self._fetch(_PAGE_SQL, operation_id, after, limit)
-        return await self._fetch(_ROUTING_PAGE_SQL, operation_id, after, limit, routing)
+    ) -> StoredPage:
+        routing_sql = "" if routing is None else "AND rp_id = $4"
+        extra: tuple[int, ...] = () if routing is None else (routing,)
+
+        async def read(connection: Any) -> StoredPage:
+            # One snapshot for the joined records, whether more follow, and the stale rows.
+            async with connection.transaction(isolation="repeatable_read", readonly=True):
+                count, fresh, last, joined = await connection.fetchrow(
+                    _PAGE_SQL.format(routing=routing_sql), operation_id, after, limit, *extra
+                )
+                more = count == limit and bool(
+                    await connection.fetchval(
+                        _MORE_SQL.format(routing=routing_sql), operation_id, last, *extra
+                    )
+                )
+                stale = (
+                    [
+                        tuple(row)
+                        for row in await connection.fetch(
+                            _STALE_SQL.format(routing=routing_sql),
+                            operation_id,
+                            after,
+                            last,
+                            *extra,
+                        )
+                    ]
+                    if fresh < count
+                    else []
+                )
+            return StoredPage(count, last, more, joined or b"", stale)
+
+        return await self._on_connection(read)
+
+    async def keep_records(
+        self, operation_id: int, timezone: str, records: list[RenderedRecord]
+    ) -> None:
+        """One statement for them all; a failure leaves them stale, to render again."""
+        columns: list[list[Any]] = [[] for _ in range(8)]
+        for row, record in records:
+            for column, value in zip(columns, (row[0], record, *row[1:]), strict=True):
+                column.append(value)
+        try:
+            await self._fetch(_KEEP_SQL, operation_id, timezone, *columns)
+        except (StoreUnavailable, asyncpg.PostgresError) as exc:
+            logger.debug("rendered records not kept: %s", exc)
 
     async def load_counters(self, operation_id: int, day: str) -> list[tuple[int, int]]:
         return [(row[0], row[1]) for row in await self._fetch(_LOAD_SQL, operation_id, day)]

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import NamedTuple, Protocol
 
 # Raw columns: converting in Python is cheaper than CAST and CASE in SQL.
+# (The stores' page queries read `record_json` instead: these render the stale ones.)
 PAGE_COLUMNS = (
     "rp_id, rp_name, ivr_active, chat_active, interaction_active, crm_active, last_use_at"
 )
@@ -16,6 +17,30 @@ PAGE_COLUMNS = (
 # (rp_id, rp_name, ivr, chat, interaction, crm, last_use_at): flags 0/1 (or bool),
 # last_use_at epoch seconds or None.
 PointRow = tuple[int, str, int, int, int, int, int | None]
+
+
+# A stale record in a page's joined JSON: STALE_MARK, its rp_id's digits, STALE_MARK.
+# The byte can never occur in JSON text (a control character is always escaped there).
+STALE_MARK = b"\x01"
+
+
+class StoredPage(NamedTuple):
+    """A page's records as the database keeps them: their JSON joined by commas in rp_id
+    order, read in one snapshot, so the server copies bytes instead of building objects."""
+
+    found: int
+    # The rp_id of the last record, and whether more records follow it (the cap cut it).
+    last_rp_id: int | None
+    more: bool
+    # b'{"rp_id":"1",...},{...}'; a stale record stands in as its STALE_MARK'd rp_id.
+    joined: bytes
+    # The rows of the stale records, in rp_id order: the server renders them.
+    stale: list[PointRow]
+
+
+# A record rendered from its row, to keep: (row, JSON). Kept only while the row and the
+# operation's time zone still are what it was rendered from.
+RenderedRecord = tuple[PointRow, str]
 
 
 class StoreUnavailable(Exception):
@@ -97,8 +122,15 @@ class Reader(Protocol):
 
     async def page(
         self, operation_id: int, after: int, routing: int | None, limit: int
-    ) -> list[PointRow]:
+    ) -> StoredPage:
         """Up to `limit` routing points with rp_id > after, in rp_id order."""
+        ...
+
+    async def keep_records(
+        self, operation_id: int, timezone: str, records: list[RenderedRecord]
+    ) -> None:
+        """Store rendered records whose rows and time zone are unchanged; never raises (a
+        record not kept is rendered again next time)."""
         ...
 
     async def ping(self) -> None: ...

@@ -8,8 +8,10 @@ commit that finds SQLite's write lock free takes tens of microseconds, and commi
 the loop's connection leaves its `data_version`, hence the token cache, untouched. When
 another process holds the lock (a CLI import of a million rows may keep it for seconds),
 or the write fails, the batch goes to one writer thread with its own connection that
-waits for the lock, so the loop never does. Page reads, which can return 60,000 rows, run
-on a thread of their own, interruptible when the time limit strikes.
+waits for the lock, so the loop never does. Page reads, which can return 60,000 records
+(SQLite joins their stored JSON: one value, no row objects), run on a thread of their own,
+interruptible when the time limit strikes; the records they found stale are kept again
+on the writer thread.
 
 A write that fails names its real cause (disk full, read-only file), the failed
 transaction is rolled back only if it is still open, and a connection that SQLite opened
@@ -21,10 +23,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import logging
 import os
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
@@ -39,12 +43,15 @@ from routing_points.store.reader import (
     PRINCIPAL_VALID_UNTIL,
     PRINCIPAL_WHERE,
     Charge,
-    PointRow,
     Principal,
+    RenderedRecord,
+    StoredPage,
     StoreUnavailable,
 )
 
 T = TypeVar("T")
+
+logger = logging.getLogger("routing_points.store")
 
 # Built from constant column lists only: no value is ever formatted into SQL.
 _PRINCIPAL_SQL = f"""
@@ -53,13 +60,37 @@ FROM tokens t JOIN operations o ON o.id = t.operation_id
 WHERE {PRINCIPAL_WHERE.format("?1")}
 """
 
-_PAGE_SQL = f"""
-SELECT {PAGE_COLUMNS}
-FROM routing_points
-WHERE operation_id = ? AND rp_id > ? {{routing}}
-ORDER BY routing_points.rp_id
-LIMIT ?
+# A page in one row: its records' JSON joined by SQLite, a stale one as its marked rp_id.
+# The subquery's ORDER BY with LIMIT keeps it from being flattened: group_concat joins in
+# rp_id order (tests/test_stored_records.py checks it). CAST hands back bytes, not str.
+_PAGE_SQL = """
+SELECT count(*), count(record_json), max(rp_id),
+       CAST(group_concat(coalesce(record_json, char(1) || rp_id || char(1)), ',') AS BLOB)
+FROM (
+    SELECT rp_id, record_json FROM routing_points
+    WHERE operation_id = ?1 AND rp_id > ?2 {routing}
+    ORDER BY rp_id LIMIT ?3
+)
 """
+_MORE_SQL = """
+SELECT EXISTS (SELECT 1 FROM routing_points WHERE operation_id = ?1 AND rp_id > ?2 {routing})
+"""
+_STALE_SQL = f"""
+SELECT {PAGE_COLUMNS} FROM routing_points
+WHERE operation_id = ?1 AND rp_id > ?2 AND rp_id <= ?3 {{routing}} AND record_json IS NULL
+ORDER BY rp_id
+"""
+_ROUTING = "AND rp_id = ?4"
+# A rendered record is kept only if its row and its operation's time zone are unchanged.
+_KEEP_SQL = """
+UPDATE routing_points SET record_json = ?
+WHERE operation_id = ? AND rp_id = ? AND rp_name = ? AND ivr_active = ? AND chat_active = ?
+  AND interaction_active = ? AND crm_active = ? AND last_use_at IS ? AND record_json IS NULL
+  AND (SELECT timezone FROM operations WHERE id = ?) = ?
+"""
+# Rendered records kept per write transaction: charges queued on the writer thread wait
+# for one chunk at most.
+KEEP_CHUNK = 1_000
 
 
 _CHARGE_SQL = CHARGE_SQL.format(", ".join("?" * len(Charge._fields)))
@@ -72,6 +103,12 @@ PRINCIPAL_CACHE_SIZE = 100_000
 CHECKPOINT_EVERY = 500
 # How long a check of PRAGMA data_version stays good (seconds).
 VERSION_CHECK_S = 0.001
+
+
+def _keep_chunk(values: Sequence[tuple[object, ...]], connection: sqlite3.Connection) -> None:
+    connection.execute("BEGIN IMMEDIATE")
+    connection.executemany(_KEEP_SQL, values)
+    connection.execute("COMMIT")
 
 
 def connect(path: Path) -> sqlite3.Connection:
@@ -272,19 +309,57 @@ class SqliteReader:
 
     async def page(
         self, operation_id: int, after: int, routing: int | None, limit: int
-    ) -> list[PointRow]:
-        args: tuple[int, ...]
-        if routing is None:
-            sql, args = _PAGE_SQL.format(routing=""), (operation_id, after, limit)
-        else:
-            sql = _PAGE_SQL.format(routing="AND rp_id = ?")
-            args = (operation_id, after, routing, limit)
+    ) -> StoredPage:
+        routing_sql = "" if routing is None else _ROUTING
+        args: tuple[int, ...] = (operation_id, after, limit)
+        if routing is not None:
+            args += (routing,)
         connection = self._page_connection
 
-        def fetch() -> list[PointRow]:
-            return connection.execute(sql, args).fetchall()
+        def fetch() -> StoredPage:
+            # One read transaction: the joined records, whether more follow and the stale
+            # rows all come from one snapshot, whatever is written meanwhile.
+            connection.execute("BEGIN")
+            try:
+                count, fresh, last, joined = connection.execute(
+                    _PAGE_SQL.format(routing=routing_sql), args
+                ).fetchone()
+                more = count == limit and bool(
+                    connection.execute(
+                        _MORE_SQL.format(routing=routing_sql), (operation_id, last, *args[3:])
+                    ).fetchone()[0]
+                )
+                stale = (
+                    connection.execute(
+                        _STALE_SQL.format(routing=routing_sql),
+                        (operation_id, after, last, *args[3:]),
+                    ).fetchall()
+                    if fresh < count
+                    else []
+                )
+            finally:
+                if connection.in_transaction:
+                    with contextlib.suppress(sqlite3.Error):
+                        connection.execute("COMMIT")
+            return StoredPage(count, last, more, joined or b"", stale)
 
         return await self._on_page_thread(fetch, connection)
+
+    async def keep_records(
+        self, operation_id: int, timezone: str, records: list[RenderedRecord]
+    ) -> None:
+        """On the writer thread, a chunk per transaction. A failure (the file locked by
+        another process for longer than the busy timeout, a full disk) is not an outage of
+        the service: the records stay stale and are rendered again next time."""
+        loop = asyncio.get_running_loop()
+        values = [(record, operation_id, *row, operation_id, timezone) for row, record in records]
+        for start in range(0, len(values), KEEP_CHUNK):
+            keep = functools.partial(_keep_chunk, values[start : start + KEEP_CHUNK])
+            try:
+                await loop.run_in_executor(self._write_thread, self._write_or_rollback, keep)
+            except (sqlite3.Error, RuntimeError) as exc:  # RuntimeError: closed meanwhile
+                logger.debug("rendered records not kept: %s", exc)
+                return
 
     async def _on_page_thread(self, work: Callable[[], T], connection: sqlite3.Connection) -> T:
         future = asyncio.get_running_loop().run_in_executor(self._page_thread, work)

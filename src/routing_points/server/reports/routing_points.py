@@ -79,6 +79,9 @@ class RoutingPointsReport:
         self, key: PageKey, principal: Principal, routing: int | None, after: int
     ) -> Page:
         """The page, rendered once however many requests ask for it meanwhile."""
+        cached = self.cache.get(key)
+        if cached is not None:  # a render finished since this call missed the cache
+            return cached
 
         async def render() -> Page:
             page = await self.renderer.render(principal, routing, after)

@@ -1,0 +1,191 @@
+"""Pages joined from the records' stored JSON are byte for byte the records rendered anew,
+whatever wrote the change, on SQLite and on PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import tracemalloc
+from collections.abc import AsyncIterator
+from zoneinfo import ZoneInfo
+
+import orjson
+import pytest
+from sqlalchemy import Engine, text
+
+from routing_points.contract import records_found
+from routing_points.server.pages import Page, PageRenderer
+from routing_points.server.render import LocalTimes, point_records, success_body
+from routing_points.server.stored_records import fill_stale
+from routing_points.store import access, replace, usage
+from routing_points.store import points as point_store
+from routing_points.store.factory import Store, open_store
+from routing_points.store.reader import Principal, StoredPage
+from tests.support.seed import add_tenant, point
+from tests.support.servers import make_settings
+
+pytestmark = pytest.mark.anyio
+STORES = pytest.mark.parametrize("database_url", ["sqlite", "postgresql"], indirect=True)
+ZONE = "America/Bogota"
+# Names JSON must escape, and one whose escape holds the stale mark's byte (\u0001).
+AWKWARD = ['quotes " and \\ backslash', "ñandú 🦤 中文", "tab\tnew\nline", "mark \x01 inside"]
+
+
+@pytest.fixture
+async def store(database_url: str) -> AsyncIterator[Store]:
+    opened = await open_store(make_settings(database_url))
+    yield opened
+    await opened.close()
+
+
+def principal(engine: Engine, server: str = "0032") -> Principal:
+    """What a token's lookup gives the renderer: the operation's id and its time zone now."""
+    with engine.connect() as conn:
+        operation_id, timezone = conn.execute(
+            text("SELECT id, timezone FROM operations WHERE nomenclature = :n"), {"n": server}
+        ).one()
+    return Principal(1, operation_id, "", None, "", server, 1, timezone, 1, "salt")
+
+
+def expected(engine: Engine, server: str = "0032") -> bytes:
+    """The page as the server rendered it before records were stored: every row anew."""
+    operation, rows = point_store.list_points(engine, server)
+    records = point_records(
+        [point_store.contract_row(row) for row in rows], LocalTimes(ZoneInfo(operation.timezone))
+    )
+    return success_body(records_found(len(records)), records)
+
+
+def stale_count(engine: Engine) -> int:
+    with engine.connect() as conn:
+        return int(
+            conn.execute(
+                text("SELECT count(*) FROM routing_points WHERE record_json IS NULL")
+            ).one()[0]
+        )
+
+
+async def render(store: Store, engine: Engine, cap: int = 60_000, **query: int) -> Page:
+    renderer = PageRenderer(store.reader, cap, 256 * 1024 * 1024)
+    page = await renderer.render(principal(engine), query.get("routing"), query.get("after", 0))
+    await asyncio.gather(*renderer._keeping)  # the rendered records, kept
+    return page
+
+
+@STORES
+async def test_a_page_is_the_records_rendered_anew_and_keeps_them(
+    store: Store, engine: Engine
+) -> None:
+    ids = list(range(1, 401))
+    random.Random(7).shuffle(ids)  # written out of order: the page is in rp_id order
+    points = [point(rp_id, AWKWARD[rp_id % len(AWKWARD)]) for rp_id in ids]
+    for rp_id, record in zip(ids, points, strict=True):
+        if rp_id % 3:
+            record["last_use"] = f"2026-03-{1 + rp_id % 28:02d} 0{rp_id % 10}:15:00"
+    add_tenant(engine, "0032", points, timezone=ZONE)
+    assert stale_count(engine) == 400
+
+    first = await render(store, engine)
+    assert first.body == expected(engine)
+    assert orjson.loads(first.body)["data"][0]["rp_id"] == "1"
+    assert stale_count(engine) == 0  # rendered once, kept
+    # Now joined by the database alone: the very same bytes.
+    assert (await render(store, engine)).body == first.body
+
+
+@STORES
+async def test_every_kind_of_write_makes_its_records_stale(store: Store, engine: Engine) -> None:
+    add_tenant(engine, "0032", [point(rp_id) for rp_id in range(1, 51)], timezone=ZONE)
+    await render(store, engine)
+    writes = {
+        "upsert": lambda: point_store.upsert_points(engine, "0032", [point(3, "Upserted")]),
+        "set": lambda: point_store.set_point(engine, "0032", 4, {"crm_active": "yes"}),
+        "create": lambda: point_store.create_point(engine, "0032", point(999, "Created")),
+        "delete": lambda: point_store.delete_point(engine, "0032", 5),
+        "replace": lambda: replace.replace_points(
+            engine, "0032", [point(rp_id, f"Replaced {rp_id}") for rp_id in range(1, 40)]
+        ),
+        "usage event": lambda: usage.record_events(
+            engine, "0032", [{"rp_id": "7", "channel": "ivr", "at": "2026-05-01 08:00:00"}]
+        ),
+        "time zone": lambda: access.set_operation(engine, "0032", timezone="Asia/Kathmandu"),
+        "hand-written SQL": lambda: _sql(engine, "UPDATE routing_points SET rp_name = 'SQL'"),
+    }
+    for what, write in writes.items():
+        write()
+        assert stale_count(engine) > 0 or what == "delete", what
+        assert (await render(store, engine)).body == expected(engine), what
+        assert stale_count(engine) == 0, what
+
+
+@STORES
+async def test_an_unchanged_upsert_keeps_its_records(store: Store, engine: Engine) -> None:
+    """A mirror re-sends every point on each sync: those that did not change stay kept."""
+    points = [point(rp_id) for rp_id in range(1, 21)]
+    add_tenant(engine, "0032", points, timezone=ZONE)
+    await render(store, engine)
+    point_store.upsert_points(engine, "0032", points)
+    assert stale_count(engine) == 0
+
+
+@STORES
+async def test_a_record_rendered_before_a_change_is_not_kept(store: Store, engine: Engine) -> None:
+    """The render and its keeping are apart: a change in between must win."""
+    add_tenant(engine, "0032", [point(1, "Before")], timezone=ZONE)
+    who = principal(engine)
+    stored = await store.reader.page(who.operation_id, 0, None, 10)
+    _joined, rendered = fill_stale(stored, LocalTimes(ZoneInfo(ZONE)))
+    point_store.set_point(engine, "0032", 1, {"rp_name": "After"})
+    await store.reader.keep_records(who.operation_id, ZONE, rendered)
+    assert stale_count(engine) == 1
+    # Nor one rendered on the wall clock of a zone the operation left meanwhile.
+    stored = await store.reader.page(who.operation_id, 0, None, 10)
+    _joined, rendered = fill_stale(stored, LocalTimes(ZoneInfo(ZONE)))
+    access.set_operation(engine, "0032", timezone="UTC")
+    await store.reader.keep_records(who.operation_id, ZONE, rendered)
+    assert stale_count(engine) == 1
+    assert b'"After"' in (await render(store, engine)).body
+
+
+@STORES
+async def test_the_cap_after_and_routing_cut_the_stored_page(store: Store, engine: Engine) -> None:
+    add_tenant(engine, "0032", [point(rp_id) for rp_id in range(1, 26)], timezone=ZONE)
+    await render(store, engine)
+    point_store.set_point(engine, "0032", 12, {"rp_name": "Stale in the middle"})
+    page = await render(store, engine, cap=10, after=5)
+    records = orjson.loads(page.body)["data"]
+    assert [record["rp_id"] for record in records] == [str(rp_id) for rp_id in range(6, 16)]
+    assert records[6]["rp_name"] == "Stale in the middle"
+    assert (page.count, page.next_after) == (10, 15)
+    last = await render(store, engine, cap=10, after=20)
+    assert (last.count, last.next_after) == (5, None)  # exactly the rest: nothing follows
+    exact = await render(store, engine, cap=5, after=20)
+    assert (exact.count, exact.next_after) == (5, None)
+    one = await render(store, engine, cap=10, routing=12)
+    assert [record["rp_name"] for record in orjson.loads(one.body)["data"]] == [
+        "Stale in the middle"
+    ]
+    none = await render(store, engine, cap=10, after=25)
+    assert orjson.loads(none.body)["data"] == []
+    assert none.count == 0
+
+
+def _sql(engine: Engine, statement: str) -> None:
+    with engine.begin() as conn:
+        conn.execute(text(statement))
+
+
+def test_rendered_records_take_their_size_not_a_buffer() -> None:
+    """orjson's result keeps its 4 KB work buffer: 60,000 of them held took 250 MB."""
+    rows = [(rp_id, f"Point {rp_id}", 1, 0, 1, 0, None) for rp_id in range(1, 1_001)]
+    joined = b",".join(b"\x01%d\x01" % row[0] for row in rows)
+    stale = StoredPage(len(rows), 1_000, False, joined, rows)
+    tracemalloc.start()
+    try:
+        filled, rendered = fill_stale(stale, LocalTimes(ZoneInfo("UTC")))
+        held, _peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert filled == orjson.dumps(point_records(rows, LocalTimes(ZoneInfo("UTC"))))[1:-1]
+    assert len(rendered) == 1_000
+    assert held < 1_000 * 1_000, f"{held} bytes for 1,000 records of about 160 bytes"
