@@ -7,6 +7,7 @@ import asyncio
 import random
 import tracemalloc
 from collections.abc import AsyncIterator
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import orjson
@@ -14,13 +15,14 @@ import pytest
 from sqlalchemy import Engine, text
 
 from routing_points.contract import records_found
+from routing_points.server.joined_pages import MAX_MOVES, JoinedPage
 from routing_points.server.pages import Page, PageRenderer
 from routing_points.server.render import LocalTimes, point_records, success_body
-from routing_points.server.stored_records import fill_stale
+from routing_points.server.stored_records import StaleMismatch, fill_stale, rendered_record
 from routing_points.store import access, replace, usage
 from routing_points.store import points as point_store
 from routing_points.store.factory import Store, open_store
-from routing_points.store.reader import Principal, StoredPage
+from routing_points.store.reader import Principal, Reader, StoredPage
 from tests.support.seed import add_tenant, point
 from tests.support.servers import make_settings
 
@@ -65,10 +67,16 @@ def stale_count(engine: Engine) -> int:
         )
 
 
+async def settled(renderer: PageRenderer) -> None:
+    """Until what a render does after its answer is done: records kept, layout found."""
+    while renderer._background:
+        await asyncio.gather(*renderer._background)
+
+
 async def render(store: Store, engine: Engine, cap: int = 60_000, **query: int) -> Page:
     renderer = PageRenderer(store.reader, cap, 256 * 1024 * 1024)
     page = await renderer.render(principal(engine), query.get("routing"), query.get("after", 0))
-    await asyncio.gather(*renderer._keeping)  # the rendered records, kept
+    await settled(renderer)
     return page
 
 
@@ -179,13 +187,145 @@ def test_rendered_records_take_their_size_not_a_buffer() -> None:
     """orjson's result keeps its 4 KB work buffer: 60,000 of them held took 250 MB."""
     rows = [(rp_id, f"Point {rp_id}", 1, 0, 1, 0, None) for rp_id in range(1, 1_001)]
     joined = b",".join(b"\x01%d\x01" % row[0] for row in rows)
-    stale = StoredPage(len(rows), 1_000, False, joined, rows)
+    stale = StoredPage(1, len(rows), 1_000, False, joined, rows)
     tracemalloc.start()
     try:
         filled, rendered = fill_stale(stale, LocalTimes(ZoneInfo("UTC")))
         held, _peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
-    assert filled == orjson.dumps(point_records(rows, LocalTimes(ZoneInfo("UTC"))))[1:-1]
+    assert b"".join(filled) == orjson.dumps(point_records(rows, LocalTimes(ZoneInfo("UTC"))))[1:-1]
     assert len(rendered) == 1_000
     assert held < 1_000 * 1_000, f"{held} bytes for 1,000 records of about 160 bytes"
+
+
+def test_marks_and_stale_rows_that_disagree_are_a_bug_not_a_wrong_page() -> None:
+    row = (5, "Point 5", 1, 0, 1, 0, None)
+    times = LocalTimes(ZoneInfo("UTC"))
+    for joined, stale in [
+        (b'{"a":1},\x016\x01', [row]),  # the mark of another point
+        (b'{"a":1},\x015\x01,\x017\x01', [row]),  # a mark without its row
+        (b'{"a":1}', [row]),  # a row without its mark
+    ]:
+        with pytest.raises(StaleMismatch):
+            fill_stale(StoredPage(1, 2, 7, False, joined, stale), times)
+
+
+class CountingReader:
+    """The store's reader, counting whole-page reads (the splice avoids them)."""
+
+    def __init__(self, reader: Reader) -> None:
+        self.reader = reader
+        self.whole_reads = 0
+
+    async def page(self, *args: Any) -> StoredPage:
+        self.whole_reads += 1
+        return await self.reader.page(*args)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.reader, name)
+
+
+BIG = 2_500  # over the size from which a whole page's layout is kept
+
+
+async def primed(store: Store, engine: Engine) -> tuple[PageRenderer, CountingReader]:
+    """A renderer holding the page's layout, its records kept (a first render keeps them
+    all, so the next one after a change reads the page whole once more)."""
+    add_tenant(engine, "0032", [point(rp_id) for rp_id in range(1, BIG + 1)], timezone=ZONE)
+    reader = CountingReader(store.reader)
+    renderer = PageRenderer(reader, 60_000, 256 * 1024 * 1024)  # type: ignore[arg-type]
+    for name in ("first", "second"):
+        point_store.set_point(engine, "0032", 1, {"rp_name": name})
+        await renderer.render(principal(engine), None, 0)
+        await settled(renderer)
+    assert stale_count(engine) == 0
+    return renderer, reader
+
+
+@STORES
+async def test_a_changed_page_is_spliced_and_the_same_bytes(store: Store, engine: Engine) -> None:
+    renderer, reader = await primed(store, engine)
+    in_place = {
+        "upsert": lambda: point_store.upsert_points(engine, "0032", [point(3, 'Up "serted"')]),
+        "set": lambda: point_store.set_point(engine, "0032", BIG, {"crm_active": "yes"}),
+        "usage event": lambda: usage.record_events(
+            engine, "0032", [{"rp_id": "7", "channel": "ivr", "at": "2026-05-01 08:00:00"}]
+        ),
+        "two at once": lambda: point_store.upsert_points(
+            engine, "0032", [point(1, "ñ 🦤"), point(2, "x" * 255)]
+        ),
+        "nothing": lambda: None,
+    }
+    for what, write in in_place.items():
+        write()
+        before = reader.whole_reads
+        page = await renderer.render(principal(engine), None, 0)
+        await settled(renderer)
+        assert page.body == expected(engine), what
+        assert reader.whole_reads == before, f"{what}: read whole, not spliced"
+    # A point that comes or goes, or a new time zone, is read whole, and right.
+    elsewhere = {
+        "create": lambda: point_store.create_point(engine, "0032", point(BIG + 1, "New")),
+        "delete": lambda: point_store.delete_point(engine, "0032", 5),
+        "replace": lambda: replace.replace_points(
+            engine, "0032", [point(rp_id) for rp_id in range(2, BIG + 2)]
+        ),
+        "time zone": lambda: access.set_operation(engine, "0032", timezone="Asia/Kathmandu"),
+    }
+    for what, write in elsewhere.items():
+        write()
+        before = reader.whole_reads
+        page = await renderer.render(principal(engine), None, 0)
+        await settled(renderer)
+        assert page.body == expected(engine), what
+        assert reader.whole_reads == before + 1, what
+
+
+@STORES
+async def test_a_change_another_worker_kept_is_spliced_in_too(store: Store, engine: Engine) -> None:
+    """Worker A holds a page; worker B renders after a change and keeps its record, so it
+    is no longer stale: A must still find it (kept since A's version)."""
+    worker_a, _ = await primed(store, engine)
+    worker_b = PageRenderer(store.reader, 60_000, 256 * 1024 * 1024)
+    point_store.set_point(engine, "0032", 10, {"rp_name": "Seen by B"})
+    await worker_b.render(principal(engine), None, 0)
+    await settled(worker_b)
+    assert stale_count(engine) == 0
+    page = await worker_a.render(principal(engine), None, 0)
+    await settled(worker_a)
+    assert page.body == expected(engine)
+    assert b'"Seen by B"' in page.body
+    # Even a change that bumps no version (hand-written SQL), kept by B at the very
+    # version A now holds.
+    _sql(engine, "UPDATE routing_points SET rp_name = 'By hand' WHERE rp_id = 11")
+    await worker_b.render(principal(engine), 11, 0)
+    await settled(worker_b)
+    assert stale_count(engine) == 0
+    point_store.set_point(engine, "0032", 12, {"rp_name": "Stale for A"})
+    page = await worker_a.render(principal(engine), None, 0)
+    assert page.body == expected(engine)
+    assert b'"By hand"' in page.body
+
+
+def test_a_spliced_layout_is_the_layout_found_anew() -> None:
+    """Many splices in a row (sizes up and down, past the moves settled in one pass) leave
+    every record where a fresh look at the body finds it; a name holding the very text a
+    record starts with does not mislead it (its quotes are escaped)."""
+    times = LocalTimes(ZoneInfo("UTC"))
+    rows = [(rp_id, f"Point {rp_id}", 1, 0, 1, 0, None) for rp_id in range(1, 301)]
+    body = success_body(records_found(300), point_records(rows, times))
+    page = JoinedPage.of(1, "UTC", body)
+    chosen = random.Random(11)
+    for version in range(2, 120):
+        positions = sorted(chosen.sample(range(300), chosen.randint(1, 4)))
+        for index in positions:
+            name = chosen.choice(['{"rp_id":"7"', "x" * chosen.randint(1, 255), "ñ"])
+            rows[index] = (rows[index][0], name, *rows[index][2:])
+        records = [rendered_record(rows[index], times).encode() for index in positions]
+        page = page.spliced(version, positions, records)
+        assert page.body == success_body(records_found(300), point_records(rows, times))
+        fresh = JoinedPage.of(version, "UTC", page.body)
+        assert [page.start(index) for index in range(300)] == list(fresh.starts)
+        assert page.ids == fresh.ids
+        assert len(page.moves) <= MAX_MOVES

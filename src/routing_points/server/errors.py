@@ -179,7 +179,9 @@ def envelope_body(code: int, error: str | None, msg: str, data: Any = None) -> b
     return orjson.dumps({"code": code, "error": error, "msg": msg, "data": data})
 
 
-def encoded_envelope_body(code: int, error: str | None, msg: str, *data: bytes) -> bytes:
+def encoded_envelope_body(
+    code: int, error: str | None, msg: str, *data: bytes | memoryview
+) -> bytes:
     """The same envelope around `data` encoded already (its pieces, joined in one copy):
     the very bytes `envelope_body` makes."""
     head = orjson.dumps({"code": code, "error": error, "msg": msg, "data": None})

@@ -12,15 +12,17 @@ import asyncio
 import gzip
 import hashlib
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from routing_points.contract import records_found
 from routing_points.futures import discard_outcome
 from routing_points.server.errors import ResultTooLarge
+from routing_points.server.joined_pages import MAX_SPLICED, JoinedPage, JoinedPages
 from routing_points.server.render import LocalTimes, records_body
-from routing_points.server.stored_records import fill_stale
+from routing_points.server.stored_records import fill_stale, rendered_record
 from routing_points.store.reader import Principal, Reader, RenderedRecord, StoredPage
 
 PageKey = tuple[int, int, int | None, int]  # operation, version, routing, after
@@ -163,8 +165,9 @@ class PageRenderer:
         self.cap = cap
         self.max_bytes = max_bytes
         self._local_times: dict[str, LocalTimes] = {}
-        # Rendered records on their way to the store; held so the tasks are not collected.
-        self._keeping: set[asyncio.Future[None]] = set()
+        self.joined = JoinedPages()
+        # Work after the answer (records to keep, layouts to find); held until done.
+        self._background: set[asyncio.Future[None]] = set()
 
     def local_times(self, timezone: str) -> LocalTimes:
         formatter = self._local_times.get(timezone)
@@ -173,6 +176,11 @@ class PageRenderer:
         return formatter
 
     async def render(self, principal: Principal, routing: int | None, after: int) -> Page:
+        whole = routing is None and after == 0
+        if whole:
+            page = await self._spliced(principal)
+            if page is not None:
+                return page
         stored = await self.reader.page(principal.operation_id, after, routing, self.cap)
         next_after = stored.last_rp_id if stored.more else None
         msg = records_found(stored.found)
@@ -187,7 +195,37 @@ class PageRenderer:
             self._keep(principal, rendered)
         if len(body) > self.max_bytes:
             raise ResultTooLarge(self.max_bytes)
+        if whole and next_after is None and stored.found > BUILD_OFF_LOOP_ROWS:
+            self._remember(principal, stored.version, body)
         return Page(body, stored.found, next_after)
+
+    async def _spliced(self, principal: Principal) -> Page | None:
+        """The whole page from the one held and what changed since, if it can be."""
+        held = self.joined.get(principal.operation_id)
+        if held is None or held.timezone != principal.timezone:
+            return None
+        changes = await self.reader.changes(principal.operation_id, held.version, MAX_SPLICED)
+        positions = held.positions(changes)
+        if positions is None:
+            return None
+        local_times = self.local_times(principal.timezone)
+        records: list[bytes] = []
+        rendered: list[RenderedRecord] = []
+        for row, kept in changes.points:
+            if kept is None:
+                kept = rendered_record(row, local_times)
+                rendered.append((row, kept))
+            records.append(kept.encode())
+        if positions:
+            page = await asyncio.to_thread(held.spliced, changes.version, positions, records)
+        else:
+            page = held.spliced(changes.version, positions, records)
+        self.joined.put(principal.operation_id, page)
+        if rendered:
+            self._keep(principal, rendered)
+        if len(page.body) > self.max_bytes:
+            raise ResultTooLarge(self.max_bytes)
+        return Page(page.body, len(page.ids), None)
 
     @staticmethod
     def _build(
@@ -198,9 +236,22 @@ class PageRenderer:
 
     def _keep(self, principal: Principal, rendered: list[RenderedRecord]) -> None:
         """Hand the records rendered here to the store, without waiting for it."""
-        keeping = asyncio.ensure_future(
+        self._after_answer(
             self.reader.keep_records(principal.operation_id, principal.timezone, rendered)
         )
-        self._keeping.add(keeping)
-        keeping.add_done_callback(self._keeping.discard)
-        keeping.add_done_callback(discard_outcome)
+
+    def _remember(self, principal: Principal, version: int, body: bytes) -> None:
+        """Find where the records of a whole page lie, after the answer, to splice it next."""
+        operation_id, timezone = principal.operation_id, principal.timezone
+
+        async def remember() -> None:
+            page = await asyncio.to_thread(JoinedPage.of, version, timezone, body)
+            self.joined.put(operation_id, page)
+
+        self._after_answer(remember())
+
+    def _after_answer(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        task.add_done_callback(discard_outcome)

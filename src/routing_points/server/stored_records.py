@@ -15,28 +15,42 @@ from __future__ import annotations
 import orjson
 
 from routing_points.server.render import LocalTimes, record_of
-from routing_points.store.reader import STALE_MARK, RenderedRecord, StoredPage
+from routing_points.store.reader import STALE_MARK, PointRow, RenderedRecord, StoredPage
 
 
 class StaleMismatch(RuntimeError):
     """The stale marks and rows of one snapshot disagree: a bug, never a client's doing."""
 
 
-def fill_stale(page: StoredPage, local_time: LocalTimes) -> tuple[bytes, list[RenderedRecord]]:
-    """The page's joined records with every stale one rendered, and those to keep."""
+def rendered_record(row: PointRow, local_time: LocalTimes) -> str:
+    """One record's JSON, as str: kept so, and encoded again as an exact-size copy, because
+    orjson's own result holds a 4 KB buffer (60,000 held would take 250 MB)."""
+    return orjson.dumps(record_of(row, local_time)).decode()
+
+
+def fill_stale(
+    page: StoredPage, local_time: LocalTimes
+) -> tuple[list[bytes | memoryview], list[RenderedRecord]]:
+    """The page's joined records as pieces, every stale one rendered, and those to keep.
+
+    The pieces are views of the stored bytes around the rendered records: the body is
+    then copied once, when the envelope joins them (the page is up to 10 MB)."""
     if not page.stale:
-        return page.joined, []
-    parts = page.joined.split(STALE_MARK)
-    if len(parts) != 2 * len(page.stale) + 1:
-        raise StaleMismatch(f"{len(parts) // 2} marks for {len(page.stale)} stale rows")
+        return [page.joined], []
+    stored = memoryview(page.joined)
+    pieces: list[bytes | memoryview] = []
     rendered: list[RenderedRecord] = []
-    for index, row in enumerate(page.stale, start=0):
-        slot = 2 * index + 1
-        if int(parts[slot]) != row[0]:
-            raise StaleMismatch(f"mark {parts[slot]!r} for the row of rp_id {row[0]}")
-        # Kept as str, spliced as an exact-size copy: orjson's own result holds a 4 KB
-        # buffer, and 60,000 of them (a page all stale) would hold 250 MB.
-        record = orjson.dumps(record_of(row, local_time)).decode()
-        parts[slot] = record.encode()
+    position = 0
+    for row in page.stale:
+        start = page.joined.find(STALE_MARK, position)
+        end = page.joined.find(STALE_MARK, start + 1)
+        if start < 0 or end < 0 or int(stored[start + 1 : end]) != row[0]:
+            raise StaleMismatch(f"no mark for the stale row of rp_id {row[0]}")
+        record = rendered_record(row, local_time)
+        pieces += (stored[position:start], record.encode())
         rendered.append((row, record))
-    return b"".join(parts), rendered
+        position = end + 1
+    if page.joined.find(STALE_MARK, position) >= 0:
+        raise StaleMismatch("a stale mark without its row")
+    pieces.append(stored[position:])
+    return pieces, rendered

@@ -27,11 +27,13 @@ from routing_points.store.reader import (
     PRINCIPAL_COLUMNS,
     PRINCIPAL_VALID_UNTIL,
     PRINCIPAL_WHERE,
+    Changes,
     Charge,
     Principal,
     RenderedRecord,
     StoredPage,
     StoreUnavailable,
+    by_rp_id,
 )
 
 _PRINCIPAL_SQL = f"""
@@ -56,17 +58,31 @@ SELECT EXISTS (SELECT 1 FROM routing_points WHERE operation_id = $1 AND rp_id > 
 """
 _STALE_SQL = f"""
 SELECT {PAGE_COLUMNS} FROM routing_points
-WHERE operation_id = $1 AND rp_id > $2 AND rp_id <= $3 {{routing}} AND record_json IS NULL
+WHERE operation_id = $1 AND kept_version IS NULL AND rp_id > $2 AND rp_id <= $3 {{routing}}
 ORDER BY rp_id
 """
+_VERSION_SQL = "SELECT version FROM operations WHERE id = $1"
+# Two index ranges, unsorted (sorted in Python: a handful of rows): with an OR, or an
+# ORDER BY rp_id, the planner walks every point of the operation instead.
+_CHANGES_SQL = f"""
+SELECT {PAGE_COLUMNS}, record_json FROM routing_points
+WHERE operation_id = $1 AND kept_version IS NULL
+UNION ALL
+SELECT {PAGE_COLUMNS}, record_json FROM routing_points
+WHERE operation_id = $1 AND kept_version >= $2
+LIMIT $3
+"""
+_COUNT_SQL = "SELECT count(*) FROM routing_points WHERE operation_id = $1"
 # A rendered record is kept only if its row and its operation's time zone are unchanged.
 _KEEP_SQL = """
-UPDATE routing_points AS p SET record_json = kept.record_json
+UPDATE routing_points AS p
+SET record_json = kept.record_json,
+    kept_version = (SELECT version FROM operations WHERE id = $1)
 FROM unnest($3::bigint[], $4::text[], $5::text[], $6::boolean[], $7::boolean[],
             $8::boolean[], $9::boolean[], $10::bigint[])
      AS kept(rp_id, record_json, rp_name, ivr_active, chat_active, interaction_active,
              crm_active, last_use_at)
-WHERE p.operation_id = $1 AND p.rp_id = kept.rp_id AND p.record_json IS NULL
+WHERE p.operation_id = $1 AND p.rp_id = kept.rp_id AND p.kept_version IS NULL
   AND p.rp_name = kept.rp_name AND p.ivr_active = kept.ivr_active
   AND p.chat_active = kept.chat_active AND p.interaction_active = kept.interaction_active
   AND p.crm_active = kept.crm_active AND p.last_use_at IS NOT DISTINCT FROM kept.last_use_at
@@ -170,6 +186,7 @@ class PostgresReader:
         async def read(connection: Any) -> StoredPage:
             # One snapshot for the joined records, whether more follow, and the stale rows.
             async with connection.transaction(isolation="repeatable_read", readonly=True):
+                version = await connection.fetchval(_VERSION_SQL, operation_id)
                 count, fresh, last, joined = await connection.fetchrow(
                     _PAGE_SQL.format(routing=routing_sql), operation_id, after, limit, *extra
                 )
@@ -192,7 +209,18 @@ class PostgresReader:
                     if fresh < count
                     else []
                 )
-            return StoredPage(count, last, more, joined or b"", stale)
+            return StoredPage(version, count, last, more, joined or b"", stale)
+
+        return await self._on_connection(read)
+
+    async def changes(self, operation_id: int, since_version: int, limit: int) -> Changes:
+        async def read(connection: Any) -> Changes:
+            async with connection.transaction(isolation="repeatable_read", readonly=True):
+                version = await connection.fetchval(_VERSION_SQL, operation_id)
+                total = await connection.fetchval(_COUNT_SQL, operation_id)
+                rows = await connection.fetch(_CHANGES_SQL, operation_id, since_version, limit + 1)
+            points = sorted(((tuple(row[:-1]), row[-1]) for row in rows), key=by_rp_id)
+            return Changes(version, total, points)
 
         return await self._on_connection(read)
 

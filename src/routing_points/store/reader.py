@@ -28,6 +28,8 @@ class StoredPage(NamedTuple):
     """A page's records as the database keeps them: their JSON joined by commas in rp_id
     order, read in one snapshot, so the server copies bytes instead of building objects."""
 
+    # The operation's version in that snapshot.
+    version: int
     found: int
     # The rp_id of the last record, and whether more records follow it (the cap cut it).
     last_rp_id: int | None
@@ -36,6 +38,20 @@ class StoredPage(NamedTuple):
     joined: bytes
     # The rows of the stale records, in rp_id order: the server renders them.
     stale: list[PointRow]
+
+
+class Changes(NamedTuple):
+    """What changed in an operation's points since a version, read in one snapshot."""
+
+    version: int
+    total: int  # the operation's points now
+    # The points stale or kept since that version (at most the limit asked, plus one), in
+    # rp_id order, with their kept JSON (None: stale).
+    points: list[tuple[PointRow, str | None]]
+
+
+def by_rp_id(point: tuple[PointRow, str | None]) -> int:
+    return point[0][0]
 
 
 # A record rendered from its row, to keep: (row, JSON). Kept only while the row and the
@@ -124,6 +140,10 @@ class Reader(Protocol):
         self, operation_id: int, after: int, routing: int | None, limit: int
     ) -> StoredPage:
         """Up to `limit` routing points with rp_id > after, in rp_id order."""
+        ...
+
+    async def changes(self, operation_id: int, since_version: int, limit: int) -> Changes:
+        """The points whose record is stale, or was kept at `since_version` or later."""
         ...
 
     async def keep_records(

@@ -19,7 +19,6 @@ from sqlalchemy import (
     String,
     Table,
     Text,
-    text,
 )
 
 metadata = MetaData(
@@ -101,18 +100,13 @@ routing_points = Table(
     Column("interaction_active", Boolean, nullable=False, server_default="0"),
     Column("crm_active", Boolean, nullable=False, server_default="0"),
     Column("last_use_at", BigInteger, nullable=True),
-    # The record's JSON as served, or NULL while stale: triggers null it when a value it was
-    # made from changes (migration 0006), the server renders and keeps it again.
+    # The record's JSON as served, or NULL while stale, and the operation's version when it
+    # was kept: triggers null both when a value it was made from changes (migration 0006).
     Column("record_json", Text, nullable=True),
+    Column("kept_version", BigInteger, nullable=True),
     CheckConstraint("rp_id > 0", name="rp_id_positive"),
     CheckConstraint("length(rp_name) BETWEEN 1 AND 255", name="rp_name_length"),
-    Index(
-        "ix_routing_points_stale",
-        "operation_id",
-        "rp_id",
-        sqlite_where=text("record_json IS NULL"),
-        postgresql_where=text("record_json IS NULL"),
-    ),
+    Index("ix_routing_points_kept", "operation_id", "kept_version"),
 )
 
 # One row per token and local day: the operation's use is the sum over its tokens.

@@ -1,11 +1,14 @@
 """Each routing point keeps its record's JSON, so a page is one concatenation in the database.
 
 `record_json` is the contract's record exactly as the server encodes it (last_use on the
-operation's wall clock), or NULL while it is stale. Triggers make it stale whatever the
-writer (the API, the CLI, the console, the mirror, a hand-written UPDATE): a change to a
-point's values, or to its operation's time zone, sets it to NULL in the same statement, so
-no stale JSON can outlive the change that made it so. The server renders the stale records
-of a page it serves and writes them back (store/sqlite.py, store/postgres.py).
+operation's wall clock), or NULL while it is stale; `kept_version` is the operation's
+version when it was kept (NULL with it). Triggers make a record stale whatever the writer
+(the API, the CLI, the console, the mirror, a hand-written UPDATE): a change to a point's
+values, or to its operation's time zone, nulls both in the same statement, so no stale
+JSON can outlive the change that made it so. The server renders the stale records of a
+page it serves and keeps them (store/sqlite.py, store/postgres.py); a server holding a
+page of an earlier version asks only for the records stale or kept since
+(server/joined_pages.py), through the index on (operation_id, kept_version).
 
 Revision ID: 0006
 Revises: 0005
@@ -41,7 +44,7 @@ FOR EACH ROW WHEN NEW.record_json IS NOT NULL AND ({
     " OR ".join(f"NEW.{column} IS NOT OLD.{column}" for column in VALUE_COLUMNS)
 })
 BEGIN
-    UPDATE routing_points SET record_json = NULL
+    UPDATE routing_points SET record_json = NULL, kept_version = NULL
     WHERE operation_id = NEW.operation_id AND rp_id = NEW.rp_id;
 END
 """
@@ -51,7 +54,7 @@ CREATE TRIGGER operations_record_stale
 AFTER UPDATE OF timezone ON operations
 FOR EACH ROW WHEN NEW.timezone IS NOT OLD.timezone
 BEGIN
-    UPDATE routing_points SET record_json = NULL
+    UPDATE routing_points SET record_json = NULL, kept_version = NULL
     WHERE operation_id = NEW.id AND record_json IS NOT NULL;
 END
 """
@@ -63,6 +66,7 @@ BEGIN
     IF ({", ".join(f"NEW.{column}" for column in VALUE_COLUMNS)})
        IS DISTINCT FROM ({", ".join(f"OLD.{column}" for column in VALUE_COLUMNS)}) THEN
         NEW.record_json := NULL;
+        NEW.kept_version := NULL;
     END IF;
     RETURN NEW;
 END
@@ -70,7 +74,7 @@ $$;
 CREATE FUNCTION operations_record_stale() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
-    UPDATE routing_points SET record_json = NULL
+    UPDATE routing_points SET record_json = NULL, kept_version = NULL
     WHERE operation_id = NEW.id AND record_json IS NOT NULL;
     RETURN NULL;
 END
@@ -87,14 +91,9 @@ EXECUTE FUNCTION operations_record_stale();
 
 def upgrade() -> None:
     op.add_column("routing_points", sa.Column("record_json", sa.Text, nullable=True))
-    # Finds a page's stale records without reading its fresh ones.
-    op.create_index(
-        "ix_routing_points_stale",
-        "routing_points",
-        ["operation_id", "rp_id"],
-        sqlite_where=sa.text("record_json IS NULL"),
-        postgresql_where=sa.text("record_json IS NULL"),
-    )
+    op.add_column("routing_points", sa.Column("kept_version", sa.BigInteger, nullable=True))
+    # Finds the records stale (NULL) or kept since a version without reading the others.
+    op.create_index("ix_routing_points_kept", "routing_points", ["operation_id", "kept_version"])
     if op.get_bind().dialect.name == "postgresql":
         op.execute(_POSTGRES_FUNCTIONS)
     else:
@@ -111,6 +110,7 @@ def downgrade() -> None:
     else:
         op.execute("DROP TRIGGER IF EXISTS routing_points_record_stale")
         op.execute("DROP TRIGGER IF EXISTS operations_record_stale")
-    op.drop_index("ix_routing_points_stale", table_name="routing_points")
+    op.drop_index("ix_routing_points_kept", table_name="routing_points")
     with op.batch_alter_table("routing_points") as batch:
+        batch.drop_column("kept_version")
         batch.drop_column("record_json")
