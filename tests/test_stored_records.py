@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import httpx
 import orjson
 import pytest
 from sqlalchemy import Engine, text
@@ -24,7 +25,8 @@ from routing_points.store import points as point_store
 from routing_points.store.factory import Store, open_store
 from routing_points.store.reader import Principal, Reader, StoredPage
 from tests.support.seed import add_tenant, point
-from tests.support.servers import make_settings
+from tests.support.servers import LiveServer, make_settings
+from tests.support.wire import ENDPOINT
 
 pytestmark = pytest.mark.anyio
 STORES = pytest.mark.parametrize("database_url", ["sqlite", "postgresql"], indirect=True)
@@ -329,3 +331,19 @@ def test_a_spliced_layout_is_the_layout_found_anew() -> None:
         assert [page.start(index) for index in range(300)] == list(fresh.starts)
         assert page.ids == fresh.ids
         assert len(page.moves) <= MAX_MOVES
+
+
+def test_a_stopping_server_keeps_the_records_it_rendered(database_url: str, engine: Engine) -> None:
+    """Keeping runs after the answer: stopping right after it waits for it to land."""
+    tenant = add_tenant(engine, "0032", [point(rp_id) for rp_id in range(1, 20_001)])
+    server = LiveServer(make_settings(database_url)).start()
+    try:
+        answer = httpx.get(
+            f"{server.url}{ENDPOINT}?api=routing_points",
+            headers={"wolkvox-token": tenant.token},
+            timeout=60,
+        )
+    finally:
+        server.stop()
+    assert answer.status_code == 200
+    assert stale_count(engine) == 0

@@ -32,6 +32,8 @@ PageKey = tuple[int, int, int | None, int]  # operation, version, routing, after
 # the thread hop.
 BUILD_OFF_LOOP_BYTES = 256 * 1024
 BUILD_OFF_LOOP_ROWS = 2_000
+# How long a stopping server waits for rendered records still being kept.
+CLOSE_WAIT_S = 5.0
 
 
 @dataclass(slots=True)
@@ -249,6 +251,14 @@ class PageRenderer:
             self.joined.put(operation_id, page)
 
         self._after_answer(remember())
+
+    async def close(self) -> None:
+        """Let the records being kept land (a whole page's take well under a second), then
+        give up on what is left: it is rendered and kept again by the next server."""
+        if self._background:
+            await asyncio.wait(self._background, timeout=CLOSE_WAIT_S)
+        for task in self._background:
+            task.cancel()
 
     def _after_answer(self, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.ensure_future(work)

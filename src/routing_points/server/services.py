@@ -53,6 +53,7 @@ class Services:
         self.store: Store | None = None
         self.tallies: RefusalLog | None = None
         self.page_cache: PageCache | None = None
+        self.renderer: PageRenderer | None = None
         # The admin API's endpoints exist with the app (its routes are bound to them);
         # they serve once `start` has bound them to the store.
         self.admin = AdminApi(settings, self.metrics)
@@ -93,7 +94,7 @@ class Services:
         # usage counters (with Redis too: PostgreSQL is the durable record of the budget).
         tallies.start()
         admission = Admission(reader, policy, ConsumptionGuard(settings), self.metrics)
-        renderer = PageRenderer(
+        renderer = self.renderer = PageRenderer(
             reader, settings.max_records_per_response, settings.max_response_bytes
         )
         self.page_cache = PageCache(settings.body_cache_bytes)
@@ -108,6 +109,9 @@ class Services:
             self.tallies = None
         if self.limits is not None:
             await self.limits.close()
+        if self.renderer is not None:
+            await self.renderer.close()  # records still being kept: before the store closes
+            self.renderer = None
         if self.store is not None:
             await self.store.close()  # the reader, the engine, and the SQLite file's lock
         self.reader = self.limits = self._endpoint = self.engine = self.page_cache = None
