@@ -48,7 +48,7 @@ from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
+from redis.exceptions import NoScriptError, RedisError
 from redis.maint_notifications import MaintNotificationsConfig
 
 from routing_points.limits.backend import (
@@ -57,6 +57,7 @@ from routing_points.limits.backend import (
     BackendUnavailable,
     Outcome,
 )
+from routing_points.limits.pipe import RedisPipe, supports
 from routing_points.outage import Outage
 
 logger = logging.getLogger("routing_points.limits")
@@ -236,9 +237,18 @@ def _client(url: str, timeout_s: float, cluster: bool) -> Any:
 
 class RedisLimits:
     def __init__(
-        self, client: Any, prefix: str, store: CounterStore, timeout_s: float, lease_s: float
+        self,
+        client: Any,
+        prefix: str,
+        store: CounterStore,
+        timeout_s: float,
+        lease_s: float,
+        pipe: RedisPipe | None = None,
     ) -> None:
         self._redis = client
+        # Admissions and releases, pipelined per loop turn (see pipe.py); without it (a
+        # cluster, TLS) they go through redis-py's client like every other command.
+        self._pipe = pipe
         self._prefix = prefix
         self._store = store
         self._timeout_s = timeout_s
@@ -275,7 +285,9 @@ class RedisLimits:
         lease_s: float,
         cluster: bool = False,
     ) -> RedisLimits:
-        return cls(_client(url, timeout_s, cluster), prefix, store, timeout_s, lease_s)
+        pipe = None if cluster or not supports(url) else RedisPipe(url, timeout_s)
+        client = _client(url, timeout_s, cluster)
+        return cls(client, prefix, store, timeout_s, lease_s, pipe)
 
     def _tag(self, operation_id: int) -> str:
         return f"{self._prefix}:{{o{operation_id}}}"
@@ -321,10 +333,7 @@ class RedisLimits:
             raise self._unavailable(exc) from exc
         for _ in range(3):
             try:
-                async with asyncio.timeout(self._deadline_s):
-                    outcome, token_used, operation_used, wait_ms = await self._admit(
-                        keys=keys, args=args
-                    )
+                outcome, token_used, operation_used, wait_ms = await self._run_admit(keys, args)
             except (RedisError, OSError, TimeoutError) as exc:
                 self._undo_soon(keys, undo)
                 raise self._unavailable(exc) from exc
@@ -359,6 +368,28 @@ class RedisLimits:
             int(operation_used),
             lease=f"{keys[0]}|{lease_id}",
         )
+
+    async def _run_admit(self, keys: list[str], args: AdmitArgs) -> Any:
+        """The admit script's reply. Through the pipe: a lost connection is retried once,
+        at once, on a new one (the script is idempotent per lease), and a script Redis lost
+        (it restarted) is loaded again, as redis-py's client and script object do."""
+        pipe = self._pipe
+        if pipe is None:
+            async with asyncio.timeout(self._deadline_s):
+                return await self._admit(keys=keys, args=args)
+        reconnected = reloaded = False
+        while True:
+            try:
+                return await pipe.call("EVALSHA", self._admit.sha, len(keys), *keys, *args)
+            except RedisConnectionError:
+                if reconnected:
+                    raise
+                reconnected = True
+            except NoScriptError:
+                if reloaded:
+                    raise
+                reloaded = True
+                await pipe.call("SCRIPT", "LOAD", _ADMIT)
 
     async def _load_scripts(self) -> None:
         """Load the scripts once, on every node, before the first admission: many calls
@@ -435,6 +466,9 @@ class RedisLimits:
             leases.discard(lease_id)
             if not leases:
                 del self._held[slots]
+        if self._pipe is not None:
+            self._pipe.send("ZREM", slots, lease_id)
+            return
         self._releases.append((slots, lease_id))
         if self._releasing is None:
             self._releasing = asyncio.ensure_future(self._send_releases())
@@ -475,4 +509,6 @@ class RedisLimits:
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
+        if self._pipe is not None:
+            self._pipe.close()
         await self._redis.aclose()
