@@ -71,6 +71,12 @@ class _Connection(asyncio.Protocol):
         if self._timer is None:
             self._timer = self._loop.call_at(self._loop.time() + self._timeout_s, self._check)
 
+    def call(self, packed: bytes) -> asyncio.Future[Any]:
+        """Queue a packed command; the future its reply."""
+        waiter = self._loop.create_future()
+        self.send(packed, waiter)
+        return waiter
+
     def _flush(self) -> None:
         outgoing, self._outgoing = self._outgoing, []
         if self._transport is not None and not self.lost:
@@ -140,9 +146,7 @@ class RedisPipe:
         connection = self._connection
         if connection is None or connection.lost:
             connection = await self._connect()
-        waiter: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        connection.send(hiredis.pack_command(args), waiter)
-        return await waiter
+        return await connection.call(hiredis.pack_command(args))
 
     def send(self, *args: Any) -> None:
         """Send a command whose reply does not matter, with those of this turn; dropped when

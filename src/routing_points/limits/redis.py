@@ -41,8 +41,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import secrets
+from collections.abc import Callable
+from functools import partial
 from typing import Any, Protocol
 
 import redis.asyncio as aioredis
@@ -129,6 +132,10 @@ class RedisLimits:
         self._deadline_s = timeout_s * 2
         self._loaded: asyncio.Future[None] | None = None
         self._lease_ms = int(lease_s * 1000)
+        # Lease ids: unique to this process by a random prefix, then a count (no system call
+        # for randomness on every admission).
+        self._lease_prefix = secrets.token_hex(8)
+        self._leases = itertools.count()
         self._admit = client.register_script(ADMIT)
         self._seed = client.register_script(SEED)
         self._undo = client.register_script(UNDO)
@@ -174,7 +181,7 @@ class RedisLimits:
         ]
 
     async def admit(self, request: AdmitRequest) -> AdmitResult:
-        lease_id = secrets.token_hex(8)
+        lease_id = f"{self._lease_prefix}{next(self._leases):x}"
         keys = self._keys(request, lease_id)
         now_ms = int(request.now * 1000)
         token_field = f"t:{request.token_id}"
@@ -190,19 +197,23 @@ class RedisLimits:
             day_ttl_s=request.day_ttl_s,
             interval_ms=int(request.min_interval_s * 1000) if request.interval_key else 0,
         )
-        undo = UndoArgs(
+        # Built only if needed: most admissions are never undone.
+        undo = partial(
+            UndoArgs,
             lease_id=lease_id,
             cost=request.cost,
             token_field=token_field,
             gone_ms=self._lease_ms * 4,
             now_ms=str(now_ms),
         )
-        if self._loaded is None or (self._loaded.done() and self._loaded.exception()):
-            self._loaded = asyncio.ensure_future(self._load_scripts())
-        try:
-            await asyncio.shield(self._loaded)
-        except (RedisError, OSError, TimeoutError) as exc:
-            raise self._unavailable(exc) from exc
+        loaded = self._loaded
+        if loaded is None or not loaded.done() or loaded.exception():
+            if loaded is None or (loaded.done() and loaded.exception()):
+                self._loaded = loaded = asyncio.ensure_future(self._load_scripts())
+            try:
+                await asyncio.shield(loaded)
+            except (RedisError, OSError, TimeoutError) as exc:
+                raise self._unavailable(exc) from exc
         for _ in range(3):
             try:
                 outcome, token_used, operation_used, wait_ms = await self._run_admit(keys, args)
@@ -291,8 +302,8 @@ class RedisLimits:
                 fields[1],
             )
 
-    def _undo_soon(self, keys: list[str], undo: UndoArgs) -> None:
-        task = asyncio.ensure_future(self._undo_until_done(keys, undo))
+    def _undo_soon(self, keys: list[str], undo: Callable[[], UndoArgs]) -> None:
+        task = asyncio.ensure_future(self._undo_until_done(keys, undo()))
         self._sending.add(task)
         task.add_done_callback(self._sending.discard)
 
