@@ -53,6 +53,31 @@ async def test_every_caller_gets_its_own_reply_when_many_share_one_write(
     assert echoed == [f"e{i}".encode() for i in range(200)]
 
 
+def reads_processed(port: int) -> int:
+    client = redis.Redis(port=port)
+    try:
+        return int(client.info("stats")["total_reads_processed"])
+    finally:
+        client.close()
+
+
+async def test_the_commands_of_one_turn_reach_redis_in_one_write(
+    private_redis: PrivateRedis,
+) -> None:
+    pipe = RedisPipe(private_redis.url, timeout_s=5)
+    try:
+        await pipe.call("PING")  # connected
+        before = reads_processed(private_redis.port)
+        replies = await asyncio.gather(*(pipe.call("ECHO", f"e{i}") for i in range(100)))
+        after = reads_processed(private_redis.port)
+    finally:
+        pipe.close()
+    assert len(replies) == 100
+    # One write of 100 commands (a few kB): Redis reads it at once, or in a few reads if it
+    # looks before all has arrived; one command per write would be 100 (+1 for INFO).
+    assert after - before <= 10, f"{after - before} reads for 100 commands"
+
+
 async def test_error_replies_are_redis_py_exceptions_and_leave_the_connection_usable(
     redis_namespace: RedisNamespace,
 ) -> None:
