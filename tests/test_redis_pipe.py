@@ -156,6 +156,19 @@ async def test_a_restarted_redis_fails_what_was_pending_and_the_next_command_rec
         pipe.close()
 
 
+async def test_a_command_sent_without_a_connection_goes_out_on_a_new_one(
+    redis_namespace: RedisNamespace,
+) -> None:
+    pipe = RedisPipe(redis_namespace.url, timeout_s=5)
+    key = f"{redis_namespace.prefix}:sent"
+    try:
+        pipe.send("SET", key, "v")  # nothing connected yet: a release after a lost connection
+        # Queued once the new connection is open, before any command asked for after it.
+        assert await pipe.call("GET", key) == b"v"
+    finally:
+        pipe.close()
+
+
 class NoStore:
     """The store of limits whose counters are seeded in Redis by the test: never asked."""
 

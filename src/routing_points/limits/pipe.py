@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from functools import partial
 from typing import Any, cast
 
 import hiredis
@@ -44,6 +45,11 @@ def _error(reply: ResponseError) -> ResponseError:
     if message.startswith("NOSCRIPT"):
         return NoScriptError(message)
     return reply
+
+
+def _send_on(packed: bytes, connecting: asyncio.Future[_Connection]) -> None:
+    if not connecting.cancelled() and connecting.exception() is None:
+        connecting.result().send(packed, _NOBODY)
 
 
 class _Connection(asyncio.Protocol):
@@ -149,17 +155,24 @@ class RedisPipe:
         return await connection.call(hiredis.pack_command(args))
 
     def send(self, *args: Any) -> None:
-        """Send a command whose reply does not matter, with those of this turn; dropped when
-        there is no live connection (a release: its lease expires by itself)."""
+        """Send a command whose reply does not matter (a release), with those of this turn;
+        without a live connection, first on the new one (before any command asked for
+        after it). One that cannot reach Redis is dropped: a release's lease expires."""
+        packed = hiredis.pack_command(args)
         connection = self._connection
         if connection is not None and not connection.lost:
-            connection.send(hiredis.pack_command(args), _NOBODY)
+            connection.send(packed, _NOBODY)
+        else:
+            self._connecting_now().add_done_callback(partial(_send_on, packed))
 
     async def _connect(self) -> _Connection:
+        return await asyncio.shield(self._connecting_now())
+
+    def _connecting_now(self) -> asyncio.Future[_Connection]:
         """One new connection at a time, however many commands wait for it."""
         if self._connecting is None or self._connecting.done():
             self._connecting = asyncio.ensure_future(self._open())
-        return await asyncio.shield(self._connecting)
+        return self._connecting
 
     async def _open(self) -> _Connection:
         loop = asyncio.get_running_loop()
@@ -188,10 +201,14 @@ class RedisPipe:
             connection.send(hiredis.pack_command(command), waiter)
             waiters.append(waiter)
         try:
-            await asyncio.gather(*waiters)
+            replies = await asyncio.gather(*waiters, return_exceptions=True)
         except BaseException:
             connection.close()
             raise
+        for reply in replies:
+            if isinstance(reply, BaseException):
+                connection.close()
+                raise reply
         self._connection = connection
         return connection
 
