@@ -251,6 +251,31 @@ async def test_a_release_with_no_admission_after_it_still_goes_out_at_once(
         await second.close()
 
 
+class FirstCallOfTheDay(NoStore):
+    """The store on a day with nothing charged yet."""
+
+    async def load_counters(self, operation_id: int, day: str) -> list[tuple[int, int]]:
+        return []
+
+
+async def test_the_day_s_counters_keep_the_expiry_they_were_seeded_with(
+    redis_namespace: RedisNamespace,
+) -> None:
+    url, prefix = redis_namespace.url, redis_namespace.prefix
+    limits = RedisLimits.from_url(url, prefix, 5, FirstCallOfTheDay(), lease_s=30)
+    check = redis.Redis.from_url(url)
+    try:
+        for token in range(3):  # the first seeds the counters, the others find them
+            result = await limits.admit(free_call(token))
+            assert result.outcome is Outcome.ADMITTED
+        ttl = check.ttl(f"{prefix}:{{o7}}:used:2000-01-01")
+    finally:
+        check.close()
+        await limits.close()
+    # Seeded with the day's 600 s: they expire with the day, whatever admits them later.
+    assert 0 < ttl <= 600
+
+
 async def test_a_script_redis_lost_is_loaded_again(private_redis: PrivateRedis) -> None:
     prefix = f"rp-{secrets.token_hex(3)}"
     seed_counters(private_redis.url, prefix)

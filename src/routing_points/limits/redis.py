@@ -194,7 +194,6 @@ class RedisLimits:
             operation_limit=request.operation_limit,
             token_limit=-1 if request.token_limit is None else request.token_limit,
             token_field=token_field,
-            day_ttl_s=request.day_ttl_s,
             interval_ms=int(request.min_interval_s * 1000) if request.interval_key else 0,
         )
         # Built only if needed: most admissions are never undone.

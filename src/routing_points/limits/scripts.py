@@ -22,7 +22,6 @@ class AdmitArgs(NamedTuple):
     operation_limit: int
     token_limit: int  # -1: the token has no daily limit of its own
     token_field: str
-    day_ttl_s: int
     interval_ms: int
 
 
@@ -58,11 +57,13 @@ ADMIT = (
 if redis.call('EXISTS', gone) == 1 then
   return {5, 0, 0, 0}
 end
-if redis.call('EXISTS', used) == 0 then
+-- A seeded hash always has "op": no "op", no hash (one call, not EXISTS and two HGETs).
+local counts = redis.call('HMGET', used, 'op', token_field)
+if not counts[1] then
   return {4, 0, 0, 0}
 end
-local operation_used = tonumber(redis.call('HGET', used, 'op') or '0')
-local token_used = tonumber(redis.call('HGET', used, token_field) or '0')
+local operation_used = tonumber(counts[1])
+local token_used = tonumber(counts[2] or '0')
 if redis.call('ZSCORE', slots, lease_id) then
   return {0, token_used, operation_used, 0}
 end
@@ -90,7 +91,6 @@ if cost > 0 then
   end
   operation_used = redis.call('HINCRBY', used, 'op', cost)
   token_used = redis.call('HINCRBY', used, token_field, cost)
-  redis.call('EXPIRE', used, day_ttl_s)
   if interval_ms > 0 then
     redis.call('SET', last, now_ms, 'PX', interval_ms)
   end
