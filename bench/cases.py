@@ -399,6 +399,7 @@ class Bench:
                     for name, n in (("pg1", "1"), ("pg2", "2"))
                 }
                 pg_script = token_script(tokens, "pg")
+                baseline = self._scale_baseline(stack, database, redis_url, shared, pg_script)
                 rounds = self.paired(
                     [
                         Target(
@@ -425,6 +426,7 @@ class Bench:
                             tokens[0],
                             pg_script,
                         ),
+                        *([baseline] if baseline else []),
                     ]
                 )
             self.compare(
@@ -443,8 +445,48 @@ class Bench:
                 sense="<=",
                 target=2.5,
             )
+            if baseline is not None:
+                self.compare(
+                    rounds,
+                    "B4 PG+Redis 1 worker: this tree / baseline (CPU per request)",
+                    "B4 PG+Redis, 1 worker",
+                    baseline.label,
+                    cpu=True,
+                    sense="<=",
+                    target=1.0,
+                )
+                self.compare(
+                    rounds,
+                    "B4 baseline: PG+Redis 1 worker / embedded (CPU per request)",
+                    baseline.label,
+                    "B4 embedded, 1 worker",
+                    cpu=True,
+                    sense="<=",
+                    target=2.5,
+                )
         finally:
             drop_postgres(database)
+
+    def _scale_baseline(
+        self,
+        stack: contextlib.ExitStack,
+        database: str,
+        redis_url: str,
+        shared: list[ProcessSet],
+        script: Path,
+    ) -> Target | None:
+        """B4's PG+Redis 1 worker of another source tree (`--baseline`), in the same rounds:
+        the same database and redis-server, under a Redis key prefix of its own."""
+        if self.baseline is None:
+            return None
+        port = free_port()
+        env = {"PYTHONPATH": str(self.baseline), "ROUTING_POINTS_REDIS_KEY_PREFIX": "baseline"}
+        extra = ["--redis", redis_url, "--workers", "1"]
+        server = stack.enter_context(serve_ours(port, database, extra, env=env))
+        label = "B4 PG+Redis, 1 worker, baseline"
+        url = f"http://127.0.0.1:{port}{ENDPOINT}"
+        token = script.read_text().split('"')[1]  # the script's first token, as ours uses
+        return Target(label, url, 32, [tree(server.pid), *shared], token, script)
 
     def sdk(self, body: bytes) -> None:
         """B5: a 60,000-record answer into typed objects, against orjson.loads alone."""

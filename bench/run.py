@@ -36,8 +36,8 @@ def main() -> None:
         type=Path,
         default=None,
         help="another tree's src/ folder (git archive REV src | tar -x -C DIR), then any "
-        "folders of dependencies it needs, joined by ':' (its PYTHONPATH): its B1 and B3 run "
-        "in the same rounds as ours, for a before/after in one run",
+        "folders of dependencies it needs, joined by ':' (its PYTHONPATH): its B1, B3 and "
+        "B4 PG+Redis 1 worker run in the same rounds as ours, for a before/after in one run",
     )
     args = parser.parse_args()
     if shutil.which("wrk") is None:

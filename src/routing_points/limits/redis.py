@@ -2,8 +2,10 @@
 
 Admission is one Lua script, so Redis runs its checks and its writes as one indivisible
 step: drop expired slot leases, check concurrency, the optional interval and the budget,
-then charge and take a slot. Release is one `ZREM`, pipelined with the other releases of
-the same turn of the event loop: one round trip per admitted call, and a fraction.
+then charge and take a slot (scripts.py). Release is one `ZREM`. The admissions and
+releases of one turn of the event loop go out together in the next, in one write on one
+connection (pipe.py): about one write per turn, not per command. (A cluster or TLS URL
+keeps redis-py's client: a script per admission, the turn's releases in one pipeline.)
 
 Redis is fast, not durable: every charge it admits is then written through to the store
 (PostgreSQL), and the request waits for that commit. The day's counter hash exists only
@@ -39,16 +41,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import secrets
-from typing import Any, NamedTuple, Protocol, get_type_hints
+from collections.abc import Callable
+from functools import partial
+from typing import Any, Protocol
 
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
+from redis.exceptions import NoScriptError, RedisError
 from redis.maint_notifications import MaintNotificationsConfig
 
 from routing_points.limits.backend import (
@@ -57,141 +62,12 @@ from routing_points.limits.backend import (
     BackendUnavailable,
     Outcome,
 )
+from routing_points.limits.pipe import RedisPipe, supports
+from routing_points.limits.scripts import ADMIT, RENEW, SEED, UNDO, AdmitArgs, UndoArgs
 from routing_points.outage import Outage
 
 logger = logging.getLogger("routing_points.limits")
 
-
-class AdmitArgs(NamedTuple):
-    """The admit script's arguments. Built by keyword; the script's `local`s that read them
-    are generated from these fields, so a field added or moved cannot shift the others."""
-
-    now_ms: int
-    lease_ms: int
-    max_in_flight: int
-    lease_id: str
-    cost: int
-    operation_limit: int
-    token_limit: int  # -1: the token has no daily limit of its own
-    token_field: str
-    day_ttl_s: int
-    interval_ms: int
-
-
-class UndoArgs(NamedTuple):
-    """The undo script's arguments (see AdmitArgs)."""
-
-    lease_id: str
-    cost: int
-    token_field: str
-    gone_ms: int
-    now_ms: str  # compared with the stored value, a string, as it is
-
-
-_KEYS = "local slots, used, last, gone = KEYS[1], KEYS[2], KEYS[3], KEYS[4]\n"
-
-
-def _locals(args: type[tuple[Any, ...]]) -> str:
-    """`local <field> = ARGV[i]` for every field, numbers through tonumber."""
-    hints = get_type_hints(args)
-    return "".join(
-        f"local {name} = tonumber(ARGV[{i}])\n"
-        if hints[name] is int
-        else f"local {name} = ARGV[{i}]\n"
-        for i, name in enumerate(args._fields, 1)  # type: ignore[attr-defined]
-    )
-
-
-_ADMIT = (
-    _KEYS
-    + _locals(AdmitArgs)
-    + """
-
-if redis.call('EXISTS', gone) == 1 then
-  return {5, 0, 0, 0}
-end
-if redis.call('EXISTS', used) == 0 then
-  return {4, 0, 0, 0}
-end
-local operation_used = tonumber(redis.call('HGET', used, 'op') or '0')
-local token_used = tonumber(redis.call('HGET', used, token_field) or '0')
-if redis.call('ZSCORE', slots, lease_id) then
-  return {0, token_used, operation_used, 0}
-end
-local clock = redis.call('TIME')
-local redis_ms = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
-redis.call('ZREMRANGEBYSCORE', slots, '-inf', redis_ms)
-if redis.call('ZCARD', slots) >= max_in_flight then
-  -- A live holder renews every third of the lease; one left with less than a third
-  -- has missed its renewals: its process is gone and the slot is coming back.
-  if redis.call('ZCOUNT', slots, '-inf', redis_ms + math.floor(lease_ms / 3)) > 0 then
-    return {6, token_used, operation_used, 0}
-  end
-  return {1, token_used, operation_used, 0}
-end
-if cost > 0 then
-  if interval_ms > 0 then
-    local previous = redis.call('GET', last)
-    if previous and now_ms - tonumber(previous) < interval_ms then
-      return {2, token_used, operation_used, interval_ms - (now_ms - tonumber(previous))}
-    end
-  end
-  if operation_used + cost > operation_limit
-      or (token_limit >= 0 and token_used + cost > token_limit) then
-    return {3, token_used, operation_used, 0}
-  end
-  operation_used = redis.call('HINCRBY', used, 'op', cost)
-  token_used = redis.call('HINCRBY', used, token_field, cost)
-  redis.call('EXPIRE', used, day_ttl_s)
-  if interval_ms > 0 then
-    redis.call('SET', last, now_ms, 'PX', interval_ms)
-  end
-end
-redis.call('ZADD', slots, redis_ms + lease_ms, lease_id)
-redis.call('PEXPIRE', slots, lease_ms)
-return {0, token_used, operation_used, 0}
-"""
-)
-
-# Seed the day's counters from the store, unless another worker already did.
-_SEED = """
-if redis.call('EXISTS', KEYS[1]) == 1 then
-  return 0
-end
-redis.call('HSET', KEYS[1], unpack(ARGV, 2))
-redis.call('EXPIRE', KEYS[1], tonumber(ARGV[1]))
-return 1
-"""
-
-# Cancel an admission whose answer we never got, or whose store commit failed.
-_UNDO = (
-    _KEYS
-    + _locals(UndoArgs)
-    + """
-redis.call('SET', gone, 1, 'PX', gone_ms)
-if redis.call('ZREM', slots, lease_id) == 1 and cost > 0 then
-  if redis.call('EXISTS', used) == 1 then
-    redis.call('HINCRBY', used, 'op', -cost)
-    redis.call('HINCRBY', used, token_field, -cost)
-  end
-  if redis.call('GET', last) == now_ms then
-    redis.call('DEL', last)
-  end
-end
-return 0
-"""
-)
-
-# Extend the leases this process still holds on one token's slots.
-_RENEW = """
-local clock = redis.call('TIME')
-local expiry = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000) + ARGV[1]
-for i = 2, #ARGV do
-  redis.call('ZADD', KEYS[1], 'XX', expiry, ARGV[i])
-end
-redis.call('PEXPIRE', KEYS[1], ARGV[1])
-return 0
-"""
 
 _OUTCOMES = {
     0: Outcome.ADMITTED,
@@ -236,9 +112,18 @@ def _client(url: str, timeout_s: float, cluster: bool) -> Any:
 
 class RedisLimits:
     def __init__(
-        self, client: Any, prefix: str, store: CounterStore, timeout_s: float, lease_s: float
+        self,
+        client: Any,
+        prefix: str,
+        store: CounterStore,
+        timeout_s: float,
+        lease_s: float,
+        pipe: RedisPipe | None = None,
     ) -> None:
         self._redis = client
+        # Admissions and releases, pipelined per loop turn (see pipe.py); without it (a
+        # cluster, TLS) they go through redis-py's client like every other command.
+        self._pipe = pipe
         self._prefix = prefix
         self._store = store
         self._timeout_s = timeout_s
@@ -247,10 +132,14 @@ class RedisLimits:
         self._deadline_s = timeout_s * 2
         self._loaded: asyncio.Future[None] | None = None
         self._lease_ms = int(lease_s * 1000)
-        self._admit = client.register_script(_ADMIT)
-        self._seed = client.register_script(_SEED)
-        self._undo = client.register_script(_UNDO)
-        self._renew = client.register_script(_RENEW)
+        # Lease ids: unique to this process by a random prefix, then a count (no system call
+        # for randomness on every admission).
+        self._lease_prefix = secrets.token_hex(8)
+        self._leases = itertools.count()
+        self._admit = client.register_script(ADMIT)
+        self._seed = client.register_script(SEED)
+        self._undo = client.register_script(UNDO)
+        self._renew = client.register_script(RENEW)
         self._sending: set[asyncio.Future[None]] = set()
         # Leases this process holds, by slots key: renewed until released.
         self._held: dict[str, set[str]] = {}
@@ -275,7 +164,9 @@ class RedisLimits:
         lease_s: float,
         cluster: bool = False,
     ) -> RedisLimits:
-        return cls(_client(url, timeout_s, cluster), prefix, store, timeout_s, lease_s)
+        pipe = None if cluster or not supports(url) else RedisPipe(url, timeout_s)
+        client = _client(url, timeout_s, cluster)
+        return cls(client, prefix, store, timeout_s, lease_s, pipe)
 
     def _tag(self, operation_id: int) -> str:
         return f"{self._prefix}:{{o{operation_id}}}"
@@ -290,7 +181,7 @@ class RedisLimits:
         ]
 
     async def admit(self, request: AdmitRequest) -> AdmitResult:
-        lease_id = secrets.token_hex(8)
+        lease_id = f"{self._lease_prefix}{next(self._leases):x}"
         keys = self._keys(request, lease_id)
         now_ms = int(request.now * 1000)
         token_field = f"t:{request.token_id}"
@@ -303,28 +194,28 @@ class RedisLimits:
             operation_limit=request.operation_limit,
             token_limit=-1 if request.token_limit is None else request.token_limit,
             token_field=token_field,
-            day_ttl_s=request.day_ttl_s,
             interval_ms=int(request.min_interval_s * 1000) if request.interval_key else 0,
         )
-        undo = UndoArgs(
+        # Built only if needed: most admissions are never undone.
+        undo = partial(
+            UndoArgs,
             lease_id=lease_id,
             cost=request.cost,
             token_field=token_field,
             gone_ms=self._lease_ms * 4,
             now_ms=str(now_ms),
         )
-        if self._loaded is None or (self._loaded.done() and self._loaded.exception()):
-            self._loaded = asyncio.ensure_future(self._load_scripts())
-        try:
-            await asyncio.shield(self._loaded)
-        except (RedisError, OSError, TimeoutError) as exc:
-            raise self._unavailable(exc) from exc
+        loaded = self._loaded
+        if loaded is None or not loaded.done() or loaded.exception():
+            if loaded is None or (loaded.done() and loaded.exception()):
+                self._loaded = loaded = asyncio.ensure_future(self._load_scripts())
+            try:
+                await asyncio.shield(loaded)
+            except (RedisError, OSError, TimeoutError) as exc:
+                raise self._unavailable(exc) from exc
         for _ in range(3):
             try:
-                async with asyncio.timeout(self._deadline_s):
-                    outcome, token_used, operation_used, wait_ms = await self._admit(
-                        keys=keys, args=args
-                    )
+                outcome, token_used, operation_used, wait_ms = await self._run_admit(keys, args)
             except (RedisError, OSError, TimeoutError) as exc:
                 self._undo_soon(keys, undo)
                 raise self._unavailable(exc) from exc
@@ -360,12 +251,34 @@ class RedisLimits:
             lease=f"{keys[0]}|{lease_id}",
         )
 
+    async def _run_admit(self, keys: list[str], args: AdmitArgs) -> Any:
+        """The admit script's reply. Through the pipe: a lost connection is retried once,
+        at once, on a new one (the script is idempotent per lease), and a script Redis lost
+        (it restarted) is loaded again, as redis-py's client and script object do."""
+        pipe = self._pipe
+        if pipe is None:
+            async with asyncio.timeout(self._deadline_s):
+                return await self._admit(keys=keys, args=args)
+        reconnected = reloaded = False
+        while True:
+            try:
+                return await pipe.call("EVALSHA", self._admit.sha, len(keys), *keys, *args)
+            except RedisConnectionError:
+                if reconnected:
+                    raise
+                reconnected = True
+            except NoScriptError:
+                if reloaded:
+                    raise
+                reloaded = True
+                await pipe.call("SCRIPT", "LOAD", ADMIT)
+
     async def _load_scripts(self) -> None:
         """Load the scripts once, on every node, before the first admission: many calls
         at once would otherwise each find them missing and load them again (and a
         cluster client's connections do not survive that crowd well)."""
         async with asyncio.timeout(self._timeout_s * 4):
-            for script in (_ADMIT, _SEED, _UNDO, _RENEW):
+            for script in (ADMIT, SEED, UNDO, RENEW):
                 await self._redis.script_load(script)
 
     async def _refill(self, request: AdmitRequest, used: str) -> None:
@@ -388,8 +301,8 @@ class RedisLimits:
                 fields[1],
             )
 
-    def _undo_soon(self, keys: list[str], undo: UndoArgs) -> None:
-        task = asyncio.ensure_future(self._undo_until_done(keys, undo))
+    def _undo_soon(self, keys: list[str], undo: Callable[[], UndoArgs]) -> None:
+        task = asyncio.ensure_future(self._undo_until_done(keys, undo()))
         self._sending.add(task)
         task.add_done_callback(self._sending.discard)
 
@@ -435,6 +348,9 @@ class RedisLimits:
             leases.discard(lease_id)
             if not leases:
                 del self._held[slots]
+        if self._pipe is not None:
+            self._pipe.send("ZREM", slots, lease_id)
+            return
         self._releases.append((slots, lease_id))
         if self._releasing is None:
             self._releasing = asyncio.ensure_future(self._send_releases())
@@ -475,4 +391,6 @@ class RedisLimits:
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
+        if self._pipe is not None:
+            self._pipe.close()
         await self._redis.aclose()

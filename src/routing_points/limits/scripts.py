@@ -1,0 +1,142 @@
+"""The Lua scripts of the Redis limits, and their arguments (see redis.py for the keys).
+
+Apart from the client that runs them: each script is one indivisible step in Redis, and its
+arguments are named tuples from which the script's `local`s are generated, so the Python
+side and the Lua side cannot disagree on an argument's place.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple, get_type_hints
+
+
+class AdmitArgs(NamedTuple):
+    """The admit script's arguments. Built by keyword; the script's `local`s that read them
+    are generated from these fields, so a field added or moved cannot shift the others."""
+
+    now_ms: int
+    lease_ms: int
+    max_in_flight: int
+    lease_id: str
+    cost: int
+    operation_limit: int
+    token_limit: int  # -1: the token has no daily limit of its own
+    token_field: str
+    interval_ms: int
+
+
+class UndoArgs(NamedTuple):
+    """The undo script's arguments (see AdmitArgs)."""
+
+    lease_id: str
+    cost: int
+    token_field: str
+    gone_ms: int
+    now_ms: str  # compared with the stored value, a string, as it is
+
+
+_KEYS = "local slots, used, last, gone = KEYS[1], KEYS[2], KEYS[3], KEYS[4]\n"
+
+
+def _locals(args: type[tuple[Any, ...]]) -> str:
+    """`local <field> = ARGV[i]` for every field, numbers through tonumber."""
+    hints = get_type_hints(args)
+    return "".join(
+        f"local {name} = tonumber(ARGV[{i}])\n"
+        if hints[name] is int
+        else f"local {name} = ARGV[{i}]\n"
+        for i, name in enumerate(args._fields, 1)  # type: ignore[attr-defined]
+    )
+
+
+ADMIT = (
+    _KEYS
+    + _locals(AdmitArgs)
+    + """
+
+if redis.call('EXISTS', gone) == 1 then
+  return {5, 0, 0, 0}
+end
+-- A seeded hash always has "op": no "op", no hash (one call, not EXISTS and two HGETs).
+local counts = redis.call('HMGET', used, 'op', token_field)
+if not counts[1] then
+  return {4, 0, 0, 0}
+end
+local operation_used = tonumber(counts[1])
+local token_used = tonumber(counts[2] or '0')
+if redis.call('ZSCORE', slots, lease_id) then
+  return {0, token_used, operation_used, 0}
+end
+local clock = redis.call('TIME')
+local redis_ms = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+redis.call('ZREMRANGEBYSCORE', slots, '-inf', redis_ms)
+if redis.call('ZCARD', slots) >= max_in_flight then
+  -- A live holder renews every third of the lease; one left with less than a third
+  -- has missed its renewals: its process is gone and the slot is coming back.
+  if redis.call('ZCOUNT', slots, '-inf', redis_ms + math.floor(lease_ms / 3)) > 0 then
+    return {6, token_used, operation_used, 0}
+  end
+  return {1, token_used, operation_used, 0}
+end
+if cost > 0 then
+  if interval_ms > 0 then
+    local previous = redis.call('GET', last)
+    if previous and now_ms - tonumber(previous) < interval_ms then
+      return {2, token_used, operation_used, interval_ms - (now_ms - tonumber(previous))}
+    end
+  end
+  if operation_used + cost > operation_limit
+      or (token_limit >= 0 and token_used + cost > token_limit) then
+    return {3, token_used, operation_used, 0}
+  end
+  operation_used = redis.call('HINCRBY', used, 'op', cost)
+  token_used = redis.call('HINCRBY', used, token_field, cost)
+  if interval_ms > 0 then
+    redis.call('SET', last, now_ms, 'PX', interval_ms)
+  end
+end
+redis.call('ZADD', slots, redis_ms + lease_ms, lease_id)
+redis.call('PEXPIRE', slots, lease_ms)
+return {0, token_used, operation_used, 0}
+"""
+)
+
+# Seed the day's counters from the store, unless another worker already did.
+SEED = """
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  return 0
+end
+redis.call('HSET', KEYS[1], unpack(ARGV, 2))
+redis.call('EXPIRE', KEYS[1], tonumber(ARGV[1]))
+return 1
+"""
+
+# Cancel an admission whose answer we never got, or whose store commit failed.
+UNDO = (
+    _KEYS
+    + _locals(UndoArgs)
+    + """
+redis.call('SET', gone, 1, 'PX', gone_ms)
+if redis.call('ZREM', slots, lease_id) == 1 and cost > 0 then
+  if redis.call('EXISTS', used) == 1 then
+    redis.call('HINCRBY', used, 'op', -cost)
+    redis.call('HINCRBY', used, token_field, -cost)
+  end
+  if redis.call('GET', last) == now_ms then
+    redis.call('DEL', last)
+  end
+end
+return 0
+"""
+)
+
+# Extend the leases this process still holds on one token's slots.
+RENEW = """
+local clock = redis.call('TIME')
+local expiry = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000) + ARGV[1]
+for i = 2, #ARGV do
+  redis.call('ZADD', KEYS[1], 'XX', expiry, ARGV[i])
+end
+redis.call('PEXPIRE', KEYS[1], ARGV[1])
+return 0
+"""
