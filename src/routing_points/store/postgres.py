@@ -107,6 +107,10 @@ UNAVAILABLE = (
     asyncpg.PostgresConnectionError,
     asyncpg.InterfaceError,
     asyncpg.CannotConnectNowError,
+    # Out of connections, memory or disk (class 53): the database's, not the request's.
+    asyncpg.InsufficientResourcesError,
+    # Shut down or restarting under the server (class 57).
+    asyncpg.OperatorInterventionError,
 )
 
 
