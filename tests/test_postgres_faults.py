@@ -1,17 +1,20 @@
-"""PostgreSQL out of resources answers the contract's 503, never a 500, and recovers alone."""
+"""PostgreSQL under contention or out of resources: no deadlock, and the contract's 503
+(never a 500) while it is out of connections, then recovery alone."""
 
 from __future__ import annotations
 
 import secrets
+import threading
 from collections.abc import Iterator
 
 import httpx
 import psycopg
 import pytest
-from sqlalchemy import make_url
+from sqlalchemy import Engine, make_url
 
 from routing_points.store import migrate
 from routing_points.store.engine import create_sync_engine
+from routing_points.store.points import upsert_points
 from tests.support.seed import add_tenant, point
 from tests.support.servers import LiveServer, headers, make_settings
 from tests.support.services import POSTGRES_ADMIN_URL
@@ -69,3 +72,26 @@ def test_a_database_out_of_connections_answers_503_then_recovers(limited_url: st
         for hog in hogs:
             hog.close()
         server.stop()
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_bulk_writes_in_opposite_orders_never_deadlock(engine: Engine) -> None:
+    add_tenant(engine, "0032", [point(rp_id) for rp_id in (3, 6)])
+    failures: list[BaseException] = []
+
+    def write(order: tuple[int, int]) -> None:
+        for round_ in range(150):
+            try:
+                upsert_points(
+                    engine, "0032", [point(rp_id, f"{order} {round_}") for rp_id in order]
+                )
+            except BaseException as exc:
+                failures.append(exc)
+                return
+
+    threads = [threading.Thread(target=write, args=(order,)) for order in ((3, 6), (6, 3))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert failures == []

@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo
 
 import httpx
 import orjson
+import psycopg
 import pytest
 from sqlalchemy import Engine, text
 
@@ -332,3 +333,23 @@ def test_a_stopping_server_keeps_the_records_it_rendered(database_url: str, engi
         server.stop()
     assert answer.status_code == 200
     assert stale_records(engine) == 0
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+async def test_nothing_is_kept_on_the_clock_of_a_zone_being_left(
+    store: Store, engine: Engine, database_url: str
+) -> None:
+    """A keep racing a time-zone change (uncommitted) must not store old-zone times."""
+    add_tenant(engine, "0032", [point(1, last_use="2026-03-01 10:00:00")], timezone=ZONE)
+    who = principal(engine)
+    stored = await store.reader.page(who.operation_id, 0, None, 10)
+    _pieces, rendered = fill_stale(stored, LocalTimes(ZoneInfo(ZONE)))
+    with psycopg.connect(database_url) as changing:
+        changing.execute(
+            "UPDATE operations SET timezone = 'Asia/Tokyo', version = version + 1 "
+            "WHERE nomenclature = '0032'"
+        )
+        await store.reader.keep_records(who.operation_id, ZONE, rendered)
+        changing.commit()
+    assert stale_records(engine) == 1
+    assert (await render(store, engine)).body == expected(engine)

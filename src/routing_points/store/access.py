@@ -254,7 +254,7 @@ def set_operation(
     if not values:
         raise Invalid("nothing to change: give --name, --licenses or --timezone")
     with engine.begin() as conn:
-        operation = operation_row(conn, nomenclature)
+        operation = operation_row(conn, nomenclature, for_writing=True)
         if "licenses" in values:
             allowed = int(str(values["licenses"])) * NETWORKS_PER_LICENSE
             if len(_networks(conn, operation.id)) > allowed:

@@ -64,7 +64,7 @@ def upsert_points(
     `replace`, the operation's points that are not in the records are deleted.
     """
     with engine.begin() as conn:
-        operation = operation_row(conn, nomenclature)
+        operation = operation_row(conn, nomenclature, for_writing=True)
         zone = ZoneInfo(operation.timezone)
         groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
         seen: set[int] = set()
@@ -163,7 +163,7 @@ def list_points(engine: Engine, nomenclature: str) -> tuple[Operation, list[Any]
 def create_point(engine: Engine, nomenclature: str, record: dict[str, Any]) -> int:
     """Create one routing point; Conflict if its rp_id exists."""
     with engine.begin() as conn:
-        operation = operation_row(conn, nomenclature)
+        operation = operation_row(conn, nomenclature, for_writing=True)
         try:
             change = records.point_change(record, ZoneInfo(operation.timezone), require_name=True)
         except records.InvalidValue as exc:
@@ -186,7 +186,7 @@ def create_point(engine: Engine, nomenclature: str, record: dict[str, Any]) -> i
 
 def delete_point(engine: Engine, nomenclature: str, rp_id: int) -> None:
     with engine.begin() as conn:
-        operation = operation_row(conn, nomenclature)
+        operation = operation_row(conn, nomenclature, for_writing=True)
         done = conn.execute(
             delete(routing_points)
             .where(routing_points.c.operation_id == operation.id)
@@ -201,7 +201,7 @@ def delete_points(engine: Engine, nomenclature: str, rp_ids: Sequence[int]) -> i
     """Delete these routing points: all of them, or none if any does not exist."""
     wanted = sorted(set(rp_ids))
     with engine.begin() as conn:
-        operation = operation_row(conn, nomenclature)
+        operation = operation_row(conn, nomenclature, for_writing=True)
         existing: set[int] = set()
         for start in range(0, len(wanted), UPSERT_CHUNK):
             chunk = wanted[start : start + UPSERT_CHUNK]
@@ -245,7 +245,7 @@ def get_point(engine: Engine, nomenclature: str, rp_id: int) -> tuple[Operation,
 def set_point(engine: Engine, nomenclature: str, rp_id: int, changes: dict[str, Any]) -> None:
     """Change fields of one existing routing point."""
     with engine.begin() as conn:
-        operation = operation_row(conn, nomenclature)
+        operation = operation_row(conn, nomenclature, for_writing=True)
         zone = ZoneInfo(operation.timezone)
         try:
             change = records.point_change({"rp_id": rp_id, **changes}, zone, require_name=False)

@@ -73,11 +73,14 @@ WHERE operation_id = $1 AND kept_version >= $2
 LIMIT $3
 """
 _COUNT_SQL = "SELECT count(*) FROM routing_points WHERE operation_id = $1"
-# A rendered record is kept only if its row and its operation's time zone are unchanged.
+# The operation's version and time zone, locked against change until the keep commits;
+# NOWAIT: while a change to the operation or its points is under way, nothing is kept.
+_KEEP_LOCK_SQL = "SELECT version, timezone FROM operations WHERE id = $1 FOR SHARE NOWAIT"
+# A rendered record is kept only if its row is unchanged, with that version. Rows a change
+# under way holds are skipped, not waited for: a keep never waits, so it never deadlocks.
 _KEEP_SQL = """
 UPDATE routing_points AS p
-SET record_json = kept.record_json,
-    kept_version = (SELECT version FROM operations WHERE id = $1)
+SET record_json = kept.record_json, kept_version = $2
 FROM unnest($3::bigint[], $4::text[], $5::text[], $6::boolean[], $7::boolean[],
             $8::boolean[], $9::boolean[], $10::bigint[])
      AS kept(rp_id, record_json, rp_name, ivr_active, chat_active, interaction_active,
@@ -86,7 +89,11 @@ WHERE p.operation_id = $1 AND p.rp_id = kept.rp_id AND p.kept_version IS NULL
   AND p.rp_name = kept.rp_name AND p.ivr_active = kept.ivr_active
   AND p.chat_active = kept.chat_active AND p.interaction_active = kept.interaction_active
   AND p.crm_active = kept.crm_active AND p.last_use_at IS NOT DISTINCT FROM kept.last_use_at
-  AND (SELECT timezone FROM operations WHERE id = $1) = $2
+  AND (p.operation_id, p.rp_id) IN (
+      SELECT operation_id, rp_id FROM routing_points
+      WHERE operation_id = $1 AND rp_id = ANY($3::bigint[]) AND kept_version IS NULL
+      FOR UPDATE SKIP LOCKED
+  )
 """
 T = TypeVar("T")
 
@@ -231,14 +238,29 @@ class PostgresReader:
     async def keep_records(
         self, operation_id: int, timezone: str, records: list[RenderedRecord]
     ) -> None:
-        """One statement for them all; a failure leaves them stale, to render again."""
+        """One transaction for them all; whatever is not kept stays stale, to render again.
+
+        Why the lock: a keep's version must be one no change of its rows can come after,
+        or a server holding a later version of the page would never ask for the record.
+        With the operation's row locked for share, no change can bump the version (or the
+        time zone) before the keep commits; READ COMMITTED alone let a time-zone change
+        land between the check and the write, keeping records on the old wall clock.
+        """
         columns: list[list[Any]] = [[] for _ in range(8)]
         for row, record in records:
             for column, value in zip(columns, (row[0], record, *row[1:]), strict=True):
                 column.append(value)
+
+        async def keep(connection: Any) -> None:
+            async with connection.transaction():
+                locked = await connection.fetchrow(_KEEP_LOCK_SQL, operation_id)
+                if locked is None or locked["timezone"] != timezone:
+                    return  # gone, or rendered on the wall clock of a zone it left
+                await connection.execute(_KEEP_SQL, operation_id, locked["version"], *columns)
+
         try:
-            await self._fetch(_KEEP_SQL, operation_id, timezone, *columns)
-        except (StoreUnavailable, asyncpg.PostgresError) as exc:
+            await self._on_connection(keep)
+        except (StoreUnavailable, asyncpg.PostgresError) as exc:  # LockNotAvailable: busy
             logger.debug("rendered records not kept: %s", exc)
 
     async def load_counters(self, operation_id: int, day: str) -> list[tuple[int, int]]:

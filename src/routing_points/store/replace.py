@@ -80,7 +80,7 @@ def replace_points(
     resulting version (a mirror keeps its upstream ETag there, tied to that version).
     """
     with engine.begin() as conn:
-        operation = operation_row(conn, nomenclature)
+        operation = operation_row(conn, nomenclature, for_writing=True)
         wanted = _validated(raw_records, ZoneInfo(operation.timezone))
         stored = {
             row.rp_id: _stored_values(row)

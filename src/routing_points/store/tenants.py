@@ -64,11 +64,18 @@ OPERATION_COLUMNS = (
 )
 
 
-def operation_row(conn: Connection, nomenclature: str) -> Operation:
-    """The operation, or NotFound; for use inside a caller's transaction."""
-    row = conn.execute(
-        select(*OPERATION_COLUMNS).where(operations.c.nomenclature == nomenclature)
-    ).one_or_none()
+def operation_row(conn: Connection, nomenclature: str, *, for_writing: bool = False) -> Operation:
+    """The operation, or NotFound; for use inside a caller's transaction.
+
+    `for_writing` locks its row first (PostgreSQL; SQLite writes one at a time anyway), as
+    every transaction that changes its points does: they then take the points' row locks
+    one transaction at a time, so two of them never deadlock (bulk writes of [3, 6] and
+    [6, 3] did), and a record is never kept while its operation is being changed.
+    """
+    query = select(*OPERATION_COLUMNS).where(operations.c.nomenclature == nomenclature)
+    if for_writing:
+        query = query.with_for_update()
+    row = conn.execute(query).one_or_none()
     if row is None:
         raise NotFound(f"operation {nomenclature} does not exist")
     return Operation(*row)

@@ -91,7 +91,7 @@ def record_events(
 ) -> EventsResult:
     """Append the events of known routing points, all in one transaction; report the rest."""
     with engine.begin() as conn:
-        operation = operation_row(conn, nomenclature)
+        operation = operation_row(conn, nomenclature, for_writing=True)
         events = parse_events(raw_events, ZoneInfo(operation.timezone), describe, first_index)
         wanted = sorted({event[0] for event in events})
         known: set[int] = set()
