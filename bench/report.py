@@ -25,9 +25,13 @@ HOW = """\
   neighbour on the shared machine. A CPU ratio above 1 means ours costs more.
 - **B2 cold** changes one point through the store, then times one GET of the whole 60,000-point
   answer on a new connection with httpx; its floor is the same bytes served by a bare ASGI app
-  (bench/apps/floor.py, on the same uvicorn) and fetched by the same client. **B2 6 concurrent
-  cold** changes a point, then six clients ask at once: the server's CPU for them, over its CPU
-  for one client after a change.
+  (bench/apps/floor.py, on the same uvicorn) and fetched by the same client. The first round
+  after the server starts reads the page whole (its records were all just kept); later ones
+  splice the change in. **B2 6 concurrent cold** changes a point, then six clients ask at once:
+  the server's CPU for them, over its CPU for one client after a change, each summed over 5
+  changes (one render is under the kernel's 10 ms CPU tick). Sending six 9.8 MB answers costs
+  about six times one even when the page is shared, so two references stand beside it: the same
+  six asking again at once (warm: only the render differs), and the bare app's six over one.
 - **B5** alternates the two steps in one process, with a garbage collection before each.
 """
 
