@@ -19,7 +19,7 @@ import redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, ResponseError
 
-from routing_points.limits.backend import AdmitRequest, Outcome
+from routing_points.limits.backend import AdmitRequest, BackendUnavailable, Outcome
 from routing_points.limits.pipe import RedisPipe
 from routing_points.limits.redis import RedisLimits
 from tests.support.faults import PrivateRedis, TcpProxy
@@ -287,4 +287,28 @@ async def test_a_script_redis_lost_is_loaded_again(private_redis: PrivateRedis) 
         assert (await limits.admit(free_call(2))).outcome is Outcome.ADMITTED
     finally:
         admin.close()
+        await limits.close()
+
+
+async def test_admissions_that_never_reached_redis_leave_nothing_to_undo(
+    private_redis: PrivateRedis,
+) -> None:
+    """Refused at connect, a command never left: an undo of it would only retry against a
+    dead Redis (thousands of them burned half a core per worker through an outage)."""
+    prefix = f"rp{secrets.token_hex(3)}"
+    seed_counters(private_redis.url, prefix)
+    limits = worker(private_redis.url, prefix)
+    try:
+        held = await limits.admit(free_call(1))
+        assert held.lease is not None
+        await limits.release(1, held.lease)
+        private_redis.kill()
+        for token_id in range(2, 22):
+            with pytest.raises(BackendUnavailable):
+                await limits.admit(free_call(token_id))
+        # Only the first may have left (on the connection Redis had just dropped): at most
+        # its undo waits. Before, all 20 did.
+        assert len(limits._sending) <= 1
+        private_redis.start()  # that undo lands, and the close does not wait for it
+    finally:
         await limits.close()

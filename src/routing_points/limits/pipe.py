@@ -34,6 +34,10 @@ _NOBODY = None
 Waiter = asyncio.Future[Any] | None
 
 
+class NotSent(RedisConnectionError):
+    """No connection could be opened: the command never left, so it has nothing to undo."""
+
+
 def supports(url: str) -> bool:
     """Whether a URL is one this connection can open: plain TCP or a Unix socket (TLS and
     Redis Cluster keep redis-py's client)."""
@@ -151,7 +155,10 @@ class RedisPipe:
         """Run one command and return its reply (an exception for an error reply)."""
         connection = self._connection
         if connection is None or connection.lost:
-            connection = await self._connect()
+            try:
+                connection = await self._connect()
+            except (OSError, TimeoutError, RedisConnectionError) as exc:
+                raise NotSent(f"Error connecting to Redis: {exc or type(exc).__name__}") from exc
         return await connection.call(hiredis.pack_command(args))
 
     def send(self, *args: Any) -> None:

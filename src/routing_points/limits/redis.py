@@ -62,7 +62,7 @@ from routing_points.limits.backend import (
     BackendUnavailable,
     Outcome,
 )
-from routing_points.limits.pipe import RedisPipe, supports
+from routing_points.limits.pipe import NotSent, RedisPipe, supports
 from routing_points.limits.scripts import ADMIT, RENEW, SEED, UNDO, AdmitArgs, UndoArgs
 from routing_points.outage import Outage
 
@@ -77,6 +77,9 @@ _OUTCOMES = {
     6: Outcome.RECLAIMING,
 }
 _REFILL, _CANCELLED = 4, 5
+# An undo's pauses between tries while Redis does not answer, doubling (seconds).
+UNDO_FIRST_PAUSE_S = 0.2
+UNDO_LAST_PAUSE_S = 5.0
 # How long an undo keeps trying while Redis does not answer (seconds).
 UNDO_PATIENCE_S = 120.0
 
@@ -216,6 +219,8 @@ class RedisLimits:
         for _ in range(3):
             try:
                 outcome, token_used, operation_used, wait_ms = await self._run_admit(keys, args)
+            except NotSent as exc:  # it never reached Redis: nothing to give back
+                raise self._unavailable(exc) from exc
             except (RedisError, OSError, TimeoutError) as exc:
                 self._undo_soon(keys, undo)
                 raise self._unavailable(exc) from exc
@@ -263,6 +268,10 @@ class RedisLimits:
         while True:
             try:
                 return await pipe.call("EVALSHA", self._admit.sha, len(keys), *keys, *args)
+            except NotSent as exc:
+                if reconnected:  # the first try left, and its answer was lost: undo it
+                    raise RedisConnectionError(str(exc)) from exc
+                raise
             except RedisConnectionError:
                 if reconnected:
                     raise
@@ -310,6 +319,7 @@ class RedisLimits:
         """Give back a charge and a slot we could not use; keep trying while Redis is away."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + UNDO_PATIENCE_S
+        pause = UNDO_FIRST_PAUSE_S
         while True:
             try:
                 async with asyncio.timeout(self._deadline_s):
@@ -318,7 +328,10 @@ class RedisLimits:
             except (RedisError, OSError, TimeoutError):
                 if loop.time() > deadline:
                     return
-                await asyncio.sleep(0.2)
+                # Backing off: thousands of undos pending through an outage, each trying five
+                # times a second, burned half a core per worker and slowed every answer.
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, UNDO_LAST_PAUSE_S)
 
     def _hold(self, slots: str, lease_id: str) -> None:
         self._held.setdefault(slots, set()).add(lease_id)
