@@ -19,6 +19,8 @@ from bench.fixture import seed
 from bench.harness import ROOT, WORK
 from bench.report import render
 
+CASES = {"small", "big", "scale", "sdk"}
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
@@ -40,13 +42,23 @@ def main() -> None:
         "B4 PG+Redis 1 worker run in the same rounds as ours, for a before/after in one run",
     )
     args = parser.parse_args()
+    cases = set(args.cases.split(","))
+    unknown = sorted(cases - CASES)
+    if unknown:
+        parser.error(f"--cases: {', '.join(unknown)} is not one of {', '.join(sorted(CASES))}")
+    if args.baseline is not None:
+        src = Path(str(args.baseline).split(":")[0])
+        if not (src / "routing_points" / "__init__.py").is_file():
+            parser.error(
+                f"--baseline: {src} is not a src/ folder holding routing_points "
+                "(git archive REV src | tar -x -C DIR, then pass DIR/src)"
+            )
     if shutil.which("wrk") is None:
         sys.exit("wrk is not installed (scripts/bench installs it from Debian's packages)")
     shutil.rmtree(WORK, ignore_errors=True)
     WORK.mkdir(parents=True)
     bench = Bench(args.quick, args.rounds, args.duration, args.baseline)
     fixture = seed(f"sqlite:///{WORK / 'bench.db'}", 128)
-    cases = set(args.cases.split(","))
     if "small" in cases:
         bench.small_answer(fixture)
     if cases & {"big", "sdk"}:

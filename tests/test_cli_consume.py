@@ -127,9 +127,12 @@ def test_exit_codes_tell_failures_apart(engine: Engine, live: LiveServer, tenant
     assert code == 3
     assert err.startswith("Error: InvalidToken: PLEASE VALIDATE TOKEN")
     assert len(err.strip().splitlines()) == 1
-    code, err = get(tenant.token, f"http://127.0.0.1:{free_port()}")
+    nobody = f"http://127.0.0.1:{free_port()}"
+    code, err = get(tenant.token, nobody)
     assert code == 5
     assert "ConnectError" in err
+    assert f"{nobody}: " in err  # the address that could not be reached
+    assert "--base-url" in err
     spent = add_tenant(engine, "0044", daily_limit=1)
     assert get(spent.token, live.url, "0044")[0] == 0
     code, err = get(spent.token, live.url, "0044")

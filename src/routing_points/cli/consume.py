@@ -53,6 +53,8 @@ def sdk_errors(command: Callable[P, R]) -> Callable[P, R]:
             message = str(exc)
             if isinstance(exc, errors.QuotaExceeded) and exc.reset_at is not None:
                 message += f" (the budget resets at {exc.reset_at:%Y-%m-%d %H:%M:%S %Z})"
+            if isinstance(exc, errors.TransportError):
+                message += " (is the server running there? --base-url names it)"
             click.echo(f"Error: {type(exc).__name__}: {message}", err=True)
             sys.exit(exit_code(exc))
 

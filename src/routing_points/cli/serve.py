@@ -277,10 +277,10 @@ def demo_banner(settings: Settings, host: str, port: int, secret: str) -> list[s
         f"demo operation {DEMO_SERVER} with {len(_DEMO_NAMES)} routing points, "
         f"served on {base_url} from {settings.sqlite_path}",
         f"token: {secret}",
-        "try, from this folder (the client commands read the token from the environment):",
+        f"try, from {Path.cwd()} (the client commands read the token from the environment):",
         f"  curl -s -H {shlex.quote('wolkvox-token: ' + secret)} {shlex.quote(url)}",
         f"  export ROUTING_POINTS_TOKEN={secret}",
-        f"  {program} get --server {DEMO_SERVER} --base-url {base_url}",
+        f"  {program} get --server {DEMO_SERVER} --base-url {base_url} --timezone {DEMO_TIMEZONE}",
         f"  {program} token-info --server {DEMO_SERVER} --base-url {base_url}",
         f"  {program} points list {DEMO_SERVER} --database {database}",
     ]

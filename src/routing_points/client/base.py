@@ -174,7 +174,9 @@ def interpret(response: httpx.Response) -> Envelope:
 
 def transport_error(exc: httpx.TransportError, request: httpx.Request) -> errors.TransportError:
     kind = errors.Timeout if isinstance(exc, httpx.TimeoutException) else errors.TransportError
-    return kind(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__, request=request)
+    cause = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    # Which address could not be reached: a wrong port or host is the usual mistake.
+    return kind(f"{request.url.scheme}://{request.url.netloc.decode()}: {cause}", request=request)
 
 
 class BaseClient:
