@@ -158,9 +158,12 @@ def test_an_unwritable_sqlite_path(tmp_path: Path) -> None:
 
 
 def test_a_missing_folder_is_not_created(tmp_path: Path) -> None:
-    line = one_line_error(cli("migrate", "--database", "sqlite:///typo/rp.db", cwd=tmp_path))
-    assert line == "Error: cannot create the database typo/rp.db: the folder typo does not exist"
-    assert list(tmp_path.iterdir()) == []
+    for command in (["migrate"], ["demo", "--port", str(free_port())]):
+        line = one_line_error(cli(*command, "--database", "sqlite:///typo/rp.db", cwd=tmp_path))
+        assert line == (
+            "Error: cannot create the database typo/rp.db: the folder typo does not exist"
+        ), command
+        assert list(tmp_path.iterdir()) == [], command
 
 
 def test_a_file_that_is_not_sqlite_is_left_alone(tmp_path: Path) -> None:
