@@ -12,7 +12,6 @@ import os
 import sys
 import tempfile
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 import click
 import orjson
@@ -28,7 +27,7 @@ from routing_points.cli.common import (
     store_errors,
 )
 from routing_points.cli.help import example
-from routing_points.server.render import LocalTimes, point_records
+from routing_points.server.render import stored_records
 from routing_points.store import points as point_store
 from routing_points.store.importer import check_import, problem_report, read_point_file
 from routing_points.store.records import POINT_FIELDS
@@ -39,8 +38,7 @@ YES_NO = click.Choice(["yes", "no"], case_sensitive=False)
 def _records(database_url: str | None, server: str) -> list[dict[str, str]]:
     """The operation's points as the API answers them (last_use in its local time)."""
     operation, rows = point_store.list_points(open_store(database_url), server)
-    local_time = LocalTimes(ZoneInfo(operation.timezone))
-    return point_records([point_store.contract_row(row) for row in rows], local_time)
+    return stored_records(operation.timezone, rows)
 
 
 @click.group()

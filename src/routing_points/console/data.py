@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Engine, select
 
 from routing_points.limits.calendar import quota_day_at
-from routing_points.server.render import LocalTimes, point_records
+from routing_points.server.render import stored_records
 from routing_points.store import points as point_store
 from routing_points.store import records
 from routing_points.store.errors import Invalid
@@ -106,8 +106,7 @@ def points(
     engine: Engine, nomenclature: str, search: str, flags: dict[str, str]
 ) -> tuple[Operation, list[dict[str, str]]]:
     operation, rows = point_store.list_points(engine, nomenclature)
-    times = LocalTimes(ZoneInfo(operation.timezone))
-    found = point_records([point_store.contract_row(row) for row in rows], times)
+    found = stored_records(operation.timezone, rows)
     needle = search.strip().lower()
     chosen = []
     for record in found:
@@ -122,17 +121,15 @@ def points(
 def point(engine: Engine, nomenclature: str, rp_id: int) -> dict[str, str]:
     """One routing point by its id, exactly (never a search: id 7 is not "Point 107")."""
     operation, row = point_store.get_point(engine, nomenclature, rp_id)
-    times = LocalTimes(ZoneInfo(operation.timezone))
-    return point_records([point_store.contract_row(row)], times)[0]
+    return stored_records(operation.timezone, [row])[0]
 
 
 def points_csv(engine: Engine, nomenclature: str) -> str:
     operation, rows = point_store.list_points(engine, nomenclature)
-    times = LocalTimes(ZoneInfo(operation.timezone))
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=[*FIELDS, "last_use"], lineterminator="\n")
     writer.writeheader()
-    writer.writerows(point_records([point_store.contract_row(row) for row in rows], times))
+    writer.writerows(stored_records(operation.timezone, rows))
     return out.getvalue()
 
 

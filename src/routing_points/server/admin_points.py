@@ -20,7 +20,7 @@ from routing_points.server.errors import (
     NotFound,
     envelope,
 )
-from routing_points.server.render import LocalTimes, point_records
+from routing_points.server.render import stored_records
 from routing_points.store import points as store_points
 from routing_points.store import usage as store_usage
 from routing_points.store.reader import Principal
@@ -43,8 +43,7 @@ class PointEndpoints:
 
     def _rendered(self, nomenclature: str, rp_id: int) -> dict[str, str]:
         operation, row = store_points.get_point(self.api.engine, nomenclature, rp_id)
-        local_time = LocalTimes(ZoneInfo(operation.timezone))
-        return point_records([store_points.contract_row(row)], local_time)[0]
+        return stored_records(operation.timezone, [row])[0]
 
     async def create_point(self, request: Request) -> Response:
         async def work(principal: Principal, payload: Any) -> Response:

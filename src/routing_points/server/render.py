@@ -9,12 +9,13 @@ once, and each second of a day's "HH:MM:SS" is looked up.
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import UTC, date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from routing_points.server.errors import encoded_envelope_body, envelope_body
+from routing_points.store.points import contract_row
 from routing_points.store.reader import PointRow
 
 _EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
@@ -81,6 +82,12 @@ def record_of(row: PointRow, local_time: LocalTimes) -> dict[str, str]:
 
 def point_records(rows: list[PointRow], local_time: LocalTimes) -> list[dict[str, str]]:
     return [record_of(row, local_time) for row in rows]
+
+
+def stored_records(timezone: str, rows: Iterable[Any]) -> list[dict[str, str]]:
+    """Rows read from the routing points table as the contract's records, on the wall clock
+    of their operation's zone (the console, the CLI and the admin API show them so)."""
+    return point_records([contract_row(row) for row in rows], LocalTimes(ZoneInfo(timezone)))
 
 
 def success_body(msg: str, data: Any) -> bytes:
