@@ -22,11 +22,14 @@ from routing_points.outage import Outage
 from routing_points.store.factory import LIMITS_LOCK_FUNCTIONS, LOCAL_LIMITS_LOCK
 from routing_points.store.principals import ChangeListener, PrincipalCache
 from routing_points.store.reader import (
+    CHANGES_SQL,
     CHARGE_SQL,
-    PAGE_COLUMNS,
+    COUNT_SQL,
     PRINCIPAL_COLUMNS,
     PRINCIPAL_VALID_UNTIL,
     PRINCIPAL_WHERE,
+    STALE_SQL,
+    VERSION_SQL,
     Changes,
     Charge,
     Principal,
@@ -56,23 +59,10 @@ FROM (
 _MORE_SQL = """
 SELECT EXISTS (SELECT 1 FROM routing_points WHERE operation_id = $1 AND rp_id > $2 {routing})
 """
-_STALE_SQL = f"""
-SELECT {PAGE_COLUMNS} FROM routing_points
-WHERE operation_id = $1 AND kept_version IS NULL AND rp_id > $2 AND rp_id <= $3 {{routing}}
-ORDER BY rp_id
-"""
-_VERSION_SQL = "SELECT version FROM operations WHERE id = $1"
-# Two index ranges, unsorted (sorted in Python: a handful of rows): with an OR, or an
-# ORDER BY rp_id, the planner walks every point of the operation instead.
-_CHANGES_SQL = f"""
-SELECT {PAGE_COLUMNS}, record_json FROM routing_points
-WHERE operation_id = $1 AND kept_version IS NULL
-UNION ALL
-SELECT {PAGE_COLUMNS}, record_json FROM routing_points
-WHERE operation_id = $1 AND kept_version >= $2
-LIMIT $3
-"""
-_COUNT_SQL = "SELECT count(*) FROM routing_points WHERE operation_id = $1"
+_STALE_SQL = STALE_SQL.format(p="$")
+_VERSION_SQL = VERSION_SQL.format(p="$")
+_CHANGES_SQL = CHANGES_SQL.format(p="$")
+_COUNT_SQL = COUNT_SQL.format(p="$")
 # The operation's version and time zone, locked against change until the keep commits;
 # NOWAIT: while a change to the operation or its points is under way, nothing is kept.
 _KEEP_LOCK_SQL = "SELECT version, timezone FROM operations WHERE id = $1 FOR SHARE NOWAIT"

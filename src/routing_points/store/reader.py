@@ -19,6 +19,29 @@ PAGE_COLUMNS = (
 PointRow = tuple[int, str, int, int, int, int, int | None]
 
 
+# Statements both stores run in a page's snapshot; `{p}` takes the driver's placeholder
+# mark ("?" for sqlite3, "$" for asyncpg), and a page query's `{routing}` stays to fill.
+VERSION_SQL = "SELECT version FROM operations WHERE id = {p}1"
+COUNT_SQL = "SELECT count(*) FROM routing_points WHERE operation_id = {p}1"
+# The rows of a page's stale records (the partial page is rp_id in (after, last]).
+STALE_SQL = (
+    f"SELECT {PAGE_COLUMNS} FROM routing_points\n"
+    "WHERE operation_id = {p}1 AND kept_version IS NULL AND rp_id > {p}2 AND rp_id <= {p}3 "
+    "{{routing}}\nORDER BY rp_id"
+)
+# The points stale or kept since a version: two index ranges, unsorted (sorted in Python:
+# a handful of rows). With an OR, or an ORDER BY rp_id, the planner walks every point of
+# the operation instead.
+CHANGES_SQL = (
+    f"SELECT {PAGE_COLUMNS}, record_json FROM routing_points\n"
+    "WHERE operation_id = {p}1 AND kept_version IS NULL\n"
+    "UNION ALL\n"
+    f"SELECT {PAGE_COLUMNS}, record_json FROM routing_points\n"
+    "WHERE operation_id = {p}1 AND kept_version >= {p}2\n"
+    "LIMIT {p}3"
+)
+
+
 # A stale record in a page's joined JSON: STALE_MARK, its rp_id's digits, STALE_MARK.
 # The byte can never occur in JSON text (a control character is always escaped there).
 STALE_MARK = b"\x01"

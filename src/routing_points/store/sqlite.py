@@ -37,11 +37,14 @@ from routing_points.futures import discard_outcome, settle
 from routing_points.outage import Outage
 from routing_points.store.engine import configure_sqlite_connection
 from routing_points.store.reader import (
+    CHANGES_SQL,
     CHARGE_SQL,
-    PAGE_COLUMNS,
+    COUNT_SQL,
     PRINCIPAL_COLUMNS,
     PRINCIPAL_VALID_UNTIL,
     PRINCIPAL_WHERE,
+    STALE_SQL,
+    VERSION_SQL,
     Changes,
     Charge,
     Principal,
@@ -79,25 +82,12 @@ FROM routing_points
 WHERE operation_id = ?1 AND rp_id > ?2 {routing} {before}
 """
 _BEFORE = "AND rp_id < ?3"
-_STALE_SQL = f"""
-SELECT {PAGE_COLUMNS} FROM routing_points
-WHERE operation_id = ?1 AND kept_version IS NULL AND rp_id > ?2 AND rp_id <= ?3 {{routing}}
-ORDER BY rp_id
-"""
+_STALE_SQL = STALE_SQL.format(p="?")
 _ROUTING = "AND rp_id = ?4"
 _NO_ROUTING = "AND ?4 IS NULL"
-_VERSION_SQL = "SELECT version FROM operations WHERE id = ?"
-# Two index ranges, unsorted (sorted in Python: a handful of rows): with an OR, or an
-# ORDER BY rp_id, the planner walks every point of the operation instead.
-_CHANGES_SQL = f"""
-SELECT {PAGE_COLUMNS}, record_json FROM routing_points
-WHERE operation_id = ?1 AND kept_version IS NULL
-UNION ALL
-SELECT {PAGE_COLUMNS}, record_json FROM routing_points
-WHERE operation_id = ?1 AND kept_version >= ?2
-LIMIT ?3
-"""
-_COUNT_SQL = "SELECT count(*) FROM routing_points WHERE operation_id = ?"
+_VERSION_SQL = VERSION_SQL.format(p="?")
+_CHANGES_SQL = CHANGES_SQL.format(p="?")
+_COUNT_SQL = COUNT_SQL.format(p="?")
 # A rendered record is kept only if its row and its operation's time zone are unchanged.
 _KEEP_SQL = """
 UPDATE routing_points
