@@ -97,6 +97,15 @@ def missing_database(settings: Settings) -> click.ClickException:
     )
 
 
+def require_folder(path: Path) -> None:
+    """A SQLite file about to be created must have its folder already: a missing one is a
+    typo in the path, never made on the user's behalf."""
+    if not path.parent.is_dir():
+        raise click.ClickException(
+            f"cannot create the database {path}: the folder {path.parent} does not exist"
+        )
+
+
 def open_store(database_url: str | None, *, create: bool = False) -> Engine:
     """The store, migrated to the current schema.
 
@@ -108,10 +117,8 @@ def open_store(database_url: str | None, *, create: bool = False) -> Engine:
         path = settings.sqlite_path
         if not create and not path.exists():
             raise missing_database(settings)
-        if create and not path.parent.is_dir():
-            raise click.ClickException(
-                f"cannot create the database {path}: the folder {path.parent} does not exist"
-            )
+        if create:
+            require_folder(path)
     engine = create_sync_engine(settings.database_url)
     try:
         if not create and not inspect(engine).has_table("alembic_version"):

@@ -30,6 +30,7 @@ from routing_points.cli.common import (
     check_store_free,
     database_option,
     open_store,
+    require_folder,
     settings_for,
     store_errors,
 )
@@ -307,11 +308,7 @@ def demo(host: str, port: int, database_url: str | None) -> None:
     settings = settings_for(database_url or DEMO_DATABASE)
     if not settings.is_sqlite:
         raise click.ClickException("the demo runs on a SQLite database only")
-    folder = settings.sqlite_path.parent
-    if not folder.is_dir():  # a typo in the path: as `migrate` and `serve` say
-        raise click.ClickException(
-            f"cannot create the database {settings.sqlite_path}: the folder {folder} does not exist"
-        )
+    require_folder(settings.sqlite_path)
     check_port_free(host, port)
     with sole_process(settings):  # no server may read it half-made
         secret = create_demo_database(settings)
