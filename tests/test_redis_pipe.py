@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -38,16 +38,20 @@ def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
     server.stop()
 
 
+@pytest.fixture
+async def pipe(redis_namespace: RedisNamespace) -> AsyncIterator[RedisPipe]:
+    """A pipe to the shared Redis, closed after the test, on its event loop."""
+    opened = RedisPipe(redis_namespace.url, timeout_s=5)
+    yield opened
+    opened.close()
+
+
 async def test_every_caller_gets_its_own_reply_when_many_share_one_write(
-    redis_namespace: RedisNamespace,
+    pipe: RedisPipe, redis_namespace: RedisNamespace
 ) -> None:
-    pipe = RedisPipe(redis_namespace.url, timeout_s=5)
     key = f"{redis_namespace.prefix}:n"
-    try:
-        replies = await asyncio.gather(*(pipe.call("INCRBY", key, i) for i in range(1, 201)))
-        echoed = await asyncio.gather(*(pipe.call("ECHO", f"e{i}") for i in range(200)))
-    finally:
-        pipe.close()
+    replies = await asyncio.gather(*(pipe.call("INCRBY", key, i) for i in range(1, 201)))
+    echoed = await asyncio.gather(*(pipe.call("ECHO", f"e{i}") for i in range(200)))
     # INCRBY answers the running total: each caller saw exactly its own command's effect.
     assert replies == [i * (i + 1) // 2 for i in range(1, 201)]
     assert echoed == [f"e{i}".encode() for i in range(200)]
@@ -79,20 +83,16 @@ async def test_the_commands_of_one_turn_reach_redis_in_one_write(
 
 
 async def test_error_replies_are_redis_py_exceptions_and_leave_the_connection_usable(
-    redis_namespace: RedisNamespace,
+    pipe: RedisPipe, redis_namespace: RedisNamespace
 ) -> None:
-    pipe = RedisPipe(redis_namespace.url, timeout_s=5)
     key = f"{redis_namespace.prefix}:text"
-    try:
-        await pipe.call("SET", key, "x")
-        missing, wrong, fine = await asyncio.gather(
-            pipe.call("EVALSHA", "0" * 40, 0),
-            pipe.call("HGET", key, "field"),
-            pipe.call("GET", key),
-            return_exceptions=True,
-        )
-    finally:
-        pipe.close()
+    await pipe.call("SET", key, "x")
+    missing, wrong, fine = await asyncio.gather(
+        pipe.call("EVALSHA", "0" * 40, 0),
+        pipe.call("HGET", key, "field"),
+        pipe.call("GET", key),
+        return_exceptions=True,
+    )
     assert isinstance(missing, NoScriptError)
     assert isinstance(wrong, ResponseError)
     assert "WRONGTYPE" in str(wrong)
@@ -157,16 +157,12 @@ async def test_a_restarted_redis_fails_what_was_pending_and_the_next_command_rec
 
 
 async def test_a_command_sent_without_a_connection_goes_out_on_a_new_one(
-    redis_namespace: RedisNamespace,
+    pipe: RedisPipe, redis_namespace: RedisNamespace
 ) -> None:
-    pipe = RedisPipe(redis_namespace.url, timeout_s=5)
     key = f"{redis_namespace.prefix}:sent"
-    try:
-        pipe.send("SET", key, "v")  # nothing connected yet: a release after a lost connection
-        # Queued once the new connection is open, before any command asked for after it.
-        assert await pipe.call("GET", key) == b"v"
-    finally:
-        pipe.close()
+    pipe.send("SET", key, "v")  # nothing connected yet: a release after a lost connection
+    # Queued once the new connection is open, before any command asked for after it.
+    assert await pipe.call("GET", key) == b"v"
 
 
 class NoStore:

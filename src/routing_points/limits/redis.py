@@ -209,9 +209,9 @@ class RedisLimits:
             now_ms=str(now_ms),
         )
         loaded = self._loaded
-        if loaded is None or not loaded.done() or loaded.exception():
-            if loaded is None or (loaded.done() and loaded.exception()):
-                self._loaded = loaded = asyncio.ensure_future(self._load_scripts())
+        if loaded is None or (loaded.done() and loaded.exception() is not None):
+            self._loaded = loaded = asyncio.ensure_future(self._load_scripts())
+        if not loaded.done():  # once loaded, an admission awaits nothing here
             try:
                 await asyncio.shield(loaded)
             except (RedisError, OSError, TimeoutError) as exc:

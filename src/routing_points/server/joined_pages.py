@@ -32,6 +32,9 @@ from routing_points.store.reader import Changes
 
 _RECORD_START = re.compile(rb'\{"rp_id":"(\d+)"')
 
+# Whole pages of more records than this are held to be spliced; a smaller one is read whole
+# in about what a splice costs.
+HOLD_FROM_RECORDS = 2_000
 # Changed points above this are read with the whole page instead: past a few thousand,
 # building each one's bytes costs about what a whole read does.
 MAX_SPLICED = 2_000

@@ -20,7 +20,12 @@ from zoneinfo import ZoneInfo
 from routing_points.contract import records_found
 from routing_points.futures import discard_outcome
 from routing_points.server.errors import ResultTooLarge
-from routing_points.server.joined_pages import MAX_SPLICED, JoinedPage, JoinedPages
+from routing_points.server.joined_pages import (
+    HOLD_FROM_RECORDS,
+    MAX_SPLICED,
+    JoinedPage,
+    JoinedPages,
+)
 from routing_points.server.render import LocalTimes, records_body
 from routing_points.server.stored_records import fill_stale, rendered_record
 from routing_points.store.reader import Principal, Reader, RenderedRecord, StoredPage
@@ -197,7 +202,7 @@ class PageRenderer:
             self._keep(principal, rendered)
         if len(body) > self.max_bytes:
             raise ResultTooLarge(self.max_bytes)
-        if whole and next_after is None and stored.found > BUILD_OFF_LOOP_ROWS:
+        if whole and next_after is None and stored.found > HOLD_FROM_RECORDS:
             self._remember(principal, stored.version, body)
         return Page(body, stored.found, next_after)
 

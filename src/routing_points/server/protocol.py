@@ -64,7 +64,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         # header until it ends, so one endless header is caught here, not in on_header.
         self._awaiting_headers = True
         self._unparsed = 0
-        self._header_timer: asyncio.TimerHandle | None = None
+        self._deadline_timer: asyncio.TimerHandle | None = None
         # By when (loop time) the request being received must be in: its headers, then its
         # body; None once it is whole.
         self._deadline: float | None = None
@@ -73,40 +73,38 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     # Headers: a deadline and a size.
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
-        self._arm_header_timer()
+        self._arm_deadline(self.header_timeout_s)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._cancel_header_timer()
+        self._cancel_deadline()
         self._cancel_send_timer()
         super().connection_lost(exc)
 
-    def _arm_header_timer(self) -> None:
-        """Start a request's header deadline. One timer per connection serves every request:
-        arming and cancelling one per keep-alive request would cost each request a timer."""
-        self._arm_deadline(self.header_timeout_s)
-
     def _arm_deadline(self, seconds: float) -> None:
+        """The request being received must be in within `seconds` (its headers, then its
+        body). One timer per connection serves every request: arming and cancelling one
+        per keep-alive request would cost each request a timer."""
         self._deadline = deadline = self.loop.time() + seconds
-        timer = self._header_timer
+        timer = self._deadline_timer
         if timer is not None and timer.when() > deadline:
             timer.cancel()  # set for a longer deadline (a body's): too late for this one
             timer = None
         if timer is None:
-            self._header_timer = self.loop.call_at(deadline, self._deadline_due)
+            self._deadline_timer = self.loop.call_at(deadline, self._deadline_due)
 
-    def _cancel_header_timer(self) -> None:
+    def _cancel_deadline(self) -> None:
         self._deadline = None
-        if self._header_timer is not None:
-            self._header_timer.cancel()
-            self._header_timer = None
+        if self._deadline_timer is not None:
+            self._deadline_timer.cancel()
+            self._deadline_timer = None
 
     def _deadline_due(self) -> None:
-        self._header_timer = None
+        self._deadline_timer = None
         if self._deadline is None:
             return  # the request came in whole; the next one arms the deadline again
         left = self._deadline - self.loop.time()
         if left > 0:  # a later request's deadline: still ahead
-            self._header_timer = self.loop.call_later(left, self._deadline_due)
+            self._deadline_timer = self.loop.call_later(left, self._deadline_due)
         elif not self.transport.is_closing():
             self.transport.abort()
 
@@ -122,7 +120,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._header_bytes = self._header_count = 0
-        self._arm_header_timer()
+        self._arm_deadline(self.header_timeout_s)
 
     def on_url(self, url: bytes) -> None:
         self._count(len(url), 0)
@@ -163,7 +161,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
     def _refuse(self, status: int, phrase: str, msg: str) -> None:
         self._refused = True
-        self._cancel_header_timer()
+        self._cancel_deadline()
         cycle = self.cycle
         if cycle is not None and not cycle.response_complete:
             # Bad bytes pipelined behind a request still being answered: an answer now
