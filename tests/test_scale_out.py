@@ -111,13 +111,18 @@ def test_limits_are_exact_across_two_servers_of_two_workers(
     assert {r.json()["msg"] for r in one_token if r.status_code == 403} == {
         "EXCEEDS THE LIMIT OF SIMULTANEOUS REQUESTS PER TOKEN (2)"
     }
-    budget = asyncio.run(spread(urls, crowd_tokens, 80))
-    assert sum(r.status_code == 200 for r in budget) == 30
+    # One call through each server first, so both hold part of the day's 30 whichever
+    # server wins the races below (on a loaded machine one of them may win them all).
+    with httpx.Client(timeout=30) as http:
+        firsts = [
+            http.get(url + POINTS, headers=headers(crowd_tokens[i])) for i, url in enumerate(urls)
+        ]
+    assert [r.status_code for r in firsts] == [200, 200]
+    budget = asyncio.run(spread(urls, crowd_tokens[2:], 78))
+    assert sum(r.status_code == 200 for r in budget) == 28
     refused = [r for r in budget if r.status_code != 200]
     assert len(refused) == 50
     assert {r.json()["msg"] for r in refused} == {"TOKEN LIMIT EXCEEDED"}
-    # Both servers, all four workers, answered some of them.
-    assert {r.url.port for r in budget if r.status_code == 200} == {s.port for s in servers}
 
 
 def test_a_killed_server_frees_its_slot_within_the_lease(
