@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 import redis
+import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, ResponseError
 
@@ -308,3 +309,41 @@ async def test_admissions_that_never_reached_redis_leave_nothing_to_undo(
         private_redis.start()  # that undo lands, and the close does not wait for it
     finally:
         await limits.close()
+
+
+@pytest.mark.parametrize("through", ["pipe", "redis-py"])
+async def test_a_running_call_s_slot_is_put_back_after_redis_lost_it(
+    private_redis: PrivateRedis, through: str
+) -> None:
+    """Redis restarted without its data while a call ran: the call's next renewal puts its
+    lease back, so a token's limit holds again within a third of the lease, not only once
+    the call ends (up to 60 s); and its release, sent after, is not undone by a renewal."""
+    url, prefix, lease_s = private_redis.url, f"rp{secrets.token_hex(3)}", 0.6
+    seed_counters(url, prefix)
+
+    def limits() -> RedisLimits:
+        if through == "pipe":
+            return RedisLimits.from_url(url, prefix, 5, NoStore(), lease_s=lease_s)
+        return RedisLimits(aioredis.Redis.from_url(url), prefix, NoStore(), 5, lease_s)
+
+    holder, other = limits(), limits()
+    admin: Any = redis.Redis(port=private_redis.port)
+    slots = f"{prefix}:{{o7}}:slots:1"
+    try:
+        held = await holder.admit(free_call(1))
+        assert held.lease is not None
+        private_redis.kill()
+        private_redis.start()
+        seed_counters(url, prefix)  # as the next admission's refill from the store would
+        assert admin.zcard(slots) == 0
+        await asyncio.sleep(lease_s)  # a renewal is due every lease_s / 3
+        assert admin.zcard(slots) == 1
+        assert (await other.admit(free_call(1))).outcome is Outcome.CONCURRENCY
+        await holder.release(1, held.lease)
+        await asyncio.sleep(lease_s)  # long enough for a renewal to put it back, wrongly
+        assert admin.zcard(slots) == 0
+        assert (await other.admit(free_call(1))).outcome is Outcome.ADMITTED
+    finally:
+        admin.close()
+        await holder.close()
+        await other.close()

@@ -22,7 +22,9 @@ the same way. The script is idempotent per lease id, so a stale pooled connectio
 restarted) is retried once at once instead of answered 503.
 
 Slots are short leases (`slot_lease_s`, a few seconds) that this process renews while
-the call runs, every third of the lease. A worker that dies stops renewing, so its slots
+the call runs, every third of the lease; a renewal also puts back a lease Redis lost (a
+restart, a stall longer than the lease), in order with the releases so that it never puts
+back one already released. A worker that dies stops renewing, so its slots
 come back within one lease, not after the 60 s time limit; a full token whose oldest
 holder missed its renewals is refused with a distinct reason that does not blame the
 client. A per-process liveness key would need a second lookup per slot on every
@@ -142,13 +144,13 @@ class RedisLimits:
         self._admit = client.register_script(ADMIT)
         self._seed = client.register_script(SEED)
         self._undo = client.register_script(UNDO)
-        self._renew = client.register_script(RENEW)
         self._sending: set[asyncio.Future[None]] = set()
         # Leases this process holds, by slots key: renewed until released.
         self._held: dict[str, set[str]] = {}
         self._renewer: asyncio.Task[None] | None = None
-        # Releases not yet sent, and the task that sends them (one at a time, batched).
-        self._releases: list[tuple[str, str]] = []
+        # Releases and renewals not yet sent (without the pipe), and the task that sends
+        # them (one batch at a time, in order).
+        self._releases: list[tuple[Any, ...]] = []
         self._releasing: asyncio.Future[None] | None = None
         self.outage = Outage("limits (Redis)")
 
@@ -287,7 +289,7 @@ class RedisLimits:
         at once would otherwise each find them missing and load them again (and a
         cluster client's connections do not survive that crowd well)."""
         async with asyncio.timeout(self._timeout_s * 4):
-            for script in (ADMIT, SEED, UNDO, RENEW):
+            for script in (ADMIT, SEED, UNDO):
                 await self._redis.script_load(script)
 
     async def _refill(self, request: AdmitRequest, used: str) -> None:
@@ -341,11 +343,9 @@ class RedisLimits:
     async def _renew_forever(self) -> None:
         while self._held:
             await asyncio.sleep(self._lease_ms / 3000)
-            held = [(slots, list(leases)) for slots, leases in self._held.items()]
-            for slots, leases in held:
-                with contextlib.suppress(RedisError, OSError, TimeoutError):
-                    async with asyncio.timeout(self._deadline_s):
-                        await self._renew(keys=[slots], args=[self._lease_ms, *leases])
+            # Queued in this turn, in order with the releases: see RENEW.
+            for slots, leases in self._held.items():
+                self._queue(("EVAL", RENEW, 1, slots, self._lease_ms, *leases))
 
     async def release(self, token_id: int, lease: str) -> None:
         """Give the slot back before the client can ask again, without waiting for Redis.
@@ -361,25 +361,28 @@ class RedisLimits:
             leases.discard(lease_id)
             if not leases:
                 del self._held[slots]
+        self._queue(("ZREM", slots, lease_id))
+
+    def _queue(self, command: tuple[Any, ...]) -> None:
+        """Send a release or a renewal, whose reply does not matter, after those queued
+        before it: on the pipe's one connection, or through one sender that pipelines them
+        in order (a key's commands reach its node in order)."""
         if self._pipe is not None:
-            self._pipe.send("ZREM", slots, lease_id)
+            self._pipe.send(*command)
             return
-        self._releases.append((slots, lease_id))
+        self._releases.append(command)
         if self._releasing is None:
             self._releasing = asyncio.ensure_future(self._send_releases())
 
     async def _send_releases(self) -> None:
         try:
             while self._releases:
-                releases, self._releases = self._releases, []
+                commands, self._releases = self._releases, []
                 with contextlib.suppress(RedisError, OSError, TimeoutError):
                     async with asyncio.timeout(self._deadline_s):
-                        if len(releases) == 1:
-                            await self._redis.zrem(*releases[0])
-                            continue
                         pipeline = self._redis.pipeline(transaction=False)
-                        for slots, lease_id in releases:
-                            pipeline.zrem(slots, lease_id)
+                        for command in commands:
+                            pipeline.execute_command(*command)
                         await pipeline.execute()
         finally:
             self._releasing = None

@@ -130,12 +130,16 @@ return 0
 """
 )
 
-# Extend the leases this process still holds on one token's slots.
+# Extend the leases this process still holds on one token's slots, and put back any that
+# Redis lost (a restart without persistence, a failover, FLUSHALL) or let lapse in a stall:
+# their calls still run. Sent in order with this process's releases, on one connection, so
+# a lease released before the renewal was built is never in it, and one released after is
+# removed after it.
 RENEW = """
 local clock = redis.call('TIME')
 local expiry = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000) + ARGV[1]
 for i = 2, #ARGV do
-  redis.call('ZADD', KEYS[1], 'XX', expiry, ARGV[i])
+  redis.call('ZADD', KEYS[1], expiry, ARGV[i])
 end
 redis.call('PEXPIRE', KEYS[1], ARGV[1])
 return 0
