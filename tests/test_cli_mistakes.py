@@ -5,12 +5,17 @@ from __future__ import annotations
 import signal
 import socket
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
+import redis
 from sqlalchemy import create_engine, inspect
 from sqlalchemy.engine import make_url
 
+from tests.support.faults import PrivateRedis
 from tests.support.processes import COMMAND, ServerProcess, cli
 from tests.support.services import RedisNamespace, free_port
 
@@ -190,6 +195,53 @@ def test_serve_on_a_port_in_use_creates_nothing(tmp_path: Path) -> None:
                 "(choose another with --port)"
             )
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.fixture
+def redis_with_password(tmp_path: Path) -> Iterator[PrivateRedis]:
+    (tmp_path / "redis").mkdir()
+    server = PrivateRedis(tmp_path / "redis").start()
+    admin: Any = redis.Redis(port=server.port)
+    admin.config_set("requirepass", "sekret")
+    admin.close()
+    yield server
+    server.stop()
+
+
+@pytest.mark.parametrize(
+    ("credentials", "database", "reason"),
+    [
+        ("", "0", "it asks for a password"),
+        (":wrong@", "0", "invalid username-password pair or user is disabled."),
+        (":sekret@", "99", "DB index is out of range"),
+    ],
+)
+def test_a_redis_that_refuses_us_is_named_before_anything_is_created(
+    tmp_path: Path, redis_with_password: PrivateRedis, credentials: str, database: str, reason: str
+) -> None:
+    url = f"redis://{credentials}127.0.0.1:{redis_with_password.port}/{database}"
+    folder = tmp_path / "here"
+    folder.mkdir()
+    result = cli("serve", "--redis", url, "--port", str(free_port()), cwd=folder)
+    shown = url.replace(":sekret@", ":***@").replace(":wrong@", ":***@")
+    assert one_line_error(result) == f"Error: cannot use Redis at {shown}: {reason}"
+    assert list(folder.iterdir()) == []
+
+
+def test_a_redis_that_does_not_answer_yet_is_a_warning_and_the_server_starts(
+    tmp_path: Path,
+) -> None:
+    """An outage the server rides out (503 until Redis answers), not a mistake."""
+    url = f"redis://127.0.0.1:{free_port()}/0"
+    server = ServerProcess("serve", "--redis", url, port=free_port(), cwd=tmp_path).wait_ready()
+    try:
+        ready = httpx.get(server.url + "/readyz")
+    finally:
+        assert server.stop()
+    assert ready.status_code == 503
+    assert "limits" in ready.text
+    warning = f"Warning: Redis at {url} does not answer"
+    assert [line for line in server.logged.splitlines() if line.startswith(warning)] != []
 
 
 def test_a_second_server_on_one_sqlite_file_is_refused(tmp_path: Path) -> None:

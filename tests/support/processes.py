@@ -57,6 +57,7 @@ class ServerProcess:
         self.url = f"http://127.0.0.1:{port}"
         # The log goes to a file: a pipe nobody reads would fill and stall the server.
         self.log = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 (closed in stop/kill)
+        self.logged = ""  # its stderr, once stopped
         self.process = subprocess.Popen(
             [*command, *args, "--port", str(port)],
             cwd=cwd,
@@ -95,7 +96,7 @@ class ServerProcess:
                 self.process.kill()
                 self.process.wait()
         self.log.seek(0)
-        log = self.log.read()
+        log = self.logged = self.log.read()
         self._close_streams()
         return self.process.returncode in (0, -signal.SIGTERM) and (
             "Application shutdown complete" in log

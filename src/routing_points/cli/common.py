@@ -16,6 +16,7 @@ from typing import Any, ParamSpec, TypeVar
 
 import click
 import orjson
+import redis
 from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
@@ -163,6 +164,34 @@ def check_store_free(settings: Settings) -> None:
     if not held:
         where = safe_url(settings.database_url)
         raise click.ClickException(LIMITS_LOCK_REFUSED[shared].format(where=where))
+
+
+def check_redis(settings: Settings) -> None:
+    """A Redis that refuses us (no or a wrong password, a database it does not have) is a
+    mistake, named before anything is created. One that does not answer is an outage the
+    server rides out (refusing calls with 503 until it answers): a warning, and it starts."""
+    url = settings.redis_url
+    if url is None:
+        return
+    patience_s = max(settings.redis_timeout_s, 2.0)
+    # A cluster's node answers PING as a lone server does.
+    client = redis.Redis.from_url(url, socket_timeout=patience_s, socket_connect_timeout=patience_s)
+    try:
+        client.ping()
+    except redis.AuthenticationError as exc:  # before ConnectionError, its base
+        reason = str(exc) if make_url(url).password else "it asks for a password"
+        raise click.ClickException(f"cannot use Redis at {safe_url(url)}: {reason}") from None
+    except redis.ResponseError as exc:
+        raise click.ClickException(f"cannot use Redis at {safe_url(url)}: {exc}") from None
+    except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
+        then = "served without limits" if settings.redis_fail_open else "refused with 503"
+        click.echo(
+            f"Warning: Redis at {safe_url(url)} does not answer ({exc}); "
+            f"calls are {then} until it does",
+            err=True,
+        )
+    finally:
+        client.close()
 
 
 def check_port_free(host: str, port: int) -> None:

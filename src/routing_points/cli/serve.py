@@ -27,6 +27,7 @@ import uvicorn
 from routing_points import contract
 from routing_points.cli.common import (
     check_port_free,
+    check_redis,
     check_store_free,
     database_option,
     open_store,
@@ -165,7 +166,7 @@ def serve(
     """Serve the API (migrating the database first).
 
     Everything that can be wrong is checked before anything is created: the settings,
-    the port, the store, and that no other server keeps its limits in the same store.
+    the port, Redis, the store, and that no other server keeps its limits in the same store.
     """
     overrides = {} if redis_url is None else {"redis_url": redis_url}
     settings = settings_for(database_url, **overrides)
@@ -175,6 +176,7 @@ def serve(
             "(--redis redis://...): the limits must be shared by every worker"
         )
     check_port_free(host, port)
+    check_redis(settings)
     open_store(settings.database_url, create=True).dispose()
     check_store_free(settings)
     run_server(settings, host, port, workers)
