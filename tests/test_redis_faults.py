@@ -10,9 +10,11 @@ import asyncio
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
+import redis
 from sqlalchemy import Engine, text
 from sqlalchemy.engine import make_url
 
@@ -106,8 +108,13 @@ async def test_a_restarted_redis_is_refilled_and_its_stale_connections_retried(
 ) -> None:
     add_tenant(engine, "0032", [point(1)])
     tokens = [tenants.add_token(engine, "0032", f"t{i}").secret for i in range(8)]
+    lease_s = 1.0
     settings = make_settings(
-        database_url, redis_url=private_redis.url, redis_timeout_s=0.5, daily_calls_per_license=20
+        database_url,
+        redis_url=private_redis.url,
+        redis_timeout_s=0.5,
+        daily_calls_per_license=20,
+        slot_lease_s=lease_s,
     )
     server = LiveServer(settings).start()
     try:
@@ -117,8 +124,14 @@ async def test_a_restarted_redis_is_refilled_and_its_stale_connections_retried(
             assert [r.status_code for r in before] == [200] * 8
             private_redis.stop()
             private_redis.start()
+            waiting = await asyncio.gather(*(http.get(POINTS, headers=headers(t)) for t in tokens))
+            # Every stale connection was retried on a fresh one, and Redis answered: not
+            # "unavailable", but the wait for running calls to put back their slots.
+            assert {(r.status_code, r.json()["msg"]) for r in waiting} == {
+                (503, "THE LIMITS SERVICE IS RECOVERING THE SLOTS OF RUNNING CALLS")
+            }
+            await asyncio.sleep(lease_s)
             after = await asyncio.gather(*(http.get(POINTS, headers=headers(t)) for t in tokens))
-            # Not one 503: every stale connection was retried on a fresh one.
             assert [r.status_code for r in after] == [200] * 8
             rest = [
                 (await http.get(POINTS, headers=headers(tokens[0]))).status_code for _ in range(8)
@@ -128,6 +141,59 @@ async def test_a_restarted_redis_is_refilled_and_its_stale_connections_retried(
     # 16 of 20 spent before these 8: 4 more admitted, the day's count refilled from PostgreSQL.
     assert rest == [200] * 4 + [403] * 4, rest
     assert charged(engine, "0032") == 20
+
+
+async def test_a_redis_that_lost_its_data_runs_no_call_beyond_the_limit(
+    database_url: str, engine: Engine, private_redis: PrivateRedis
+) -> None:
+    """Redis restarted without its data while a token's two calls ran: its slots were gone
+    with it, yet no third call runs until those two end. Admissions wait one lease for the
+    running calls to put their leases back, then the limit holds on the restored slots."""
+    tenant = add_tenant(engine, "0032", [point(1)])
+    lease_s, call_s = 1.5, 5.0
+    settings = make_settings(
+        database_url,
+        redis_url=private_redis.url,
+        redis_timeout_s=0.5,
+        slot_lease_s=lease_s,
+        sandbox_latency_ms=call_s * 1000,
+    )
+    server = LiveServer(settings).start()
+    admin: Any = redis.Redis(port=private_redis.port)
+    try:
+        async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
+            held = [
+                asyncio.ensure_future(http.get(POINTS, headers=headers(tenant.token)))
+                for _ in range(2)
+            ]
+            for _ in range(200):  # both admitted: two leases in Redis
+                if sum(admin.zcard(key) for key in admin.keys("*:slots:*")) == 2:
+                    break
+                await asyncio.sleep(0.05)
+            else:
+                raise AssertionError("the two calls were not admitted within 10 s")
+            started = time.monotonic()
+            private_redis.kill()
+            private_redis.start()
+            # Until the two end, every other call of the token is refused: first while the
+            # slots are put back (503), then by the limit itself (403).
+            refused = []
+            while time.monotonic() - started < call_s - 1.5:
+                refused.append(await http.get(POINTS, headers=headers(tenant.token)))
+                await asyncio.sleep(0.1)
+            assert [r.status_code for r in await asyncio.gather(*held)] == [200, 200]
+            after = await http.get(POINTS, headers=headers(tenant.token))
+    finally:
+        admin.close()
+        server.stop()
+    messages = [(r.status_code, r.json()["msg"]) for r in refused]
+    assert (503, "THE LIMITS SERVICE IS RECOVERING THE SLOTS OF RUNNING CALLS") in messages
+    assert messages[-1] == (403, "EXCEEDS THE LIMIT OF SIMULTANEOUS REQUESTS PER TOKEN (2)")
+    assert set(messages) <= {
+        (503, "THE LIMITS SERVICE IS RECOVERING THE SLOTS OF RUNNING CALLS"),
+        (403, "EXCEEDS THE LIMIT OF SIMULTANEOUS REQUESTS PER TOKEN (2)"),
+    }, f"{len(messages)} calls while two ran: {sorted(set(messages))}"
+    assert after.status_code == 200
 
 
 async def test_a_stalled_redis_charges_nothing_and_strands_no_slot(

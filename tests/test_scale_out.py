@@ -183,8 +183,13 @@ async def test_redis_down_then_back(
     database_url: str, engine: Engine, private_redis: PrivateRedis, fail_open: bool
 ) -> None:
     tenant = add_tenant(engine, "0032", [point(1)])
+    lease_s = 1.0
     settings = make_settings(
-        database_url, redis_url=private_redis.url, redis_fail_open=fail_open, redis_timeout_s=0.5
+        database_url,
+        redis_url=private_redis.url,
+        redis_fail_open=fail_open,
+        redis_timeout_s=0.5,
+        slot_lease_s=lease_s,
     )
     server = LiveServer(settings).start()
     try:
@@ -211,6 +216,20 @@ async def test_redis_down_then_back(
                     "data": None,
                 }
             private_redis.start()
+            # Redis came back without the day's counters (nor the slots of calls that were
+            # running): one lease without limits (open) or refused (closed) while they are
+            # put back, then exact again.
+            recovering = await http.get(POINTS, headers=headers(tenant.token))
+            if fail_open:
+                assert recovering.status_code == 200
+                assert recovering.headers["x-limits"] == "degraded"
+            else:
+                assert recovering.status_code == 503
+                assert recovering.headers["retry-after"] == "1"
+                assert recovering.json()["msg"] == (
+                    "THE LIMITS SERVICE IS RECOVERING THE SLOTS OF RUNNING CALLS"
+                )
+            await asyncio.sleep(lease_s)
             back = await http.get(POINTS, headers=headers(tenant.token))
             assert back.status_code == 200
             assert "x-limits" not in back.headers

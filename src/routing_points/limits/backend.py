@@ -21,6 +21,9 @@ class Outcome(enum.Enum):
     # The token's slots are full, but one of them is held by a process that stopped
     # renewing it (it died): not the client's doing, and it comes back within seconds.
     RECLAIMING = "reclaiming"
+    # Redis lost the slots of the calls running (its data was lost): none is admitted until
+    # their holders have put them back, within a lease.
+    RECOVERING = "recovering"
 
 
 @dataclass(slots=True, kw_only=True)  # not frozen: frozen init is slow, and this is per call
@@ -52,7 +55,7 @@ class AdmitResult:
     operation_used: int
     # What release() needs; None when nothing was taken.
     lease: str | None = None
-    # For INTERVAL: seconds until the next consumption is allowed.
+    # For INTERVAL and RECOVERING: seconds until a call may be admitted.
     retry_after_s: float = 0.0
 
 

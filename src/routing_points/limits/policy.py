@@ -88,6 +88,8 @@ class Reason(Enum):
     INTERVAL = "interval"
     # A slot held by a process that died is being reclaimed: not the client's doing.
     RECLAIMING = "reclaiming"
+    # Redis lost the running calls' slots; they are being put back: not the client's doing.
+    RECOVERING = "recovering"
     # The limits' backend cannot be reached (and the policy is to fail closed).
     UNAVAILABLE = "unavailable"
 
@@ -161,6 +163,11 @@ class LimitPolicy:
             # The backend logs the outage once when it starts and once when it ends.
             usage = Usage(operation_limit, token_limit, counted=False, degraded=True)
             return Ticket(principal, usage, cost=cost)
+        if result.outcome is Outcome.RECOVERING and self.settings.redis_fail_open:
+            # The limits cannot be known until the running calls' slots are back: failing
+            # open serves without them meanwhile, as it does while Redis is away.
+            usage = Usage(operation_limit, token_limit, counted=False, degraded=True)
+            return Ticket(principal, usage, cost=cost)
         usage = Usage(
             operation_limit,
             token_limit,
@@ -184,6 +191,8 @@ class LimitPolicy:
             return Refusal(Reason.INTERVAL, usage, retry, interval)
         if result.outcome is Outcome.RECLAIMING:
             return Refusal(Reason.RECLAIMING, usage, max(1, int(self._lease_s + 0.999)))
+        if result.outcome is Outcome.RECOVERING:
+            return Refusal(Reason.RECOVERING, usage, max(1, int(result.retry_after_s + 0.999)))
         return Refusal(Reason.BUDGET, usage, reset)
 
     async def release(self, ticket: Ticket) -> None:

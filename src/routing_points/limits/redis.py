@@ -11,9 +11,12 @@ Redis is fast, not durable: every charge it admits is then written through to th
 (PostgreSQL), and the request waits for that commit. The day's counter hash exists only
 once it was seeded from the store; a Redis that restarted, failed over or lost its keys
 has no hash, so the script answers "refill" and this module seeds it (only if still
-absent) from the store before admitting again. The bound: the charges admitted by Redis
-whose store commit had not yet landed when Redis lost them, i.e. at most the calls in
-flight at the crash; with Redis alive the budget is exact.
+absent) from the store before admitting again. If the store has charges for the day, the
+slots of the calls running then were lost too: the operation's admissions wait for one
+lease, by when every live holder has put its leases back (503, not the client's doing).
+The budget's bound: the charges admitted by Redis whose store commit had not yet landed
+when Redis lost them, i.e. at most the calls in flight at the crash; with Redis alive the
+budget is exact.
 
 Our own outage is never charged: a script whose answer is lost (timeout, broken
 connection) is cancelled by a marker key and an undo that gives back its charge and its
@@ -34,7 +37,8 @@ Keys, under the configured prefix, share the operation's hash tag so that the ke
 one admission live in one Redis Cluster hash slot:
 
     {prefix}:{o<op>}:slots:<token>        ZSET lease id -> expiry (ms, Redis time)
-    {prefix}:{o<op>}:used:<day>           HASH "op" -> operation total, "t:<token>" -> token's
+    {prefix}:{o<op>}:used:<day>           HASH "op" -> operation total, "t:<token>" -> token's,
+                                          "settle" -> admissions wait until (ms, Redis time)
     {prefix}:{o<op>}:last:<token>:<api>   last charged consumption (ms), for the interval
     {prefix}:{o<op>}:gone:<lease>         an admission cancelled before Redis ran it
 """
@@ -77,6 +81,7 @@ _OUTCOMES = {
     2: Outcome.INTERVAL,
     3: Outcome.BUDGET,
     6: Outcome.RECLAIMING,
+    7: Outcome.RECOVERING,
 }
 _REFILL, _CANCELLED = 4, 5
 # An undo's pauses between tries while Redis does not answer, doubling (seconds).
@@ -295,21 +300,28 @@ class RedisLimits:
     async def _refill(self, request: AdmitRequest, used: str) -> None:
         """Seed the day's counters from the store: the durable record of every charge."""
         counts = await self._store.load_counters(request.operation_id, request.day)
-        fields: list[Any] = ["op", sum(count for _, count in counts)]
+        charged = sum(count for _, count in counts)
+        fields: list[Any] = ["op", charged]
         for token_id, count in counts:
             fields += [f"t:{token_id}", count]
+        # Charges today but no counters: Redis lost them (a restart without its data, a
+        # failover, FLUSHALL), and the slots of the calls running then with them. (None:
+        # the day's first call, or a day with nothing charged yet.)
+        settle_ms = self._lease_ms if charged else 0
         try:
             async with asyncio.timeout(self._deadline_s):
-                seeded = await self._seed(keys=[used], args=[request.day_ttl_s, *fields])
+                seeded = await self._seed(keys=[used], args=[request.day_ttl_s, settle_ms, *fields])
         except (RedisError, OSError, TimeoutError) as exc:
             raise self._unavailable(exc) from exc
-        if seeded:
+        if seeded and charged:
             logger.warning(
                 "limits: the counters of operation %s for %s were missing in Redis; "
-                "refilled from the store (%s calls)",
+                "refilled from the store (%s calls); its calls wait %.1f s for the running "
+                "ones to put back their slots",
                 request.operation_id,
                 request.day,
-                fields[1],
+                charged,
+                settle_ms / 1000,
             )
 
     def _undo_soon(self, keys: list[str], undo: Callable[[], UndoArgs]) -> None:

@@ -58,7 +58,7 @@ if redis.call('EXISTS', gone) == 1 then
   return {5, 0, 0, 0}
 end
 -- A seeded hash always has "op": no "op", no hash (one call, not EXISTS and two HGETs).
-local counts = redis.call('HMGET', used, 'op', token_field)
+local counts = redis.call('HMGET', used, 'op', token_field, 'settle')
 if not counts[1] then
   return {4, 0, 0, 0}
 end
@@ -69,6 +69,11 @@ if redis.call('ZSCORE', slots, lease_id) then
 end
 local clock = redis.call('TIME')
 local redis_ms = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+-- Redis lost its data while calls ran: none admitted until their holders put back their
+-- leases (see SEED).
+if counts[3] and redis_ms < tonumber(counts[3]) then
+  return {7, token_used, operation_used, tonumber(counts[3]) - redis_ms}
+end
 redis.call('ZREMRANGEBYSCORE', slots, '-inf', redis_ms)
 if redis.call('ZCARD', slots) >= max_in_flight then
   -- A live holder renews every third of the lease; one left with less than a third
@@ -101,12 +106,22 @@ return {0, token_used, operation_used, 0}
 """
 )
 
-# Seed the day's counters from the store, unless another worker already did.
+# Seed the day's counters from the store, unless another worker already did. ARGV: the
+# hash's expiry (s), how long admissions wait (ms, 0: not at all), then field, value, ...
+# Counters the store has charges for were lost with the slots of the calls then running:
+# admissions wait (field "settle", Redis ms) for as long as a lease, by when every live
+# holder has put its leases back (RENEW), as it must renew within a lease to keep any.
 SEED = """
 if redis.call('EXISTS', KEYS[1]) == 1 then
   return 0
 end
-redis.call('HSET', KEYS[1], unpack(ARGV, 2))
+redis.call('HSET', KEYS[1], unpack(ARGV, 3))
+local settle_ms = tonumber(ARGV[2])
+if settle_ms > 0 then
+  local clock = redis.call('TIME')
+  local redis_ms = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+  redis.call('HSET', KEYS[1], 'settle', redis_ms + settle_ms)
+end
 redis.call('EXPIRE', KEYS[1], tonumber(ARGV[1]))
 return 1
 """

@@ -70,6 +70,10 @@ class RateLimitHeaders:
                 return ServiceUnavailable(
                     "A SLOT HELD BY A STOPPED SERVER IS BEING RECLAIMED", headers=headers
                 )
+            case Reason.RECOVERING:
+                return ServiceUnavailable(
+                    "THE LIMITS SERVICE IS RECOVERING THE SLOTS OF RUNNING CALLS", headers=headers
+                )
             case Reason.UNAVAILABLE:
                 return ServiceUnavailable("THE LIMITS SERVICE IS UNAVAILABLE", headers=headers)
             case Reason.BUDGET:
