@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator
 
 import orjson
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 
 from routing_points.store import tenants
 from tests.support.seed import Tenant, add_tenant, point
@@ -217,6 +217,71 @@ def test_bad_bytes_pipelined_behind_a_request_log_no_error(
     assert errors == []
     # The server still answers.
     assert exchange(live.port, request("/healthz"))[0] == 200
+
+
+def answers(port: int, raw: bytes) -> list[tuple[int, bytes]]:
+    """Send exact bytes, read until the server closes: every answer's (status, body)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=15) as sock:
+        sock.sendall(raw)
+        received = b""
+        while chunk := sock.recv(65536):
+            received += chunk
+    found = []
+    while received:
+        head, _, rest = received.partition(b"\r\n\r\n")
+        length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+        found.append((int(head.split()[1]), rest[:length]))
+        received = rest[length:]
+    return found
+
+
+def used_today(engine: Engine) -> int:
+    with engine.connect() as connection:
+        return int(
+            connection.execute(
+                text("SELECT COALESCE(SUM(count), 0) FROM usage_counters")
+            ).scalar_one()
+        )
+
+
+def test_bad_bytes_behind_a_request_are_refused_after_its_answer(
+    live: LiveServer, tenant: Tenant, engine: Engine, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The request before the bad bytes was charged: it is answered, then the bad bytes are
+    refused in the envelope (the connection used to be dropped, the answer lost)."""
+    token = f"wolkvox-token: {tenant.token}".encode()
+    keep_alive = b"\r\n".join([f"GET {POINTS} HTTP/1.1".encode(), b"Host: x", token, b"", b""])
+    invalid = b"\r\n".join([b"GET / HTTP/1.1", b"Host: x", b"Bad Header", b"", b""])
+    for garbage in (b"GARBAGE\x00\xff\r\n\r\n", invalid):
+        got = answers(live.port, keep_alive + keep_alive + garbage + keep_alive)
+        assert [status for status, _ in got] == [200, 200, 400]
+        assert orjson.loads(got[0][1])["code"] == 200
+        assert orjson.loads(got[2][1])["msg"] == "THE REQUEST IS NOT VALID HTTP"
+    assert used_today(engine) == 4  # the four answered, none after the bad bytes
+    errors = [r.getMessage() for r in caplog.records if r.levelname in ("ERROR", "CRITICAL")]
+    assert errors == []
+
+
+@pytest.mark.parametrize(
+    "framing",
+    [
+        [b"Transfer-Encoding: gzip"],
+        [b"Transfer-Encoding: identity"],
+        [b"Transfer-Encoding: chunked", b"", b"zz", b"hello", b"0", b""],
+    ],
+)
+def test_a_request_with_a_body_it_cannot_frame_is_refused_uncharged(
+    live: LiveServer, tenant: Tenant, engine: Engine, framing: list[bytes]
+) -> None:
+    token = f"wolkvox-token: {tenant.token}".encode()
+    head = [f"GET {POINTS} HTTP/1.1".encode(), b"Host: x", token]
+    raw = b"\r\n".join([*head, *framing]) + (b"\r\n\r\n" if framing[-1] != b"" else b"\r\n")
+    got = answers(live.port, raw)
+    assert [status for status, _ in got] == [400]
+    assert orjson.loads(got[0][1])["msg"] == "THE REQUEST IS NOT VALID HTTP"
+    # One call after it: once it is answered, every charge before it is committed too.
+    assert exchange(live.port, request(POINTS, token))[0] == 200
+    assert used_today(engine) == 1
 
 
 def test_a_trickled_body_is_dropped_at_the_time_limit(

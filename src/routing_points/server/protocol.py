@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import inspect
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -74,7 +75,8 @@ class OneWritePerTurn:
         held = self._held
         if len(data) > COALESCE_MAX_BYTES:
             self.flush()
-            self._transport.write(data)
+            if not self._transport.is_closing():  # uvloop raises on a closed one
+                self._transport.write(data)
             return
         if not held:
             self._loop.call_soon(self.flush)
@@ -139,6 +141,10 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         # body; None once it is whole.
         self._deadline: float | None = None
         self._send_timer: asyncio.TimerHandle | None = None
+        # The envelope for bad bytes, held until the requests before them are answered.
+        self._refusal_after: bytes | None = None
+        # The request whose answer is being made (uvicorn keeps only the newest parsed).
+        self._running: Any = None
 
     # Headers: a deadline and a size.
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -231,18 +237,70 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         super().on_message_complete()
 
     def _refuse(self, status: int, phrase: str, msg: str) -> None:
+        """Answer bad bytes with the envelope and close; what is read after is ignored.
+
+        Behind requests still being answered (pipelined), the refusal waits for their
+        answers (on_response_complete): an answer now would cut into theirs, and dropping
+        the connection lost answers already charged. Bad bytes in a request's own body make
+        that request the bad one: it is dropped, unrun if it has not started.
+        """
         self._refused = True
         self._cancel_deadline()
+        reply = _envelope_reply(status, phrase, msg)
         cycle = self.cycle
-        if cycle is not None and not cycle.response_complete:
-            # Bad bytes pipelined behind a request still being answered: an answer now
-            # would cut into that one (it raised "write() after write_eof()", twice logged,
-            # for anyone who sent two lines). Drop the connection: that request ends as if
-            # its client had left, which it has, in effect.
-            self.transport.abort()
+        in_its_body = (
+            cycle is not None and not cycle.response_complete and not self._awaiting_headers
+        )
+        if in_its_body and not self._drop_request(cycle):
             return
+        if self._answering():
+            self._refusal_after = reply
+            return
+        self._send_refusal(reply)
+
+    def _answering(self) -> bool:
+        """Whether a request of this connection is still being answered, or waits to be."""
+        running = self._running
+        return bool(self.pipeline) or (running is not None and not running.response_complete)
+
+    def _start_asgi_task(self, cycle: Any, app: Any) -> None:
+        self._running = cycle
+        super()._start_asgi_task(cycle, app)
+
+    def _drop_request(self, cycle: Any) -> bool:
+        """Drop the request whose body is bad; False if its answer has begun (the
+        connection is then aborted: a refusal cannot follow half an answer)."""
+        for queued in list(self.pipeline):
+            if queued[0] is cycle:  # not started: behind others still being answered
+                self.pipeline.remove(queued)
+                return True
+        if cycle.response_started:
+            self.transport.abort()
+            return False
+        cycle.disconnected = True  # what it still sends goes nowhere
+        cycle.message_event.set()
+        for task in list(self.tasks):
+            coro = task.get_coro()
+            if not inspect.iscoroutine(coro) or coro.cr_frame is None:
+                continue
+            if (
+                inspect.getcoroutinestate(coro) == inspect.CORO_CREATED
+                and coro.cr_frame.f_locals.get("self") is cycle
+            ):
+                task.cancel()  # its headers came in these same bytes: never admitted
+        cycle.response_complete = True
+        return True
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        reply = self._refusal_after
+        if reply is not None and not self._answering():
+            self._refusal_after = None
+            self._send_refusal(reply)
+
+    def _send_refusal(self, reply: bytes) -> None:
         if not self.transport.is_closing():
-            self.transport.write(_envelope_reply(status, phrase, msg))
+            self.transport.write(reply)
             # Lingering close, as nginx does: closing with unread bytes would reset the
             # connection and lose the answer, so half-close, discard what still comes
             # (data_received ignores it now), and abort after a short linger.
