@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import Engine
@@ -123,6 +124,41 @@ def test_limits_are_exact_across_two_servers_of_two_workers(
     refused = [r for r in budget if r.status_code != 200]
     assert len(refused) == 50
     assert {r.json()["msg"] for r in refused} == {"TOKEN LIMIT EXCEEDED"}
+
+
+def test_every_worker_logs_as_a_lone_server_does(
+    database_url: str, engine: Engine, redis_namespace: RedisNamespace
+) -> None:
+    """Workers are fresh interpreters: they logged nothing under WARNING (no access log)
+    and that bare, whatever ROUTING_POINTS_LOG_FORMAT said."""
+    tenant = add_tenant(engine, "0032", [point(1)])
+    env = server_env(redis_namespace, access_log="true", log_format="json")
+    server = ServerProcess(
+        "serve",
+        "--database",
+        database_url,
+        "--redis",
+        redis_namespace.url,
+        "--workers",
+        "2",
+        port=free_port(),
+        env=env,
+    ).wait_ready()
+    try:
+        for _ in range(4):  # a connection each: either worker may answer
+            response = httpx.get(server.url + POINTS, headers=headers(tenant.token), timeout=30)
+            assert response.status_code == 200
+    finally:
+        assert server.stop()
+    lines = [orjson.loads(line) for line in server.logged.splitlines() if line.strip()]
+    access = [line for line in lines if line["logger"] == "routing_points.access"]
+    assert [(line["target"], line["status"]) for line in access] == [(POINTS, 200)] * 4
+    # Every line a JSON object with its time: the workers' and the parent's alike.
+    assert all(line["time"] and line["level"] for line in lines)
+    assert (
+        len({line["msg"] for line in lines if line["msg"].startswith("Started server process")})
+        == 2
+    )
 
 
 def test_a_killed_server_frees_its_slot_within_the_lease(

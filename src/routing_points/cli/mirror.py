@@ -17,16 +17,12 @@ import uvicorn
 from routing_points.cli.common import database_option, open_store, settings_for, store_errors
 from routing_points.cli.consume import sdk_errors
 from routing_points.cli.help import example, http_url
-from routing_points.cli.serve import (
-    configure_logging,
-    host_option,
-    port_option,
-    remove_sqlite_files,
-)
+from routing_points.cli.serve import host_option, port_option, remove_sqlite_files
 from routing_points.mirror import Mirror, MirrorConfig, record_once
 from routing_points.mirror.runner import RECORD_ATTEMPTS
 from routing_points.mirror.sync import MirrorStore, UpstreamChanged
 from routing_points.server import create_app
+from routing_points.server.logformat import configure_logging
 from routing_points.settings import Settings
 from routing_points.store import records
 from routing_points.store.factory import sole_process

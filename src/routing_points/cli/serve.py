@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
-import logging
 import os
 import random
 import shlex
@@ -37,7 +36,7 @@ from routing_points.cli.common import (
 )
 from routing_points.cli.help import example
 from routing_points.server import create_app
-from routing_points.server.logformat import JsonLinesFormatter
+from routing_points.server.logformat import configure_logging
 from routing_points.server.protocol import bounded_protocol
 from routing_points.settings import Settings
 from routing_points.store import meta as store_meta
@@ -77,15 +76,6 @@ _DEMO_NAMES = [
     "Callback requests",
     "Night shift",
 ]
-
-
-def configure_logging(level: str, log_format: str = "text") -> None:
-    logging.basicConfig(
-        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True
-    )
-    if log_format == "json":
-        for handler in logging.getLogger().handlers:
-            handler.setFormatter(JsonLinesFormatter())
 
 
 def run_server(settings: Settings, host: str, port: int, workers: int = 1) -> None:

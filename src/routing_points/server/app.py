@@ -37,6 +37,7 @@ from routing_points.server.errors import (
 )
 from routing_points.server.fastpath import InformationFastPath
 from routing_points.server.guard import CLIENT_CLOSED
+from routing_points.server.logformat import configure_logging
 from routing_points.server.metrics import metrics_off
 from routing_points.server.openapi import openapi_document
 from routing_points.server.services import Services
@@ -182,4 +183,6 @@ def create_app(
 
 def app_from_environment() -> Starlette:
     """The factory uvicorn's worker processes call: settings from ROUTING_POINTS_* only."""
-    return create_app(Settings())
+    settings = Settings()
+    configure_logging(settings.log_level, settings.log_format)
+    return create_app(settings)

@@ -1,4 +1,5 @@
-"""JSON lines for every log record (`ROUTING_POINTS_LOG_FORMAT=json`).
+"""How the server logs: text lines with a time stamp, or JSON lines for every log record
+(`ROUTING_POINTS_LOG_FORMAT=json`).
 
 One JSON object per line, so log shippers need no parsing rules and no field can break
 out of its line: JSON escapes every control character. The access log's fields come as
@@ -28,3 +29,15 @@ class JsonLinesFormatter(logging.Formatter):
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         return orjson.dumps(entry, default=str).decode()
+
+
+def configure_logging(level: str, log_format: str = "text") -> None:
+    """The root logger's one handler, in every process that serves: the server, and each
+    of its workers (fresh interpreters, which would otherwise log nothing under WARNING,
+    the access log included, and that bare)."""
+    logging.basicConfig(
+        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True
+    )
+    if log_format == "json":
+        for handler in logging.getLogger().handlers:
+            handler.setFormatter(JsonLinesFormatter())
