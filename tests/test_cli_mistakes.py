@@ -61,8 +61,19 @@ def test_a_bad_database_option_names_the_option(tmp_path: Path, url: str, rule: 
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.parametrize("workers", ["1", "2"])
-def test_a_redis_url_without_its_scheme_names_the_option(tmp_path: Path, workers: str) -> None:
+@pytest.mark.parametrize(
+    ("workers", "url", "rule"),
+    [
+        ("1", "127.0.0.1:6379", "must be a redis://HOST:PORT/DB (or rediss://, unix://) URL"),
+        ("2", "127.0.0.1:6379", "must be a redis://HOST:PORT/DB (or rediss://, unix://) URL"),
+        # A traceback from the start-up check; then quietly database 0.
+        ("1", "redis://127.0.0.1:99999/0", "has a port that is not a number from 1 to 65535"),
+        ("1", "redis://127.0.0.1:6379/abc", "names database 'abc': it must be a number, as in /0"),
+    ],
+)
+def test_a_bad_redis_url_names_the_option(
+    tmp_path: Path, workers: str, url: str, rule: str
+) -> None:
     """It was a traceback per worker, and with 2 workers an exit code of 0."""
     database = f"sqlite:///{tmp_path / 'x.db'}"
     result = cli(
@@ -70,7 +81,7 @@ def test_a_redis_url_without_its_scheme_names_the_option(tmp_path: Path, workers
         "--database",
         database,
         "--redis",
-        "127.0.0.1:6379",
+        url,
         "--workers",
         workers,
         "--port",
@@ -78,7 +89,7 @@ def test_a_redis_url_without_its_scheme_names_the_option(tmp_path: Path, workers
         cwd=tmp_path,
     )
     line = one_line_error(result)
-    assert line == "Error: --redis: must be a redis://HOST:PORT/DB (or rediss://, unix://) URL"
+    assert line == f"Error: --redis: {rule}"
     assert list(tmp_path.iterdir()) == []
 
 

@@ -13,6 +13,7 @@ import difflib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -214,6 +215,17 @@ class Settings(BaseSettings):
             return None
         if not value.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError("must be a redis://HOST:PORT/DB (or rediss://, unix://) URL")
+        if value.startswith("unix://"):
+            return value
+        parts = urlsplit(value)
+        try:
+            parts.port  # noqa: B018 (a port that is no number or out of range raises)
+        except ValueError:
+            raise ValueError("has a port that is not a number from 1 to 65535") from None
+        database = parts.path.strip("/")
+        if database and not database.isdigit():
+            # redis-py would quietly use database 0, shared with whatever else uses it.
+            raise ValueError(f"names database {database!r}: it must be a number, as in /0")
         return value
 
     @property
