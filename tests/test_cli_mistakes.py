@@ -110,6 +110,35 @@ def test_a_base_url_without_its_scheme_is_a_usage_mistake(
     line = one_line_error(result)
     assert line.startswith(f"Error: {option}: '127.0.0.1:8000' must start with http://")
     assert list(tmp_path.iterdir()) == []
+    # A port of letters: a traceback at the first request (httpx.InvalidURL).
+    result = cli(*command, "http://127.0.0.1:80a0", cwd=tmp_path)
+    assert result.returncode == 2
+    line = one_line_error(result)
+    assert line.startswith(f"Error: {option}: 'http://127.0.0.1:80a0' is not a URL: Invalid port")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("token", "shown"),
+    [
+        ("\u201cabc\u201d", "'\u201c' (character 1)"),
+        ("t\u00f6ken", "'\u00f6' (character 2)"),
+        ("ab cd", "' ' (character 3)"),
+    ],
+)
+@pytest.mark.parametrize("command", ["get", "token-info", "watch"])
+def test_a_token_no_server_could_accept_is_named_not_sent(
+    tmp_path: Path, command: str, token: str, shown: str
+) -> None:
+    """Curly quotes from a copy, an accent: a traceback (UnicodeEncodeError) before."""
+    env = {"ROUTING_POINTS_TOKEN": token}
+    url = f"http://127.0.0.1:{free_port()}"
+    result = cli(command, "--server", "0032", "--base-url", url, env=env, cwd=tmp_path)
+    assert result.returncode == 2
+    line = one_line_error(result)
+    assert line.startswith(f"Error: --token: the token cannot hold {shown}")
+    assert token not in line
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_a_misspelt_setting_is_named_with_the_nearest_one(tmp_path: Path) -> None:

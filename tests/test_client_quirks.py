@@ -238,6 +238,17 @@ def test_a_token_is_required() -> None:
         Client(server="0032", token=" ")
 
 
+@pytest.mark.parametrize("client", [Client, AsyncClient])
+def test_a_token_or_url_that_could_not_be_sent_is_refused_at_once(client: type) -> None:
+    """No header can carry it (httpx raised UnicodeEncodeError at the first request); the
+    message names the character, never the token."""
+    with pytest.raises(UsageError, match="cannot hold '\u201c' \\(character 1\\)") as raised:
+        client(server="0032", token="\u201csecret\u201d")
+    assert "secret" not in str(raised.value)
+    with pytest.raises(UsageError, match="is not a URL: Invalid port"):
+        client(server="0032", token="t", base_url="http://127.0.0.1:80a0")
+
+
 @pytest.mark.anyio
 async def test_the_async_client_handles_the_same_quirks() -> None:
     script = Script(httpx.ConnectError("down"), envelope(code="0", data=RECORD))

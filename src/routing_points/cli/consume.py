@@ -23,6 +23,7 @@ from rich.text import Text
 from routing_points import contract
 from routing_points.cli.help import example, http_url
 from routing_points.client import Client, RetryPolicy, errors
+from routing_points.client.base import check_token
 from routing_points.client.models import FIELDS, RoutingPoint
 
 P = ParamSpec("P")
@@ -64,6 +65,10 @@ def sdk_errors(command: Callable[P, R]) -> Callable[P, R]:
 def _required_token(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str:
     if not value:
         raise click.UsageError("no token: pass --token, or set ROUTING_POINTS_TOKEN")
+    try:
+        check_token(value.strip())
+    except errors.UsageError as exc:
+        raise click.UsageError(f"--token: {exc}") from None
     return value
 
 

@@ -18,6 +18,8 @@ from routing_points.cli.common import database_option, open_store, settings_for,
 from routing_points.cli.consume import sdk_errors
 from routing_points.cli.help import example, http_url
 from routing_points.cli.serve import host_option, port_option, remove_sqlite_files
+from routing_points.client.base import check_token
+from routing_points.client.errors import UsageError
 from routing_points.mirror import Mirror, MirrorConfig, record_once
 from routing_points.mirror.runner import RECORD_ATTEMPTS
 from routing_points.mirror.sync import MirrorStore, UpstreamChanged
@@ -49,12 +51,22 @@ def upstream_token(settings: Settings, token_file: Path | None) -> str:
             ) from None
         if not token:
             raise click.ClickException(f"the upstream token file {token_file} is empty")
-        return token
+        return _checked(token, str(token_file))
     if settings.upstream_token is None or not settings.upstream_token.get_secret_value().strip():
         raise click.ClickException(
             "no upstream token: set ROUTING_POINTS_UPSTREAM_TOKEN or pass --upstream-token-file"
         )
-    return settings.upstream_token.get_secret_value().strip()
+    return _checked(
+        settings.upstream_token.get_secret_value().strip(), "ROUTING_POINTS_UPSTREAM_TOKEN"
+    )
+
+
+def _checked(token: str, source: str) -> str:
+    try:
+        check_token(token)
+    except UsageError as exc:
+        raise click.ClickException(f"{source}: {exc}") from None
+    return token
 
 
 @click.command(

@@ -36,6 +36,26 @@ _ERRORS_BY_MSG: tuple[tuple[str, type[errors.ContractError]], ...] = (
 )
 
 
+def check_token(token: str) -> None:
+    """A token is visible ASCII: one with another character (curly quotes or a space from
+    a copy, an accent) could only be refused, and cannot even be sent as a header. The
+    message names the character and where it is, never the token."""
+    for position, char in enumerate(token, 1):
+        if not (char.isascii() and char.isprintable() and not char.isspace()):
+            raise errors.UsageError(
+                f"the token cannot hold {char!r} (character {position}): "
+                "a token is printable ASCII without spaces; was it copied with quotes?"
+            )
+
+
+def check_url(url: str) -> None:
+    """A base URL httpx can parse (a port of letters would fail at the first request)."""
+    try:
+        httpx.URL(url)
+    except httpx.InvalidURL as exc:
+        raise errors.UsageError(f"{url!r} is not a URL: {exc}") from None
+
+
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
     """Exponential back-off with jitter; a `Retry-After` from the service is a floor."""
@@ -190,12 +210,14 @@ class BaseClient:
     ) -> None:
         if not token or not token.strip():
             raise errors.UsageError("a token is required")
+        check_token(token.strip())
         if not 1 <= max_in_flight <= MAX_IN_FLIGHT:
             raise errors.UsageError(
                 f"max_in_flight must be 1 or 2 (the service allows {MAX_IN_FLIGHT} per token)"
             )
         self.server = server
         self.base_url = (base_url or f"https://wv{server}.wolkvox.com").rstrip("/")
+        check_url(self.base_url)
         self.retry = retry if retry is not None else RetryPolicy()
         self.budget: Budget | None = None
         # The service's advised seconds between consumptions (X-Poll-Interval), if it says.
