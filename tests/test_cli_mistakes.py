@@ -381,3 +381,67 @@ def test_reading_an_empty_postgresql_database_creates_no_tables(
         assert inspect(engine).get_table_names() == []
     finally:
         engine.dispose()
+
+
+@pytest.mark.parametrize(
+    ("history", "reason"),
+    [
+        (
+            "missing/h.db",
+            "cannot keep the history in missing/h.db: the folder missing does not exist",
+        ),
+        ("notes.csv", "cannot use the history sqlite:///notes.csv: file is not a database"),
+        ("mysql://u@db/h", "cannot use the history mysql://u@db/h: No module named 'MySQLdb'"),
+    ],
+)
+def test_a_history_store_that_cannot_be_used_is_one_line(
+    tmp_path: Path, history: str, reason: str
+) -> None:
+    """Tracebacks before; and a missing folder was created, wherever the typo put it."""
+    (tmp_path / "notes.csv").write_text("a,b\n")
+    read = cli("history", "--history", history, cwd=tmp_path)
+    if history != "missing/h.db":  # reading says there is no history there, as before
+        assert one_line_error(read) == f"Error: {reason}"
+    url = f"http://127.0.0.1:{free_port()}"
+    env = {"ROUTING_POINTS_TOKEN": "t"}
+    watched = cli(
+        "watch",
+        "--server",
+        "0032",
+        "--base-url",
+        url,
+        "--once",
+        "--history",
+        history,
+        env=env,
+        cwd=tmp_path,
+    )
+    assert watched.returncode == 6  # not 1, which tells a cron job that something changed
+    assert one_line_error(watched) == f"Error: {reason}"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.csv"]
+
+
+def test_a_metrics_port_in_use_is_one_line_and_creates_nothing(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        url = f"http://127.0.0.1:{free_port()}"
+        result = cli(
+            "watch",
+            "--server",
+            "0032",
+            "--base-url",
+            url,
+            "--once",
+            "--metrics-port",
+            str(port),
+            env={"ROUTING_POINTS_TOKEN": "t"},
+            cwd=tmp_path,
+        )
+    assert result.returncode == 6
+    assert one_line_error(result) == (
+        f"Error: cannot serve metrics on 127.0.0.1:{port}: Address already in use "
+        "(choose another with --metrics-port)"
+    )
+    assert list(tmp_path.iterdir()) == []

@@ -39,7 +39,7 @@ def test_a_new_history_is_created_by_the_migrations(
     if store == "postgresql":
         location = str(request.getfixturevalue("postgres_url"))
     else:
-        location = str(tmp_path / "deep" / "history.db")
+        location = str(tmp_path / "history.db")
     history = History(location)
     try:
         tables = set(inspect(history.engine).get_table_names())

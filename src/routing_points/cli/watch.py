@@ -22,9 +22,11 @@ import click
 import orjson
 from rich.console import Console
 from rich.table import Table
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
 
 from routing_points.cli.consume import EXIT_OTHER, connection_options, exit_code
-from routing_points.cli.help import example
+from routing_points.cli.help import example, http_url
 from routing_points.client import Client, RetryPolicy, RoutingPointsError
 from routing_points.watch.diff import FLAGS
 from routing_points.watch.exporter import WatchMetrics
@@ -45,6 +47,27 @@ def configure_watch_logging(verbosity: int) -> None:
     )
     for noisy in ("httpx", "httpcore"):
         logging.getLogger(noisy).setLevel(logging.DEBUG if verbosity >= 2 else logging.WARNING)
+
+
+def open_history(location: str) -> History:
+    """The history store, or one line saying why not (a folder that does not exist is not
+    created: a typo would leave a store where nobody looks for it)."""
+    url = history_url(location)
+    if url.startswith("sqlite:///"):
+        folder = Path(url.removeprefix("sqlite:///")).parent
+        if not folder.is_dir():
+            raise click.ClickException(
+                f"cannot keep the history in {location}: the folder {folder} does not exist"
+            )
+    try:
+        return History(location)
+    except (SQLAlchemyError, ImportError, OSError, ValueError) as exc:
+        original = getattr(exc, "orig", None) or exc
+        reason = str(original).strip().splitlines()[0] if str(original).strip() else ""
+        shown = make_url(url).render_as_string(hide_password=True) if "://" in url else location
+        raise click.ClickException(
+            f"cannot use the history {shown}: {reason or type(original).__name__}"
+        ) from None
 
 
 def _zone(name: str | None) -> ZoneInfo | None:
@@ -75,14 +98,24 @@ def _zone(name: str | None) -> ZoneInfo | None:
     show_default=True,
     help="SQLite file or SQLAlchemy URL keeping snapshots and events.",
 )
-@click.option("--metrics-port", type=int, default=None, help="Serve Prometheus metrics here.")
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(1, 65535),
+    default=None,
+    help="Serve Prometheus metrics here.",
+)
 @click.option("--metrics-host", default="127.0.0.1", show_default=True)
 @click.option(
     "--metrics-per-point",
     is_flag=True,
     help="Also export one series per routing point and flag (large for big operations).",
 )
-@click.option("--webhook", default=None, help="POST change events here, in order.")
+@click.option(
+    "--webhook",
+    default=None,
+    callback=http_url("--webhook"),
+    help="POST change events here, in order.",
+)
 @click.option("--once", is_flag=True, help="Poll once (for cron): exit 1 if anything changed.")
 @click.option(
     "--stale-after",
@@ -124,11 +157,22 @@ def watch(
     """Poll an operation, keep its history, print each change as one JSON line."""
     configure_watch_logging(verbose)
     zone = _zone(timezone)
-    history = History(history_path)
     metrics = None
-    if metrics_port is not None:
-        metrics = WatchMetrics(server, per_point=metrics_per_point)
-        metrics.serve(metrics_port, metrics_host)
+    try:
+        if metrics_port is not None:  # before the history: nothing is created if it fails
+            metrics = WatchMetrics(server, per_point=metrics_per_point)
+            try:
+                metrics.serve(metrics_port, metrics_host)
+            except OSError as exc:
+                raise click.ClickException(
+                    f"cannot serve metrics on {metrics_host}:{metrics_port}: "
+                    f"{exc.strerror or exc} (choose another with --metrics-port)"
+                ) from None
+        history = open_history(history_path)
+    except click.ClickException as exc:
+        # Exit 6, not click's 1: 1 says "changed" to a cron job.
+        click.echo(f"Error: {exc.format_message()}", err=True)
+        sys.exit(EXIT_WATCH_OTHER)
     sender = WebhookSender(webhook, history) if webhook else None
     client = Client(
         server=server, token=token, base_url=base_url, retry=RetryPolicy(max_retries=retries)
@@ -232,7 +276,7 @@ def history_command(
             f"no history at {history_path}; the watcher creates it: "
             f"routing-points watch --history {history_path} ..."
         )
-    history = History(history_path)
+    history = open_history(history_path)
     try:
         starting = _since(since)
         records = [event.as_dict() for event in history.timeline(server, rp_id, starting)]

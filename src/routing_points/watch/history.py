@@ -69,8 +69,6 @@ def _decode(value: str | None) -> Any:
 class History:
     def __init__(self, location: str) -> None:
         url = history_url(location)
-        if url.startswith("sqlite:///"):
-            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
         self.engine: Engine = create_sync_engine(url)
         migrate.upgrade(self.engine)
 
