@@ -5,6 +5,7 @@ from __future__ import annotations
 import signal
 import socket
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -444,4 +445,31 @@ def test_a_metrics_port_in_use_is_one_line_and_creates_nothing(tmp_path: Path) -
         f"Error: cannot serve metrics on 127.0.0.1:{port}: Address already in use "
         "(choose another with --metrics-port)"
     )
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_ctrl_c_while_the_cli_is_still_loading_is_one_line(tmp_path: Path) -> None:
+    """The CLI takes most of a second to import; a Ctrl-C then was a traceback from inside
+    some import. The Ctrl-C is made to land there: KeyboardInterrupt at rich's import, as
+    Python raises it for SIGINT at whatever line runs."""
+    land_in_import = (
+        "import builtins\n"
+        "real = builtins.__import__\n"
+        "def ctrl_c(name, *args, **kwargs):\n"
+        "    if name.startswith('rich'):\n"
+        "        raise KeyboardInterrupt\n"
+        "    return real(name, *args, **kwargs)\n"
+        "builtins.__import__ = ctrl_c\n"
+        "from routing_points.entry import main\n"
+        "main()\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", land_in_import, "points", "list", "0032"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=60,
+        check=False,
+    )
+    assert (result.returncode, result.stderr) == (130, "interrupted\n")
     assert list(tmp_path.iterdir()) == []

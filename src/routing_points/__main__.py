@@ -1,5 +1,5 @@
 """`python -m routing_points` is the `routing-points` command."""
 
-from routing_points.cli import main
+from routing_points.entry import main
 
 main()

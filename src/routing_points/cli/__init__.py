@@ -11,8 +11,6 @@ extra they answer one line naming it instead of failing at import.
 from __future__ import annotations
 
 import importlib
-import signal
-import sys
 from typing import Any
 
 import click
@@ -20,6 +18,7 @@ import click
 from routing_points import __version__
 from routing_points.cli.consume import get, token_info
 from routing_points.cli.watch import history_command, watch
+from routing_points.entry import interrupted
 
 # Command name -> where it is defined (`module:attribute`), imported only when used.
 SERVER_COMMANDS = {
@@ -73,8 +72,7 @@ class Commands(click.Group):
         except (KeyboardInterrupt, click.Abort):
             # One line and the shell's code for Ctrl-C, as `watch` does (click's own is a
             # blank line, "Aborted!" and 1, like any failure).
-            click.echo("interrupted", err=True)
-            sys.exit(128 + signal.SIGINT)
+            interrupted()
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted({*super().list_commands(ctx), *SERVER_COMMANDS})
