@@ -126,7 +126,11 @@ def test_exit_codes_tell_failures_apart(engine: Engine, live: LiveServer, tenant
     code, err = get("wrong", live.url)
     assert code == 3
     assert err.startswith("Error: InvalidToken: PLEASE VALIDATE TOKEN")
+    assert "check it and --server" in err
     assert len(err.strip().splitlines()) == 1
+    code, err = get(tenant.token, live.url + "/api/v2")  # the path given twice: a 404
+    assert err.startswith("Error: ContractError: THE RESOURCE YOU ARE LOOKING FOR DOES NOT EXIST")
+    assert "the client adds /api/v2/information.php" in err
     nobody = f"http://127.0.0.1:{free_port()}"
     code, err = get(tenant.token, nobody)
     assert code == 5

@@ -235,6 +235,11 @@ def test_serve_on_a_port_in_use_creates_nothing(tmp_path: Path) -> None:
                 f"Error: cannot listen on 127.0.0.1:{port}: Address already in use "
                 "(choose another with --port)"
             )
+    # An address this machine does not have (TEST-NET-1): the host is wrong, not the port.
+    result = cli("serve", "--host", "192.0.2.1", "--port", str(free_port()), cwd=tmp_path)
+    assert one_line_error(result).endswith(
+        ": Cannot assign requested address (choose another with --host)"
+    )
     assert list(tmp_path.iterdir()) == []
 
 

@@ -78,7 +78,13 @@ def test_demo_never_replaces_a_real_database(tmp_path: Path) -> None:
 
 def test_serve_a_database_set_up_with_the_cli(tmp_path: Path) -> None:
     database = f"sqlite:///{tmp_path / 'prod.db'}"
-    assert cli("migrate", "--database", database).returncode == 0
+    created = cli("migrate", "--database", database)
+    assert (created.returncode, created.stdout) == (
+        0,
+        f"created {database} with the current schema\n",
+    )
+    again = cli("migrate", "--database", database)
+    assert again.stdout == "the database schema is up to date\n"
     assert (
         cli(
             "operations", "add", "0032", "--name", "Acme", "--licenses", "2", "--database", database

@@ -6,6 +6,7 @@ says what failed; only `migrate`, `serve` and `demo` may create a store.
 
 from __future__ import annotations
 
+import errno
 import functools
 import os
 import socket
@@ -207,8 +208,10 @@ def check_port_free(host: str, port: int) -> None:
         try:
             sock.bind(address)
         except OSError as exc:
+            # Not this machine's address: the host is wrong, not the port.
+            fix = "--host" if exc.errno == errno.EADDRNOTAVAIL else "--port"
             raise click.ClickException(
-                f"cannot listen on {host}:{port}: {exc.strerror} (choose another with --port)"
+                f"cannot listen on {host}:{port}: {exc.strerror} (choose another with {fix})"
             ) from None
 
 

@@ -56,6 +56,13 @@ def sdk_errors(command: Callable[P, R]) -> Callable[P, R]:
                 message += f" (the budget resets at {exc.reset_at:%Y-%m-%d %H:%M:%S %Z})"
             if isinstance(exc, errors.TransportError):
                 message += " (is the server running there? --base-url names it)"
+            elif isinstance(exc, errors.InvalidToken):
+                message += " (a token is valid for one operation: check it and --server)"
+            elif isinstance(exc, errors.ContractError) and str(exc.code) == "404":
+                message += (
+                    " (--base-url is where the API is served: the client adds "
+                    "/api/v2/information.php to it)"
+                )
             click.echo(f"Error: {type(exc).__name__}: {message}", err=True)
             sys.exit(exit_code(exc))
 

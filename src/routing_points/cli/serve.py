@@ -121,8 +121,13 @@ def run_server(settings: Settings, host: str, port: int, workers: int = 1) -> No
 @store_errors
 def migrate(database_url: str | None) -> None:
     """Create or upgrade the database schema."""
+    settings = settings_for(database_url)
+    created = settings.is_sqlite and not settings.sqlite_path.exists()
     open_store(database_url, create=True).dispose()
-    click.echo("the database schema is up to date")
+    if created:
+        click.echo(f"created {settings.database_url} with the current schema")
+    else:
+        click.echo("the database schema is up to date")
 
 
 host_option = click.option("--host", default="127.0.0.1", show_default=True)
