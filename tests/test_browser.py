@@ -50,6 +50,9 @@ def test_the_root_leads_a_browser_to_the_docs(live: LiveServer, browser_page: Pa
     browser_page.get_by_role("link", name="API documentation").click()
     expect(browser_page).to_have_url(re.compile(r"/docs$"))
     expect(browser_page.locator(".opblock").first).to_be_visible(timeout=30_000)
+    browser_page.goto(live.url + "/")
+    browser_page.get_by_role("link", name="Console").click()
+    expect(browser_page.get_by_role("button", name="Sign in")).to_be_visible()
 
 
 def test_the_root_keeps_the_envelope_for_api_clients(live: LiveServer) -> None:

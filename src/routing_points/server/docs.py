@@ -41,6 +41,8 @@ code,pre{{background:#f4f4f4;padding:.1em .3em}}pre{{padding:.8em;overflow-x:aut
 <p>A self-hostable, wire-compatible Wolkvox <code>routing_points</code> API
 (version {__version__}).</p>
 <ul>
+<li><a href="/console/">Console</a> (an operation's points, tokens and usage; sign in with
+an admin token)</li>
 <li><a href="/docs">API documentation</a> (every operation, tried from the browser)</li>
 <li><a href="/openapi.json">OpenAPI document</a></li>
 <li><a href="/healthz">Liveness</a> and <a href="/readyz">readiness</a></li>
