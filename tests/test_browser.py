@@ -55,6 +55,19 @@ def test_the_root_leads_a_browser_to_the_docs(live: LiveServer, browser_page: Pa
     expect(browser_page.get_by_role("button", name="Sign in")).to_be_visible()
 
 
+def test_a_console_address_that_does_not_exist_is_a_page(
+    live: LiveServer, browser_page: Page
+) -> None:
+    """It was the API's JSON envelope, shown raw in the browser."""
+    answer = browser_page.goto(live.url + "/console/nothing/here")
+    assert answer is not None
+    assert answer.status == 404
+    screenshot(browser_page, "console-not-found")
+    expect(browser_page.get_by_role("alert")).to_have_text("There is no such page in the console.")
+    browser_page.get_by_role("link", name="Back to the console").click()
+    expect(browser_page.get_by_role("button", name="Sign in")).to_be_visible()
+
+
 def test_the_root_keeps_the_envelope_for_api_clients(live: LiveServer) -> None:
     envelope = {
         "code": 404,

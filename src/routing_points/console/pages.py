@@ -195,6 +195,9 @@ class Console:
 
     # -- sign-in -------------------------------------------------------------------------
 
+    async def not_found(self, request: Request) -> Response:
+        return self.error_page(request, 404, "There is no such page in the console.")
+
     @stops
     async def home(self, request: Request) -> Response:
         session = await self.session(request)
@@ -288,6 +291,8 @@ class Console:
             Route(f"{o}/allowlist", pages.allowlist, methods=["GET", "POST"]),
             Route(f"{o}/audit", reports.audit, methods=["GET"]),
             Mount("/console/static", StaticFiles(directory=HERE / "static"), name="console-static"),
+            # Last: any other console address a browser opens is a page, not JSON.
+            Route("/console/{rest:path}", self.not_found, methods=["GET", "POST"]),
         ]
 
 
