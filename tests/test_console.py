@@ -192,6 +192,19 @@ def test_an_operator_manages_the_operation_in_a_browser(
         page.goto(f"{o}/usage")
         assert page.locator("figure.chart svg").is_visible()
         _shoot(page, store, "usage")
+        # On a phone the chart scrolls inside its frame: it opens on its last days, today in
+        # view (it opened on the first days, today off to the right).
+        page.set_viewport_size({"width": 390, "height": 844})
+        today_in_view = page.evaluate(
+            """() => {
+              const frame = document.querySelector('figure.chart').getBoundingClientRect();
+              const days = document.querySelectorAll('figure.chart text[text-anchor=middle]');
+              const today = days[days.length - 1].getBoundingClientRect();
+              return today.left >= frame.left && today.right <= frame.right;
+            }"""
+        )
+        assert today_in_view
+        page.set_viewport_size({"width": 1280, "height": 900})
         with page.expect_download() as download:
             page.get_by_role("link", name="Download as CSV").click()
         assert download.value.suggested_filename.startswith("usage-0032-")
