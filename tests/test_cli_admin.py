@@ -198,6 +198,11 @@ BAD_FILES = [
     ),
     ("bad.csv", CSV + "107,Short,no\n", "line 4: has a different number of fields"),
     ("bad.csv", "name,flag\nx,y\n", "header row must name rp_id"),
+    (
+        "bad.csv",
+        "rp_id,rp_name,ivr_active,ivr_active\n1,x,yes,no\n",
+        "header row names ivr_active more than once",
+    ),
     ("bad.json", '[{"rp_id": "1", "rp_name": "x"}, {"rp_id": "2"}]', "record 2: rp_id 2 is new"),
     ("bad.json", '[{"rp_id": "1", "rp_name": "x", "colour": "red"}]', "record 1: colour"),
     ("bad.json", '[{"rp_id": "1", "rp_name": "x"},', "malformed JSON"),

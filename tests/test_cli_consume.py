@@ -126,7 +126,7 @@ def test_exit_codes_tell_failures_apart(engine: Engine, live: LiveServer, tenant
     code, err = get("wrong", live.url)
     assert code == 3
     assert err.startswith("Error: InvalidToken: PLEASE VALIDATE TOKEN")
-    assert "check it and --server" in err
+    assert "check it and the server" in err
     assert len(err.strip().splitlines()) == 1
     code, err = get(tenant.token, live.url + "/api/v2")  # the path given twice: a 404
     assert err.startswith("Error: ContractError: THE RESOURCE YOU ARE LOOKING FOR DOES NOT EXIST")

@@ -50,7 +50,10 @@ def test_mirror_refuses_bad_tokens_and_missing_ones_in_one_line(
     args = ["mirror", "--once", "--upstream-server", UPSTREAM, "--upstream-url", upstream.url]
     bad = cli(*args, "--database", database, env={"ROUTING_POINTS_UPSTREAM_TOKEN": "wrong"})
     assert bad.returncode == 3
-    assert bad.stderr.strip() == "Error: InvalidToken: PLEASE VALIDATE TOKEN"
+    assert bad.stderr.strip() == (
+        "Error: InvalidToken: PLEASE VALIDATE TOKEN "
+        "(a token is valid for one operation: check it and the server)"
+    )
     # The store it made for that recording is gone again: nothing half-written.
     assert sorted(tmp_path.glob("recording.db*")) == []
     missing = cli(*args, "--database", database, env={"ROUTING_POINTS_UPSTREAM_TOKEN": ""})

@@ -57,7 +57,7 @@ def sdk_errors(command: Callable[P, R]) -> Callable[P, R]:
             if isinstance(exc, errors.TransportError):
                 message += " (is the server running there? --base-url names it)"
             elif isinstance(exc, errors.InvalidToken):
-                message += " (a token is valid for one operation: check it and --server)"
+                message += " (a token is valid for one operation: check it and the server)"
             elif isinstance(exc, errors.ContractError) and str(exc.code) == "404":
                 message += (
                     " (--base-url is where the API is served: the client adds "

@@ -99,6 +99,9 @@ def _csv_records(raw: bytes, path: Path) -> PointFile:
     reader = csv.DictReader(io.StringIO(text, newline=""))
     if not reader.fieldnames or "rp_id" not in reader.fieldnames:
         raise Invalid(f"{path}: the CSV header row must name rp_id and the other fields")
+    twice = sorted({name for name in reader.fieldnames if reader.fieldnames.count(name) > 1})
+    if twice:  # the last column of a name would win unseen
+        raise Invalid(f"{path}: the CSV header row names {', '.join(twice)} more than once")
     found = PointFile("line")
     start = reader.line_num + 1  # a quoted field may span lines: a record starts after the last
     for row in reader:
