@@ -18,7 +18,7 @@ from sqlalchemy.engine import make_url
 
 from tests.support.faults import PrivateRedis
 from tests.support.processes import COMMAND, ServerProcess, cli
-from tests.support.services import RedisNamespace, free_port
+from tests.support.services import RedisNamespace, free_port, port_in_use
 
 pytestmark = pytest.mark.slow
 
@@ -224,10 +224,7 @@ def test_a_file_that_is_not_sqlite_is_left_alone(tmp_path: Path) -> None:
 
 
 def test_serve_on_a_port_in_use_creates_nothing(tmp_path: Path) -> None:
-    with socket.socket() as taken:
-        taken.bind(("127.0.0.1", 0))
-        taken.listen()
-        port = taken.getsockname()[1]
+    with port_in_use() as port:
         for command in ("serve", "demo"):
             result = cli(command, "--port", str(port), cwd=tmp_path)
             line = one_line_error(result)
@@ -389,6 +386,13 @@ def test_reading_an_empty_postgresql_database_creates_no_tables(
         engine.dispose()
 
 
+def watch_once(folder: Path, *options: str) -> subprocess.CompletedProcess[str]:
+    """`watch --once` against an address nobody serves: what fails first is the options."""
+    url = f"http://127.0.0.1:{free_port()}"
+    command = ["watch", "--server", "0032", "--base-url", url, "--once", *options]
+    return cli(*command, env={"ROUTING_POINTS_TOKEN": "t"}, cwd=folder)
+
+
 @pytest.mark.parametrize(
     ("history", "reason"),
     [
@@ -408,43 +412,15 @@ def test_a_history_store_that_cannot_be_used_is_one_line(
     read = cli("history", "--history", history, cwd=tmp_path)
     if history != "missing/h.db":  # reading says there is no history there, as before
         assert one_line_error(read) == f"Error: {reason}"
-    url = f"http://127.0.0.1:{free_port()}"
-    env = {"ROUTING_POINTS_TOKEN": "t"}
-    watched = cli(
-        "watch",
-        "--server",
-        "0032",
-        "--base-url",
-        url,
-        "--once",
-        "--history",
-        history,
-        env=env,
-        cwd=tmp_path,
-    )
+    watched = watch_once(tmp_path, "--history", history)
     assert watched.returncode == 6  # not 1, which tells a cron job that something changed
     assert one_line_error(watched) == f"Error: {reason}"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.csv"]
 
 
 def test_a_metrics_port_in_use_is_one_line_and_creates_nothing(tmp_path: Path) -> None:
-    with socket.socket() as taken:
-        taken.bind(("127.0.0.1", 0))
-        taken.listen()
-        port = taken.getsockname()[1]
-        url = f"http://127.0.0.1:{free_port()}"
-        result = cli(
-            "watch",
-            "--server",
-            "0032",
-            "--base-url",
-            url,
-            "--once",
-            "--metrics-port",
-            str(port),
-            env={"ROUTING_POINTS_TOKEN": "t"},
-            cwd=tmp_path,
-        )
+    with port_in_use() as port:
+        result = watch_once(tmp_path, "--metrics-port", str(port))
     assert result.returncode == 6
     assert one_line_error(result) == (
         f"Error: cannot serve metrics on 127.0.0.1:{port}: Address already in use "
