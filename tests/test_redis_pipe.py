@@ -347,3 +347,17 @@ async def test_a_running_call_s_slot_is_put_back_after_redis_lost_it(
         admin.close()
         await holder.close()
         await other.close()
+
+
+async def test_a_password_redis_does_not_ask_for_is_no_failure(
+    private_redis: PrivateRedis,
+) -> None:
+    """redis-py connects anyway, so readiness (its PING) said ready while every admission
+    (here) failed on Redis's answer to AUTH: both connect now."""
+    url = f"redis://:unneeded@127.0.0.1:{private_redis.port}/0"
+    pipe = RedisPipe(url, timeout_s=5)
+    try:
+        async with asyncio.timeout(PATIENCE_S):
+            assert await pipe.call("PING") == b"PONG"
+    finally:
+        pipe.close()

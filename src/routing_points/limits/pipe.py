@@ -51,6 +51,14 @@ def _error(reply: ResponseError) -> ResponseError:
     return reply
 
 
+def _no_password_set(reply: BaseException) -> bool:
+    """Redis's answer to a password it does not ask for: redis-py connects anyway (the
+    server is open), and so does this connection, or readiness (redis-py's PING) and the
+    admissions (here) would disagree."""
+    message = str(reply)
+    return "called without any password configured" in message or ("no password is set" in message)
+
+
 def _send_on(packed: bytes, connecting: asyncio.Future[_Connection]) -> None:
     if not connecting.cancelled() and connecting.exception() is None:
         connecting.result().send(packed, _NOBODY)
@@ -213,7 +221,7 @@ class RedisPipe:
             connection.close()
             raise
         for reply in replies:
-            if isinstance(reply, BaseException):
+            if isinstance(reply, BaseException) and not _no_password_set(reply):
                 connection.close()
                 raise reply
         self._connection = connection

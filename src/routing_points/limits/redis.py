@@ -400,9 +400,13 @@ class RedisLimits:
             self._releasing = None
 
     async def ping(self) -> None:
+        """Readiness: through the connection the admissions use, where there is one."""
         try:
             async with asyncio.timeout(self._deadline_s):
-                await self._redis.ping()
+                if self._pipe is not None:
+                    await self._pipe.call("PING")
+                else:
+                    await self._redis.ping()
         except (RedisError, OSError, TimeoutError) as exc:
             raise self._unavailable(exc) from exc
         self.outage.ended()
