@@ -17,7 +17,7 @@ from sqlalchemy import create_engine, inspect
 from sqlalchemy.engine import make_url
 
 from tests.support.faults import PrivateRedis
-from tests.support.processes import COMMAND, ServerProcess, cli
+from tests.support.processes import COMMAND, ServerProcess, cli, wait_for_port
 from tests.support.services import RedisNamespace, free_port, port_in_use
 
 pytestmark = pytest.mark.slow
@@ -454,3 +454,28 @@ def test_ctrl_c_while_the_cli_is_still_loading_is_one_line(tmp_path: Path) -> No
     )
     assert (result.returncode, result.stderr) == (130, "interrupted\n")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_redis_url_that_reaches_no_redis_is_one_line(tmp_path: Path) -> None:
+    """The API's own port typed into --redis, an option redis-py cannot read: tracebacks."""
+    port = free_port()
+    web = subprocess.Popen(
+        [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1"],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for_port(port, web)
+        folder = tmp_path / "here"
+        folder.mkdir()
+        for url, reason in (
+            (f"redis://127.0.0.1:{port}/0", "what answers there is not Redis (Protocol error"),
+            ("redis://127.0.0.1:6379/0?db=abc", "Invalid value for 'db' in connection URL."),
+        ):
+            result = cli("serve", "--redis", url, "--port", str(free_port()), cwd=folder)
+            assert one_line_error(result).startswith(f"Error: cannot use Redis at {url}: {reason}")
+            assert list(folder.iterdir()) == []
+    finally:
+        web.terminate()
+        web.wait(timeout=10)

@@ -175,15 +175,23 @@ def check_redis(settings: Settings) -> None:
     if url is None:
         return
     patience_s = max(settings.redis_timeout_s, 2.0)
-    # A cluster's node answers PING as a lone server does.
-    client = redis.Redis.from_url(url, socket_timeout=patience_s, socket_connect_timeout=patience_s)
+    refused = f"cannot use Redis at {safe_url(url)}"
+    try:
+        # A cluster's node answers PING as a lone server does.
+        client = redis.Redis.from_url(
+            url, socket_timeout=patience_s, socket_connect_timeout=patience_s
+        )
+    except ValueError as exc:  # a query option redis-py cannot read (?db=abc)
+        raise click.ClickException(f"{refused}: {exc}") from None
     try:
         client.ping()
     except redis.AuthenticationError as exc:  # before ConnectionError, its base
         reason = str(exc) if make_url(url).password else "it asks for a password"
-        raise click.ClickException(f"cannot use Redis at {safe_url(url)}: {reason}") from None
+        raise click.ClickException(f"{refused}: {reason}") from None
     except redis.ResponseError as exc:
-        raise click.ClickException(f"cannot use Redis at {safe_url(url)}: {exc}") from None
+        raise click.ClickException(f"{refused}: {exc}") from None
+    except redis.InvalidResponse as exc:  # something else listens there (the API's port?)
+        raise click.ClickException(f"{refused}: what answers there is not Redis ({exc})") from None
     except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
         then = "served without limits" if settings.redis_fail_open else "refused with 503"
         click.echo(
