@@ -17,7 +17,7 @@ from tests.support.mirroring import (
     wait_until,
 )
 from tests.support.processes import ServerProcess, cli
-from tests.support.services import free_port
+from tests.support.services import free_port, port_in_use
 from tests.support.wire import ENDPOINT
 
 
@@ -124,3 +124,39 @@ def test_the_budget_share_is_counted_per_upstream_day() -> None:
     budget.record(1, now + 3700, resets_in_s=86_300)
     assert budget.spent == 1
     assert budget.wait_s(now + 3700) == 0
+
+
+def test_a_serving_mirror_checks_what_serve_checks_before_anything_is_created(
+    tmp_path: Path,
+) -> None:
+    """It migrated, synced, then failed to bind (exit 3, uvicorn's "startup failed", which
+    the CLI's codes call an authentication failure) and left its store behind; a file that
+    is no database was a traceback; a missing folder was created."""
+    (tmp_path / "notes.db").write_text("my notes\n")
+    env = {"ROUTING_POINTS_UPSTREAM_TOKEN": "t"}
+    args = ["mirror", "--upstream-server", UPSTREAM, "--upstream-url", "http://127.0.0.1:9"]
+    with port_in_use() as taken:
+        for database, port, line in (
+            (
+                "mirror.db",
+                str(taken),
+                f"cannot listen on 127.0.0.1:{taken}: Address already in use",
+            ),
+            (
+                "notes.db",
+                str(free_port()),
+                "cannot use the database sqlite:///notes.db: file is not",
+            ),
+            (
+                "none/m.db",
+                str(free_port()),
+                "cannot create the database none/m.db: the folder none",
+            ),
+        ):
+            result = cli(
+                *args, "--database", f"sqlite:///{database}", "--port", port, env=env, cwd=tmp_path
+            )
+            assert result.returncode == 1
+            assert result.stderr.startswith(f"Error: {line}"), result.stderr
+            assert len(result.stderr.strip().splitlines()) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.db"]

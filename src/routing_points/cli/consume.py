@@ -43,30 +43,41 @@ def exit_code(error: errors.RoutingPointsError) -> int:
     return EXIT_OTHER
 
 
-def sdk_errors(command: Callable[P, R]) -> Callable[P, R]:
-    """One line on stderr, and an exit code that says what kind of failure it was."""
+def sdk_errors_naming(url_option: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
+    """One line on stderr, and an exit code that says what kind of failure it was; hints
+    name the command's own option for the service's address."""
 
-    @functools.wraps(command)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        try:
-            return command(*args, **kwargs)
-        except errors.RoutingPointsError as exc:
-            message = str(exc)
-            if isinstance(exc, errors.QuotaExceeded) and exc.reset_at is not None:
-                message += f" (the budget resets at {exc.reset_at:%Y-%m-%d %H:%M:%S %Z})"
-            if isinstance(exc, errors.TransportError):
-                message += " (is the server running there? --base-url names it)"
-            elif isinstance(exc, errors.InvalidToken):
-                message += " (a token is valid for one operation: check it and the server)"
-            elif isinstance(exc, errors.ContractError) and str(exc.code) == "404":
-                message += (
-                    " (--base-url is where the API is served: the client adds "
-                    "/api/v2/information.php to it)"
-                )
-            click.echo(f"Error: {type(exc).__name__}: {message}", err=True)
-            sys.exit(exit_code(exc))
+    def decorate(command: Callable[P, R]) -> Callable[P, R]:
+        @functools.wraps(command)
+        def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+            try:
+                return command(*args, **kwargs)
+            except errors.RoutingPointsError as exc:
+                click.echo(f"Error: {type(exc).__name__}: {_explained(exc, url_option)}", err=True)
+                sys.exit(exit_code(exc))
 
-    return wrapper
+        return wrapper
+
+    return decorate
+
+
+def _explained(exc: errors.RoutingPointsError, url_option: str) -> str:
+    message = str(exc)
+    if isinstance(exc, errors.QuotaExceeded) and exc.reset_at is not None:
+        message += f" (the budget resets at {exc.reset_at:%Y-%m-%d %H:%M:%S %Z})"
+    if isinstance(exc, errors.TransportError):
+        message += f" (is the server running there? {url_option} names it)"
+    elif isinstance(exc, errors.InvalidToken):
+        message += " (a token is valid for one operation: check it and the server)"
+    elif isinstance(exc, errors.ContractError) and str(exc.code) == "404":
+        message += (
+            f" ({url_option} is where the API is served: the client adds "
+            "/api/v2/information.php to it)"
+        )
+    return message
+
+
+sdk_errors = sdk_errors_naming("--base-url")
 
 
 def _required_token(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str:

@@ -12,22 +12,27 @@ import sys
 from pathlib import Path
 
 import click
-import uvicorn
 
-from routing_points.cli.common import database_option, open_store, settings_for, store_errors
-from routing_points.cli.consume import sdk_errors
+from routing_points.cli.common import (
+    check_port_free,
+    check_redis,
+    check_store_free,
+    database_option,
+    open_store,
+    settings_for,
+    store_errors,
+)
+from routing_points.cli.consume import sdk_errors_naming
 from routing_points.cli.help import example, http_url
-from routing_points.cli.serve import host_option, port_option, remove_sqlite_files
+from routing_points.cli.serve import host_option, port_option, remove_sqlite_files, run_server
 from routing_points.client.base import check_token
 from routing_points.client.errors import UsageError
 from routing_points.mirror import Mirror, MirrorConfig, record_once
 from routing_points.mirror.runner import RECORD_ATTEMPTS
 from routing_points.mirror.sync import MirrorStore, UpstreamChanged
-from routing_points.server import create_app
 from routing_points.server.logformat import configure_logging
 from routing_points.settings import Settings
 from routing_points.store import records
-from routing_points.store.factory import sole_process
 
 
 def _nomenclature(value: str | None) -> str | None:
@@ -138,7 +143,7 @@ def _checked(token: str, source: str) -> str:
 @database_option
 @click.option("--redis", "redis_url", metavar="URL", default=None, help="Keep the limits in Redis.")
 @store_errors
-@sdk_errors
+@sdk_errors_naming("--upstream-url")
 def mirror(
     upstream_server: str,
     upstream_url: str | None,
@@ -178,18 +183,12 @@ def mirror(
         configure_logging("WARNING")
         _record(settings, config)
         return
-    configure_logging(settings.log_level)
-    with sole_process(settings):
-        pass  # refused here in one line; the app holds the SQLite file while it runs
-    uvicorn.run(
-        create_app(settings, addon=Mirror(config)),
-        host=host,
-        port=port,
-        access_log=False,
-        log_level=settings.log_level.lower(),
-        lifespan="on",
-        timeout_graceful_shutdown=5,
-    )
+    # What serve checks before anything is created, and the same server (its bounds too).
+    check_port_free(host, port)
+    check_redis(settings)
+    open_store(settings.database_url, create=True).dispose()
+    check_store_free(settings)
+    run_server(settings, host, port, addon=Mirror(config))
 
 
 def _record(settings: Settings, config: MirrorConfig) -> None:

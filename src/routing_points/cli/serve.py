@@ -36,6 +36,7 @@ from routing_points.cli.common import (
 )
 from routing_points.cli.help import example
 from routing_points.server import create_app
+from routing_points.server.addon import ServerAddon
 from routing_points.server.logformat import configure_logging
 from routing_points.server.protocol import bounded_protocol
 from routing_points.settings import Settings
@@ -78,7 +79,13 @@ _DEMO_NAMES = [
 ]
 
 
-def run_server(settings: Settings, host: str, port: int, workers: int = 1) -> None:
+def run_server(
+    settings: Settings,
+    host: str,
+    port: int,
+    workers: int = 1,
+    addon: ServerAddon | None = None,
+) -> None:
     configure_logging(settings.log_level, settings.log_format)
     common: dict[str, Any] = {
         "host": host,
@@ -90,13 +97,14 @@ def run_server(settings: Settings, host: str, port: int, workers: int = 1) -> No
         # The app reads X-Forwarded-For itself, and only from `trusted_proxies`: uvicorn's
         # own proxy handling would believe any local caller's header.
         "proxy_headers": False,
+        # No uvicorn handlers of its own: its records reach the root's handler, in the
+        # settings' format and with their time (its own lines had neither).
+        "log_config": None,
     }
-    if settings.log_format == "json":
-        # No uvicorn handlers of its own: its records reach the root's JSON handler.
-        common["log_config"] = None
     if workers == 1:
         # The app holds the SQLite file for its lifetime (store.factory).
-        uvicorn.run(create_app(settings), http=bounded_protocol(settings), **common)
+        app = create_app(settings, addon=addon)
+        uvicorn.run(app, http=bounded_protocol(settings), **common)
         return
     # Workers are fresh interpreters: they read their settings from the environment.
     # (`serve` has checked that several workers have PostgreSQL and Redis.)

@@ -255,14 +255,14 @@ class Mirror:
             self.schedule.requests_per_sync = outcome.pages
             if result.modified:
                 logger.info(
-                    "synced %s from %s: %d added, %d changed, %d deleted (%d records, %d pages)",
+                    "synced %s from %s: %d added, %d changed, %d deleted (%d records, %s)",
                     self.config.server,
                     self.config.upstream_server,
                     result.added,
                     result.changed,
                     result.deleted,
                     result.total,
-                    outcome.pages,
+                    "1 page" if outcome.pages == 1 else f"{outcome.pages} pages",
                 )
         self.state.succeeded(
             None if result is None else result.total, result is not None and result.modified
