@@ -54,6 +54,10 @@ def test_a_bad_database_variable_names_the_variable(tmp_path: Path) -> None:
         ("foo://x", "must be a sqlite:///PATH or postgresql://... URL"),
         ("sqlite://", "must name a file: sqlite:///PATH"),
         ("postgresql://a:b@host:port/x", "is not a valid database URL"),
+        (
+            "postgresql+asyncpg://u@h/x",
+            "names driver 'postgresql+asyncpg': write postgresql://...",
+        ),
     ],
 )
 def test_a_bad_database_option_names_the_option(tmp_path: Path, url: str, rule: str) -> None:
@@ -137,9 +141,15 @@ def test_a_token_no_server_could_accept_is_named_not_sent(
     result = cli(command, "--server", "0032", "--base-url", url, env=env, cwd=tmp_path)
     assert result.returncode == 2
     line = one_line_error(result)
-    assert line.startswith(f"Error: --token: the token cannot hold {shown}")
+    assert line.startswith(f"Error: ROUTING_POINTS_TOKEN: the token cannot hold {shown}")
     assert token not in line
     assert list(tmp_path.iterdir()) == []
+    # Copied with the quotes the demo prints it in: named as such (the server said only
+    # PLEASE VALIDATE TOKEN), and the option named where it came from.
+    result = cli(command, "--server", "0032", "--base-url", url, "--token", "'secret'")
+    assert one_line_error(result).startswith(
+        "Error: --token: the token is inside '': copy it without them"
+    )
 
 
 def test_a_misspelt_setting_is_named_with_the_nearest_one(tmp_path: Path) -> None:

@@ -203,9 +203,12 @@ class Settings(BaseSettings):
         if value.startswith("sqlite:") and not value.partition(":///")[2].strip():
             raise ValueError("must name a file: sqlite:///PATH")
         try:
-            make_url(value)
+            url = make_url(value)
         except (ArgumentError, ValueError):
             raise ValueError("is not a valid database URL") from None
+        if url.drivername.startswith("postgresql+") and url.drivername != "postgresql+psycopg":
+            # The server picks its drivers (psycopg, and asyncpg for the hot path).
+            raise ValueError(f"names driver {url.drivername!r}: write postgresql://...")
         return value
 
     @field_validator("redis_url")

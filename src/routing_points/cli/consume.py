@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import click
 import orjson
+from click.core import ParameterSource
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
@@ -80,13 +81,15 @@ def _explained(exc: errors.RoutingPointsError, url_option: str) -> str:
 sdk_errors = sdk_errors_naming("--base-url")
 
 
-def _required_token(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str:
+def _required_token(ctx: click.Context, _param: click.Parameter, value: str | None) -> str:
     if not value:
         raise click.UsageError("no token: pass --token, or set ROUTING_POINTS_TOKEN")
     try:
         check_token(value.strip())
     except errors.UsageError as exc:
-        raise click.UsageError(f"--token: {exc}") from None
+        from_environment = ctx.get_parameter_source("token") is ParameterSource.ENVIRONMENT
+        source = "ROUTING_POINTS_TOKEN" if from_environment else "--token"
+        raise click.UsageError(f"{source}: {exc}") from None
     return value
 
 

@@ -40,6 +40,8 @@ def check_token(token: str) -> None:
     """A token is visible ASCII: one with another character (curly quotes or a space from
     a copy, an accent) could only be refused, and cannot even be sent as a header. The
     message names the character and where it is, never the token."""
+    if len(token) > 1 and token[0] in "\"'<`" and token[-1] == {"<": ">"}.get(token[0], token[0]):
+        raise errors.UsageError(f"the token is inside {token[0]}{token[-1]}: copy it without them")
     for position, char in enumerate(token, 1):
         if not (char.isascii() and char.isprintable() and not char.isspace()):
             raise errors.UsageError(
