@@ -489,3 +489,11 @@ def test_a_redis_url_that_reaches_no_redis_is_one_line(tmp_path: Path) -> None:
     finally:
         web.terminate()
         web.wait(timeout=10)
+
+
+def test_a_first_poll_that_fails_leaves_no_history_behind(tmp_path: Path) -> None:
+    """As `mirror --once` removes a store it made for a recording that failed."""
+    result = watch_once(tmp_path)  # nobody serves there
+    assert result.returncode == 5
+    assert one_line_error(result).startswith("Error: TransportError: ")
+    assert list(tmp_path.iterdir()) == []

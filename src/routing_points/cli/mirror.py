@@ -24,7 +24,7 @@ from routing_points.cli.common import (
 )
 from routing_points.cli.consume import sdk_errors_naming
 from routing_points.cli.help import example, http_url
-from routing_points.cli.serve import host_option, port_option, remove_sqlite_files, run_server
+from routing_points.cli.serve import host_option, port_option, run_server
 from routing_points.client.base import check_token
 from routing_points.client.errors import UsageError
 from routing_points.mirror import Mirror, MirrorConfig, record_once
@@ -32,6 +32,7 @@ from routing_points.mirror.runner import RECORD_ATTEMPTS
 from routing_points.mirror.sync import MirrorStore, UpstreamChanged
 from routing_points.server.logformat import configure_logging
 from routing_points.settings import Settings
+from routing_points.sqlite_files import remove_sqlite_files
 from routing_points.store import records
 
 

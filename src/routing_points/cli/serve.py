@@ -40,6 +40,7 @@ from routing_points.server.addon import ServerAddon
 from routing_points.server.logformat import configure_logging
 from routing_points.server.protocol import bounded_protocol
 from routing_points.settings import Settings
+from routing_points.sqlite_files import remove_sqlite_files
 from routing_points.store import meta as store_meta
 from routing_points.store import points, tenants
 from routing_points.store.factory import sole_process
@@ -249,13 +250,6 @@ def _holds_nothing(path: Path) -> bool:
             return tables == 0
     except sqlite3.Error:
         return False
-
-
-def remove_sqlite_files(path: Path) -> None:
-    """A SQLite file and its WAL and shared-memory files: a WAL left beside a new file of
-    the same name would be replayed into it."""
-    for suffix in ("", "-wal", "-shm"):
-        path.with_name(path.name + suffix).unlink(missing_ok=True)
 
 
 def this_command() -> str:

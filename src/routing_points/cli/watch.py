@@ -28,6 +28,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from routing_points.cli.consume import EXIT_OTHER, connection_options, exit_code
 from routing_points.cli.help import example, http_url
 from routing_points.client import Client, RetryPolicy, RoutingPointsError
+from routing_points.sqlite_files import remove_sqlite_files
 from routing_points.watch.diff import FLAGS
 from routing_points.watch.exporter import WatchMetrics
 from routing_points.watch.history import History, history_url
@@ -168,6 +169,11 @@ def watch(
                     f"cannot serve metrics on {metrics_host}:{metrics_port}: "
                     f"{exc.strerror or exc} (choose another with --metrics-port)"
                 ) from None
+        location = history_url(history_path)
+        made = None
+        if location.startswith("sqlite:///"):
+            file = Path(location.removeprefix("sqlite:///"))
+            made = None if file.exists() else file
         history = open_history(history_path)
     except click.ClickException as exc:
         # Exit 6, not click's 1: 1 says "changed" to a cron job.
@@ -204,6 +210,9 @@ def watch(
                 result = watcher.poll()
             except RoutingPointsError as exc:
                 click.echo(f"Error: {type(exc).__name__}: {exc}", err=True)
+                if made is not None:  # a history it made for a poll that failed: gone again
+                    history.close()
+                    remove_sqlite_files(made)
                 code = exit_code(exc)
                 sys.exit(EXIT_WATCH_OTHER if code == EXIT_OTHER else code)
             watcher.deliver()
