@@ -205,6 +205,16 @@ def test_an_operator_manages_the_operation_in_a_browser(
         )
         assert today_in_view
         page.set_viewport_size({"width": 1280, "height": 900})
+        # Counts: whole numbers on the axis (a peak of 1 had a tick at 0.5).
+        ticks = page.eval_on_selector_all(
+            "figure.chart text[text-anchor=end]", "marks => marks.map(m => m.textContent)"
+        )
+        assert ticks
+        assert all(tick.isdigit() for tick in ticks), ticks
+        # The pages name their icon (Chromium asked for /favicon.ico: a 404 on every page).
+        icon = page.locator("link[rel=icon]").get_attribute("href")
+        assert icon is not None
+        assert httpx.get(url + icon).status_code == 200
         with page.expect_download() as download:
             page.get_by_role("link", name="Download as CSV").click()
         assert download.value.suggested_filename.startswith("usage-0032-")

@@ -79,12 +79,13 @@ def stacked_bars(days: Sequence[str], series: Sequence[Series], label: str) -> M
                 f'<text x="{x + bar_w / 2:.1f}" y="{height - bottom + 16}" '
                 f'text-anchor="middle" class="axis">{escape(day[5:])}</text>'
             )
-    for fraction in (0, 0.5, 1):
-        y = top + plot_h * (1 - fraction)
+    # Whole numbers only: these are counts (a peak of 1 had a tick at 0.5).
+    for tick in sorted({0, peak // 2, peak}):
+        y = top + plot_h * (1 - tick / peak)
         marks.append(
             f'<line x1="{left}" x2="{width - 8}" y1="{y:.1f}" y2="{y:.1f}" class="grid" />'
             f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end" class="axis">'
-            f"{peak * fraction:g}</text>"
+            f"{tick}</text>"
         )
     legend = "".join(
         f'<li><span class="swatch swatch-{i % len(PALETTE)}"></span>{escape(s.name)}</li>'
