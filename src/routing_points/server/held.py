@@ -38,7 +38,7 @@ class SlotHeldResponse(Response):
                 }
             )
             for start in range(0, len(body), CHUNK_BYTES):
-                chunk = bytes(body[start : start + CHUNK_BYTES])
+                chunk = body[start : start + CHUNK_BYTES]  # a view: no copy of the page
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
             await send({"type": "http.response.body", "body": b"", "more_body": False})
             if self.background is not None:
