@@ -145,8 +145,6 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._refusal_after: bytes | None = None
         # The request whose answer is being made (uvicorn keeps only the newest parsed).
         self._running: Any = None
-        # The client half-closed: close once what it asked for is answered.
-        self._peer_done = False
 
     # Headers: a deadline and a size.
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -299,16 +297,6 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         if reply is not None and not self._answering():
             self._refusal_after = None
             self._send_refusal(reply)
-        elif self._peer_done and not self._answering() and not self.transport.is_closing():
-            self.transport.close()
-
-    def eof_received(self) -> bool:  # type: ignore[override]
-        """The client half-closed its side once its requests were sent (curl, socat and
-        `nc -N` can): their answers still go out, then the connection closes. The transport
-        closed at once before, so calls were answered to nobody (charged, logged 200). A
-        request cut off mid-way (its body incomplete) is a client gone: closed at once."""
-        self._peer_done = True
-        return self._awaiting_headers and self._answering() and not self._refused
 
     def _send_refusal(self, reply: bytes) -> None:
         if not self.transport.is_closing():
