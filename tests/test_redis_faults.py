@@ -65,6 +65,7 @@ async def test_redis_killed_mid_load_never_overshoots_the_budget(
         redis_url=private_redis.url,
         redis_timeout_s=0.5,
         daily_calls_per_license=budget,
+        slot_lease_s=1,  # the wait after Redis comes back without its data: one lease
     )
     server = LiveServer(settings).start()
     admitted = 0
@@ -93,7 +94,10 @@ async def test_redis_killed_mid_load_never_overshoots_the_budget(
         private_redis.start()
 
     try:
-        async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
+        # Idle connections dropped before the server's 5 s keep-alive does: a request on
+        # one the server was closing at that instant failed (ReadError), whatever the budget.
+        limits = httpx.Limits(keepalive_expiry=2)
+        async with httpx.AsyncClient(base_url=server.url, timeout=30, limits=limits) as http:
             await asyncio.gather(killer(), *(client(http, token) for token in tokens))
     finally:
         server.stop()
