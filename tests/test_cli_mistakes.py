@@ -497,3 +497,21 @@ def test_a_first_poll_that_fails_leaves_no_history_behind(tmp_path: Path) -> Non
     assert result.returncode == 5
     assert one_line_error(result).startswith("Error: TransportError: ")
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("command", "named"),
+    [
+        (["get", "--server", "0032", "--token", "t", "--timezone", "Bogota"], "--timezone"),
+        (["watch", "--server", "0032", "--token", "t", "--timezone", "Bogota"], "--timezone"),
+        (["history", "--since", "2026-13-01"], "--since"),
+        (["mirror", "--once", "--upstream-server", "32"], "--upstream-server"),
+    ],
+)
+def test_a_bad_value_names_its_option(tmp_path: Path, command: list[str], named: str) -> None:
+    """It said only "Invalid value:", leaving the user to guess which."""
+    (tmp_path / "routing-points-history.db").touch()  # history reads an existing store
+    env = {"ROUTING_POINTS_UPSTREAM_TOKEN": "t"}
+    result = cli(*command, env=env, cwd=tmp_path)
+    assert result.returncode == 2
+    assert one_line_error(result).startswith(f"Error: Invalid value for {named}: ")

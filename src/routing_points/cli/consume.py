@@ -168,7 +168,9 @@ def _zone(name: str | None) -> ZoneInfo | None:
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
-        raise click.BadParameter(f"{name!r} is not a known IANA time zone") from None
+        raise click.BadParameter(
+            f"{name!r} is not a known IANA time zone", param_hint="--timezone"
+        ) from None
 
 
 @click.command(

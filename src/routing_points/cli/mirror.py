@@ -36,13 +36,13 @@ from routing_points.sqlite_files import remove_sqlite_files
 from routing_points.store import records
 
 
-def _nomenclature(value: str | None) -> str | None:
+def _nomenclature(value: str | None, option: str) -> str | None:
     if value is None:
         return None
     try:
         return records.nomenclature(value)
     except records.InvalidValue as exc:
-        raise click.BadParameter(str(exc)) from None
+        raise click.BadParameter(str(exc), param_hint=option) from None
 
 
 def upstream_token(settings: Settings, token_file: Path | None) -> str:
@@ -169,10 +169,10 @@ def mirror(
     except records.InvalidValue as exc:
         raise click.BadParameter(str(exc), param_hint="--timezone") from None
     config = MirrorConfig(
-        upstream_server=_nomenclature(upstream_server) or upstream_server,
+        upstream_server=_nomenclature(upstream_server, "--upstream-server") or upstream_server,
         token=upstream_token(settings, upstream_token_file),
         base_url=upstream_url,
-        local_server=_nomenclature(local_server),
+        local_server=_nomenclature(local_server, "--server"),
         every_s=every,
         budget_share=budget_share,
         max_backoff_s=max_backoff,

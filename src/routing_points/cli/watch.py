@@ -75,7 +75,9 @@ def _zone(name: str | None) -> ZoneInfo | None:
     try:
         return None if name is None else ZoneInfo(name)
     except (KeyError, ValueError):
-        raise click.BadParameter(f"{name!r} is not a known IANA time zone") from None
+        raise click.BadParameter(
+            f"{name!r} is not a known IANA time zone", param_hint="--timezone"
+        ) from None
 
 
 @click.command(
@@ -235,7 +237,9 @@ def _since(value: str | None) -> float | None:
     try:
         moment = datetime.fromisoformat(value)
     except ValueError:
-        raise click.BadParameter(f"{value!r} is not a date (YYYY-MM-DD or ISO 8601)") from None
+        raise click.BadParameter(
+            f"{value!r} is not a date (YYYY-MM-DD or ISO 8601)", param_hint="--since"
+        ) from None
     return moment.timestamp()
 
 
