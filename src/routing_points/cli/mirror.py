@@ -14,9 +14,6 @@ from pathlib import Path
 import click
 
 from routing_points.cli.common import (
-    check_port_free,
-    check_redis,
-    check_store_free,
     database_option,
     open_store,
     settings_for,
@@ -24,7 +21,7 @@ from routing_points.cli.common import (
 )
 from routing_points.cli.consume import sdk_errors_naming
 from routing_points.cli.help import example, http_url
-from routing_points.cli.serve import host_option, port_option, run_server
+from routing_points.cli.serve import host_option, port_option, ready_to_serve, run_server
 from routing_points.client.base import check_token
 from routing_points.client.errors import UsageError
 from routing_points.mirror import Mirror, MirrorConfig, record_once
@@ -185,10 +182,7 @@ def mirror(
         _record(settings, config)
         return
     # What serve checks before anything is created, and the same server (its bounds too).
-    check_port_free(host, port)
-    check_redis(settings)
-    open_store(settings.database_url, create=True).dispose()
-    check_store_free(settings)
+    ready_to_serve(settings, host, port)
     run_server(settings, host, port, addon=Mirror(config))
 
 

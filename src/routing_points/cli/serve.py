@@ -179,11 +179,18 @@ def serve(
             "--workers above 1 needs PostgreSQL (--database postgresql://...) and Redis "
             "(--redis redis://...): the limits must be shared by every worker"
         )
+    ready_to_serve(settings, host, port)
+    run_server(settings, host, port, workers)
+
+
+def ready_to_serve(settings: Settings, host: str, port: int) -> None:
+    """What a server checks before anything is created (the port, Redis), then its store,
+    made or migrated, and that no other server keeps its limits there: `serve`, and the
+    serving `mirror`."""
     check_port_free(host, port)
     check_redis(settings)
     open_store(settings.database_url, create=True).dispose()
     check_store_free(settings)
-    run_server(settings, host, port, workers)
 
 
 def _demo_points(rng: random.Random, now: int) -> list[dict[str, Any]]:
