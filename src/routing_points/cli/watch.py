@@ -14,7 +14,6 @@ import logging
 import signal
 import sys
 from datetime import datetime, timedelta
-from pathlib import Path
 from types import FrameType
 from zoneinfo import ZoneInfo
 
@@ -31,7 +30,7 @@ from routing_points.client import Client, RetryPolicy, RoutingPointsError
 from routing_points.sqlite_files import remove_sqlite_files
 from routing_points.watch.diff import FLAGS
 from routing_points.watch.exporter import WatchMetrics
-from routing_points.watch.history import History, history_url
+from routing_points.watch.history import History, history_file, history_url
 from routing_points.watch.watcher import IntervalPolicy, PollInterrupted, StopRequest, Watcher
 from routing_points.watch.webhook import WebhookSender
 
@@ -54,12 +53,11 @@ def open_history(location: str) -> History:
     """The history store, or one line saying why not (a folder that does not exist is not
     created: a typo would leave a store where nobody looks for it)."""
     url = history_url(location)
-    if url.startswith("sqlite:///"):
-        folder = Path(url.removeprefix("sqlite:///")).parent
-        if not folder.is_dir():
-            raise click.ClickException(
-                f"cannot keep the history in {location}: the folder {folder} does not exist"
-            )
+    file = history_file(location)
+    if file is not None and not file.parent.is_dir():
+        raise click.ClickException(
+            f"cannot keep the history in {location}: the folder {file.parent} does not exist"
+        )
     try:
         return History(location)
     except (SQLAlchemyError, ImportError, OSError, ValueError) as exc:
@@ -171,11 +169,8 @@ def watch(
                     f"cannot serve metrics on {metrics_host}:{metrics_port}: "
                     f"{exc.strerror or exc} (choose another with --metrics-port)"
                 ) from None
-        location = history_url(history_path)
-        made = None
-        if location.startswith("sqlite:///"):
-            file = Path(location.removeprefix("sqlite:///"))
-            made = None if file.exists() else file
+        file = history_file(history_path)
+        made = file if file is not None and not file.exists() else None
         history = open_history(history_path)
     except click.ClickException as exc:
         # Exit 6, not click's 1: 1 says "changed" to a cron job.
@@ -282,8 +277,8 @@ def history_command(
     output_format: str,
 ) -> None:
     """Print the timeline of changes the watcher recorded."""
-    location = history_url(history_path)
-    if location.startswith("sqlite:///") and not Path(location.removeprefix("sqlite:///")).exists():
+    file = history_file(history_path)
+    if file is not None and not file.exists():
         # Reading never creates: a typo in the path is said, not answered with nothing.
         raise click.ClickException(
             f"no history at {history_path}; the watcher creates it: "

@@ -58,6 +58,12 @@ def history_url(location: str) -> str:
     return location if "://" in location else f"sqlite:///{Path(location)}"
 
 
+def history_file(location: str) -> Path | None:
+    """The SQLite file a history location names; None for another database."""
+    url = history_url(location)
+    return Path(url.removeprefix("sqlite:///")) if url.startswith("sqlite:///") else None
+
+
 def _encode(value: Any) -> str | None:
     return None if value is None else orjson.dumps(value).decode()
 
