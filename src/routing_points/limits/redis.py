@@ -355,7 +355,9 @@ class RedisLimits:
     async def _renew_forever(self) -> None:
         while self._held:
             await asyncio.sleep(self._lease_ms / 3000)
-            # Queued in this turn, in order with the releases: see RENEW.
+            # Queued in this turn, in order with the releases: see RENEW. EVAL with the
+            # script's text, not EVALSHA: a Redis that restarted without its data lost the
+            # scripts too, and a NOSCRIPT nobody reads would lose the renewal just then.
             for slots, leases in self._held.items():
                 self._queue(("EVAL", RENEW, 1, slots, self._lease_ms, *leases))
 

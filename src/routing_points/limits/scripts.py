@@ -37,6 +37,15 @@ class UndoArgs(NamedTuple):
 
 _KEYS = "local slots, used, last, gone = KEYS[1], KEYS[2], KEYS[3], KEYS[4]\n"
 
+# Redis's own clock in milliseconds: every lease and wait is scored by it, never by a
+# worker's clock (workers on several hosts need not agree).
+_REDIS_MS = """
+local function redis_ms_now()
+  local clock = redis.call('TIME')
+  return tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+end
+"""
+
 
 def _locals(args: type[tuple[Any, ...]]) -> str:
     """`local <field> = ARGV[i]` for every field, numbers through tonumber."""
@@ -52,6 +61,7 @@ def _locals(args: type[tuple[Any, ...]]) -> str:
 ADMIT = (
     _KEYS
     + _locals(AdmitArgs)
+    + _REDIS_MS
     + """
 
 if redis.call('EXISTS', gone) == 1 then
@@ -67,8 +77,7 @@ local token_used = tonumber(counts[2] or '0')
 if redis.call('ZSCORE', slots, lease_id) then
   return {0, token_used, operation_used, 0}
 end
-local clock = redis.call('TIME')
-local redis_ms = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+local redis_ms = redis_ms_now()
 -- Redis lost its data while calls ran: none admitted until their holders put back their
 -- leases (see SEED).
 if counts[3] and redis_ms < tonumber(counts[3]) then
@@ -111,20 +120,21 @@ return {0, token_used, operation_used, 0}
 # Counters the store has charges for were lost with the slots of the calls then running:
 # admissions wait (field "settle", Redis ms) for as long as a lease, by when every live
 # holder has put its leases back (RENEW), as it must renew within a lease to keep any.
-SEED = """
+SEED = (
+    _REDIS_MS
+    + """
 if redis.call('EXISTS', KEYS[1]) == 1 then
   return 0
 end
 redis.call('HSET', KEYS[1], unpack(ARGV, 3))
 local settle_ms = tonumber(ARGV[2])
 if settle_ms > 0 then
-  local clock = redis.call('TIME')
-  local redis_ms = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
-  redis.call('HSET', KEYS[1], 'settle', redis_ms + settle_ms)
+  redis.call('HSET', KEYS[1], 'settle', redis_ms_now() + settle_ms)
 end
 redis.call('EXPIRE', KEYS[1], tonumber(ARGV[1]))
 return 1
 """
+)
 
 # Cancel an admission whose answer we never got, or whose store commit failed.
 UNDO = (
@@ -150,12 +160,14 @@ return 0
 # their calls still run. Sent in order with this process's releases, on one connection, so
 # a lease released before the renewal was built is never in it, and one released after is
 # removed after it.
-RENEW = """
-local clock = redis.call('TIME')
-local expiry = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000) + ARGV[1]
+RENEW = (
+    _REDIS_MS
+    + """
+local expiry = redis_ms_now() + ARGV[1]
 for i = 2, #ARGV do
   redis.call('ZADD', KEYS[1], expiry, ARGV[i])
 end
 redis.call('PEXPIRE', KEYS[1], ARGV[1])
 return 0
 """
+)
