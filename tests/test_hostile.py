@@ -14,6 +14,7 @@ from sqlalchemy import Engine, text
 from routing_points.store import tenants
 from tests.support.seed import Tenant, add_tenant, point
 from tests.support.servers import LiveServer, make_settings
+from tests.support.services import until_charges_counted
 from tests.support.wire import ENDPOINT
 
 POINTS = f"{ENDPOINT}?api=routing_points"
@@ -257,6 +258,7 @@ def test_bad_bytes_behind_a_request_are_refused_after_its_answer(
         assert [status for status, _ in got] == [200, 200, 400]
         assert orjson.loads(got[0][1])["code"] == 200
         assert orjson.loads(got[2][1])["msg"] == "THE REQUEST IS NOT VALID HTTP"
+    until_charges_counted(live.settings.database_url)
     assert used_today(engine) == 4  # the four answered, none after the bad bytes
     errors = [r.getMessage() for r in caplog.records if r.levelname in ("ERROR", "CRITICAL")]
     assert errors == []

@@ -1,4 +1,4 @@
-"""What the embedded store's hot path may cost: one SQLite write per request.
+"""What the embedded store's hot path may cost: no SQLite write per request.
 
 (A page's first render after a change also keeps the records it rendered: once per
 change, not per request. The tests start once those are kept.)"""
@@ -9,10 +9,11 @@ import asyncio
 
 import httpx
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 
 from tests.support.seed import Tenant, stale_records
 from tests.support.servers import LiveServer, headers
+from tests.support.services import until_charges_counted
 from tests.support.wire import ENDPOINT
 
 pytestmark = pytest.mark.anyio
@@ -32,52 +33,45 @@ async def rendered_and_kept(http: httpx.AsyncClient, token: str, engine: Engine)
     raise AssertionError("the rendered records were not kept within 10 s")
 
 
-async def test_one_sqlite_write_per_request(
+async def test_warm_requests_write_nothing_and_their_charges_are_folded_on_the_loop(
     live: LiveServer, tenant: Tenant, engine: Engine
 ) -> None:
-    server = live
-    statements: list[str] = []
-    reader = server.app.state.services.reader
-    # Reads on the loop's connection, counter commits on the writer thread's.
-    connections = [reader.loop_connection, reader._writer()]
-    for connection in connections:
-        connection.set_trace_callback(statements.append)
-    try:
-        async with httpx.AsyncClient(base_url=server.url) as http:
-            await rendered_and_kept(http, tenant.token, engine)
-            for url in (POINTS, POINTS, TOKEN_INFO, f"{POINTS}&routing=101"):
-                statements.clear()
-                assert (await http.get(url, headers=headers(tenant.token))).status_code == 200
-                writes = [
-                    s
-                    for s in statements
-                    if s.lstrip().upper().startswith(("INSERT", "UPDATE", "DELETE"))
-                ]
-                assert len(writes) == 1, statements
-    finally:
-        for connection in connections:
-            connection.set_trace_callback(None)
-
-
-async def test_a_warm_request_reads_no_token_and_commits_on_the_loop(
-    live: LiveServer, tenant: Tenant, engine: Engine
-) -> None:
-    """The counter commit goes through the loop's own connection when the write lock is
-    free, so the token cache (kept until another connection writes) survives it."""
+    """A warm request reads no token (the cache) and writes nothing itself: its charge goes
+    to the ledger. Folds count the charges on the loop's own connection, so the token cache
+    (kept until another connection writes) survives them, one statement for the counters
+    and one for the ledger's mark each, never one commit per request."""
     reader = live.app.state.services.reader
+    database_url = live.settings.database_url
     on_loop: list[str] = []
     on_thread: list[str] = []
     async with httpx.AsyncClient(base_url=live.url) as http:
         await rendered_and_kept(http, tenant.token, engine)
         assert (await http.get(POINTS, headers=headers(tenant.token))).status_code == 200
+        until_charges_counted(database_url)
+        before = used(engine, tenant)
         reader.loop_connection.set_trace_callback(on_loop.append)
         reader._writer().set_trace_callback(on_thread.append)
         try:
-            for _ in range(5):
-                assert (await http.get(POINTS, headers=headers(tenant.token))).status_code == 200
+            for url in (POINTS, POINTS, TOKEN_INFO, f"{POINTS}&routing=101", POINTS):
+                assert (await http.get(url, headers=headers(tenant.token))).status_code == 200
+            until_charges_counted(database_url)
         finally:
             reader.loop_connection.set_trace_callback(None)
             reader._writer().set_trace_callback(None)
-    assert not [s for s in on_loop if "FROM tokens" in s], on_loop
-    assert len([s for s in on_loop if s.lstrip().upper().startswith("INSERT")]) == 5
+    assert not [s for s in on_loop if "JOIN operations" in s], on_loop  # no token lookup
+    writes = [s for s in on_loop if s.lstrip().upper().startswith(("INSERT", "UPDATE", "DELETE"))]
+    folds = [s for s in writes if "usage_counters" in s]
+    assert 1 <= len(folds) <= 5, writes
+    assert all("WHERE EXISTS" in s for s in folds), folds  # a fold's statement, no charge's own
+    assert len(writes) == 2 * len(folds), writes
     assert on_thread == []
+    assert used(engine, tenant) == before + 5
+
+
+def used(engine: Engine, tenant: Tenant) -> int:
+    with engine.connect() as conn:
+        total = conn.execute(
+            text("SELECT COALESCE(SUM(count), 0) FROM usage_counters WHERE token_id = :t"),
+            {"t": tenant.token_id},
+        ).scalar_one()
+    return int(total)

@@ -1,16 +1,20 @@
 """The embedded store under faults: another process holding the write lock, a read-only file.
 
-The server must keep answering while SQLite's write lock is held elsewhere (a CLI import),
-and health must tell the truth about a store that cannot be written, then recover alone.
+The server must keep answering (and charging, durably) while SQLite's write lock is held
+elsewhere (a CLI import) or its file cannot be written, and health must tell the truth
+about a store that cannot be written, then recover alone, every charge counted.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import shutil
+import sqlite3
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -59,31 +63,56 @@ def live_sqlite(database_url: str, tenant: Tenant) -> Iterator[LiveServer]:
     server.stop()
 
 
-async def test_a_held_write_lock_leaves_the_server_answering(
+async def test_a_held_write_lock_leaves_the_server_answering_and_charging(
     database_url: str, tenant: Tenant, live_sqlite: LiveServer
 ) -> None:
     async with httpx.AsyncClient(base_url=live_sqlite.url, timeout=30) as http:
         # The day's counters are loaded before the lock, as a running server has them.
         assert (await http.get(POINTS, headers=headers(tenant.token))).status_code == 200
+        await until_counted(database_url, tenant, 1)
         with hold_the_write_lock(sqlite_path(database_url)) as holder:
             try:
                 assert holder.stdout is not None
                 assert holder.stdin is not None
                 assert holder.stdout.readline().strip() == "locked"
-                # A consumption waits for the lock to commit its charge...
-                call = asyncio.ensure_future(http.get(POINTS, headers=headers(tenant.token)))
-                await asyncio.sleep(0.3)
-                # ...while the event loop stays free: health is answered during the lock.
+                # Consumptions are answered under another process's lock: their charges are
+                # durable in the ledger (store/ledger.py), and wait there for the lock...
+                during = [
+                    (await http.get(POINTS, headers=headers(tenant.token))).status_code
+                    for _ in range(3)
+                ]
+                assert during == [200] * 3
                 health = await http.get("/healthz", timeout=5)
                 assert health.status_code == 200
-                assert not call.done(), "the charge cannot have committed under another's lock"
+                await asyncio.sleep(0.3)
+                assert counted(database_url, tenant) == 1
                 holder.stdin.write("\n")
                 holder.stdin.flush()
                 assert holder.wait(timeout=10) == 0
             finally:
                 holder.kill()
-        # The lock gone, the waiting call is answered and charged.
-        assert (await call).status_code == 200
+        # ...and reach the counters once it is gone.
+        await until_counted(database_url, tenant, 4)
+
+
+def counted(database_url: str, tenant: Tenant) -> int:
+    with contextlib.closing(sqlite3.connect(sqlite_path(database_url))) as conn:
+        (total,) = conn.execute(
+            "SELECT COALESCE(SUM(count), 0) FROM usage_counters WHERE token_id = ?",
+            (tenant.token_id,),
+        ).fetchone()
+    return int(total)
+
+
+async def until_counted(database_url: str, tenant: Tenant, expected: int) -> None:
+    """The charges reach the counters other processes read within a fold (50 ms) when the
+    store can be written; a few seconds here, for a loaded machine."""
+    deadline = time.monotonic() + 10
+    found = counted(database_url, tenant)
+    while found != expected and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+        found = counted(database_url, tenant)
+    assert found == expected
 
 
 def chattr(flag: str, *paths: Path) -> None:
@@ -112,12 +141,15 @@ async def test_readyz_fails_on_a_read_only_store_and_the_server_recovers(
             assert ready.status_code == 503
             assert ready.json()["data"]["limits"] == "ok"
             assert ready.json()["data"]["store"] != "ok"
-            failed = [
+            # Answered all the same: their charges wait in the ledger, which stays writable.
+            during = [
                 (await http.get(POINTS, headers=headers(tenant.token))).status_code
                 for _ in range(5)
             ]
-            assert failed == [503] * 5
+            assert during == [200] * 5
             assert (await http.get("/readyz")).status_code == 503
+            await asyncio.sleep(0.3)
+            assert counted(database_url, tenant) == 0
             chattr("-i", *files)
             # Ready again before any call has tried: readiness probes the store itself.
             assert (await http.get("/readyz")).status_code == 200
@@ -126,9 +158,10 @@ async def test_readyz_fails_on_a_read_only_store_and_the_server_recovers(
                 for _ in range(3)
             ]
             assert after == [200] * 3
+            await until_counted(database_url, tenant, 8)
     finally:
         chattr("-i", *files)
-    # Five failed calls, one outage: logged once when it started, once when it ended.
+    # Folds failed for a while, one outage: logged once when it started, once when it ended.
     lines = [r.getMessage() for r in caplog.records if r.name == "routing_points.outage"]
     assert len(lines) == 2, lines
     assert lines[0].startswith("store (SQLite) unavailable: ")

@@ -27,7 +27,7 @@ from routing_points.watch.diff import changes_between, newly_stale
 from routing_points.watch.watcher import IntervalPolicy
 from tests.support.processes import COMMAND, ServerProcess, cli, wait_for_port
 from tests.support.seed import add_tenant, point
-from tests.support.services import free_port
+from tests.support.services import free_port, until_charges_counted
 
 pytestmark = [pytest.mark.slow, pytest.mark.dated]
 
@@ -151,6 +151,7 @@ def test_events_in_order_and_none_repeated_after_a_restart(watched: Watched) -> 
 def consumptions(database: str) -> int:
     from routing_points.store.engine import create_sync_engine
 
+    until_charges_counted(database)
     engine = create_sync_engine(database)
     with engine.connect() as conn:
         total = conn.execute(select(func.coalesce(func.sum(usage_counters.c.count), 0)))

@@ -7,7 +7,7 @@ from pathlib import Path
 
 
 def remove_sqlite_files(path: Path) -> None:
-    """A SQLite file and its WAL and shared-memory files: a WAL left beside a new file of
-    the same name would be replayed into it."""
-    for suffix in ("", "-wal", "-shm"):
+    """A SQLite file and its WAL, shared-memory and charge-ledger files: a WAL left beside
+    a new file of the same name would be replayed into it."""
+    for suffix in ("", "-wal", "-shm", "-charges"):
         path.with_name(path.name + suffix).unlink(missing_ok=True)

@@ -23,6 +23,7 @@ from routing_points.store.replace import replace_points
 from routing_points.store.schema import usage_counters
 from tests.support.seed import Tenant, add_tenant, point
 from tests.support.servers import LiveServer, make_settings
+from tests.support.services import until_charges_counted
 from tests.support.wire import ENDPOINT
 
 UPSTREAM = "0032"
@@ -51,6 +52,7 @@ class Upstream:
 
     def charges(self) -> int:
         """What the upstream charged the mirror's token: its own usage counters."""
+        until_charges_counted(self.server.settings.database_url)
         with self.engine.connect() as conn:
             total = conn.execute(
                 select(func.coalesce(func.sum(usage_counters.c.count), 0)).where(

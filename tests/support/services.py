@@ -5,11 +5,15 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, NoReturn
 
 import pytest
+
+from routing_points.store.ledger import pending_charges
 
 RUNNING_IN_CI = os.environ.get("CI") == "true"
 POSTGRES_ADMIN_URL = os.environ.get(
@@ -51,3 +55,15 @@ def port_in_use() -> Iterator[int]:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         yield int(taken.getsockname()[1])
+
+
+def until_charges_counted(database_url: str, timeout_s: float = 10) -> None:
+    """Wait until the embedded store's usage counters count every charge its server has
+    recorded: they reach them from the charge ledger within a fold (50 ms)."""
+    if not database_url.startswith("sqlite:///"):
+        return  # PostgreSQL's counters are written before the answer
+    database = Path(database_url.removeprefix("sqlite:///"))
+    deadline = time.monotonic() + timeout_s
+    while (pending := pending_charges(database)) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert pending == 0, f"{pending} charges still not counted after {timeout_s} s"

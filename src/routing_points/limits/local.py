@@ -1,25 +1,36 @@
-"""Limits of one server process: slots in memory, daily counters written through to the store.
+"""Limits of one server process: slots in memory, daily counters made durable in the store.
 
 Admission is atomic without a lock: every check, and the reservation in memory, happen
-synchronously on the event loop, before the one await that writes the charge through to
-the store. If that write fails, the reservation is rolled back and the call refused, so a
-restart (or a crash) never forgets a consumption and never sees one that did not happen.
-Counters are read from the store once per operation and day, then kept in memory; that
-makes this backend right for one process only (the CLI refuses more without Redis).
+synchronously on the event loop. The charge is durable before `admit` returns: recorded
+at once when the store keeps a ledger (SQLite's, store/ledger.py: no commit, no await),
+else committed through in the one await. If that write fails, the reservation is rolled
+back and the call refused, so a restart (or a crash) never forgets a consumption and never
+sees one that did not happen. Counters are read from the store once per operation and
+day, then kept in memory; that makes this backend right for one process only (the CLI
+refuses more without Redis).
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
 from typing import Protocol
 
 from routing_points.limits.backend import AdmitRequest, AdmitResult, Outcome
+
+# What release() is given back: one process holds every slot, so nothing to name.
+LEASE = "local"
 
 
 class CounterStore(Protocol):
     async def load_counters(self, operation_id: int, day: str) -> list[tuple[int, int]]: ...
 
     async def charge(self, token_id: int, day: str, operation_id: int, cost: int) -> None: ...
+
+
+class ChargeRecorder(Protocol):
+    """A store that can make a charge durable without waiting (SQLite's ledger): False
+    when it cannot right now, and the charge is then committed the usual way."""
+
+    def __call__(self, token_id: int, day: str, operation_id: int, cost: int) -> bool: ...
 
 
 class _OperationDay:
@@ -36,9 +47,10 @@ class _OperationDay:
 class LocalLimits:
     def __init__(self, store: CounterStore) -> None:
         self._store = store
-        self._in_flight: defaultdict[int, int] = defaultdict(int)
+        self._in_flight: dict[int, int] = {}
         self._days: dict[int, _OperationDay] = {}
         self._last_consumption: dict[str, float] = {}
+        self._record: ChargeRecorder | None = getattr(store, "record_charge", None)
 
     async def _day(self, operation_id: int, day: str) -> _OperationDay:
         current = self._days.get(operation_id)
@@ -58,55 +70,68 @@ class LocalLimits:
         token_id = request.token_id
         token_used = counters.token_used.get(token_id, 0)
         operation_used = counters.operation_used
-        if self._in_flight[token_id] >= request.max_in_flight:
+        in_flight = self._in_flight.get(token_id, 0)
+        if in_flight >= request.max_in_flight:
             return AdmitResult(Outcome.CONCURRENCY, token_used, operation_used)
         cost = request.cost
-        if cost:
-            if request.interval_key is not None:
-                last = self._last_consumption.get(request.interval_key)
-                if last is not None and request.now - last < request.min_interval_s:
-                    wait = request.min_interval_s - (request.now - last)
-                    return AdmitResult(
-                        Outcome.INTERVAL, token_used, operation_used, retry_after_s=wait
-                    )
-            over_token = request.token_limit is not None and token_used + cost > request.token_limit
-            if over_token or operation_used + cost > request.operation_limit:
-                return AdmitResult(Outcome.BUDGET, token_used, operation_used)
-            counters.token_used[token_id] = token_used = token_used + cost
-            counters.operation_used = operation_used = operation_used + cost
-        self._in_flight[token_id] += 1
-        if cost:
-            # Reserved before the await, like the counters: a second call arriving while
-            # this charge commits must see this consumption's time.
-            interval_key = request.interval_key
-            previous = None
+        if not cost:
+            self._in_flight[token_id] = in_flight + 1
+            return AdmitResult(Outcome.ADMITTED, token_used, operation_used, LEASE)
+        interval_key = request.interval_key
+        if interval_key is not None:
+            last = self._last_consumption.get(interval_key)
+            if last is not None and request.now - last < request.min_interval_s:
+                wait = request.min_interval_s - (request.now - last)
+                return AdmitResult(Outcome.INTERVAL, token_used, operation_used, retry_after_s=wait)
+        token_limit = request.token_limit
+        if (
+            token_limit is not None and token_used + cost > token_limit
+        ) or operation_used + cost > request.operation_limit:
+            return AdmitResult(Outcome.BUDGET, token_used, operation_used)
+        counters.token_used[token_id] = token_used = token_used + cost
+        counters.operation_used = operation_used = operation_used + cost
+        self._in_flight[token_id] = in_flight + 1
+        record = self._record
+        if record is not None and record(token_id, request.day, request.operation_id, cost):
             if interval_key is not None:
-                previous = self._last_consumption.get(interval_key)
                 self._last_consumption[interval_key] = request.now
-            try:
-                await self._store.charge(token_id, request.day, request.operation_id, cost)
-            except BaseException:
-                counters.token_used[token_id] -= cost
-                counters.operation_used -= cost
-                if interval_key is not None:
-                    if previous is None:
-                        self._last_consumption.pop(interval_key, None)
-                    else:
-                        self._last_consumption[interval_key] = previous
-                self.release_now(token_id)
-                raise
-        return AdmitResult(Outcome.ADMITTED, token_used, operation_used, lease="local")
+        else:
+            await self._commit(counters, request)
+        return AdmitResult(Outcome.ADMITTED, token_used, operation_used, LEASE)
+
+    async def _commit(self, counters: _OperationDay, request: AdmitRequest) -> None:
+        """Commit a reserved charge through the store; undo the reservation if it fails."""
+        token_id, cost, interval_key = request.token_id, request.cost, request.interval_key
+        # Reserved before the await, like the counters: a second call arriving while
+        # this charge commits must see this consumption's time.
+        previous = None
+        if interval_key is not None:
+            previous = self._last_consumption.get(interval_key)
+            self._last_consumption[interval_key] = request.now
+        try:
+            await self._store.charge(token_id, request.day, request.operation_id, cost)
+        except BaseException:
+            counters.token_used[token_id] -= cost
+            counters.operation_used -= cost
+            if interval_key is not None:
+                if previous is None:
+                    self._last_consumption.pop(interval_key, None)
+                else:
+                    self._last_consumption[interval_key] = previous
+            self.release_now(token_id)
+            raise
 
     async def release(self, token_id: int, lease: str) -> None:
         self.release_now(token_id)
 
     def release_now(self, token_id: int) -> None:
         """Release without awaiting: memory is all there is to update."""
-        remaining = self._in_flight[token_id] - 1
-        if remaining > 0:
-            self._in_flight[token_id] = remaining
+        in_flight = self._in_flight
+        remaining = in_flight[token_id] - 1
+        if remaining:
+            in_flight[token_id] = remaining
         else:
-            del self._in_flight[token_id]
+            del in_flight[token_id]
 
     def in_flight(self, token_id: int) -> int:
         return self._in_flight.get(token_id, 0)

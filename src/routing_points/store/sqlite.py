@@ -2,12 +2,13 @@
 
 Small indexed reads (the token lookup) run directly on the event loop: in WAL mode a
 reader never waits for a writer, and they take microseconds, far less than a thread-pool
-hand-off. Counter commits are grouped (every charge that arrives while one is under way
-goes into the next) and tried on the loop's own connection first, with no busy wait: a
-commit that finds SQLite's write lock free takes tens of microseconds, and committing on
-the loop's connection leaves its `data_version`, hence the token cache, untouched. When
+hand-off. A charge is recorded in the charge ledger (store/ledger.py), durable at once, and
+folded into the counters at most every 50 ms. Folds, and the commits of charges the ledger
+could not take, are tried on the loop's own connection first, with no busy wait: a commit
+that finds SQLite's write lock free takes tens of microseconds, and committing on the
+loop's connection leaves its `data_version`, hence the token cache, untouched. When
 another process holds the lock (a CLI import of a million rows may keep it for seconds),
-or the write fails, the batch goes to one writer thread with its own connection that
+or the write fails, the work goes to one writer thread with its own connection that
 waits for the lock, so the loop never does. Page reads, which can return 60,000 records
 (SQLite joins their stored JSON: one value, no row objects), run on a thread of their own,
 interruptible when the time limit strikes; the records they found stale are kept again
@@ -36,6 +37,8 @@ from typing import TypeVar
 from routing_points.futures import discard_outcome, settle
 from routing_points.outage import Outage
 from routing_points.store.engine import configure_sqlite_connection
+from routing_points.store.ledger import CAPACITY as LEDGER_CAPACITY
+from routing_points.store.ledger import FOLD_EVERY_S, ChargeLedger, open_ledger
 from routing_points.store.reader import (
     CHANGES_SQL,
     CHARGE_SQL,
@@ -110,6 +113,11 @@ PRINCIPAL_CACHE_SIZE = 100_000
 # Counter commits on the loop between two checkpoints on the writer thread (a commit
 # adds a page or two to the WAL: this keeps it near SQLite's default of 1,000 pages).
 CHECKPOINT_EVERY = 500
+# The most charges a fold counts on the event loop (about a millisecond); more go to the
+# writer thread.
+FOLD_ON_LOOP_MAX = 2_000
+# After a fold of the charge ledger failed, the next is tried this much later (seconds).
+FOLD_RETRY_S = 1.0
 # How long a check of PRAGMA data_version stays good (seconds).
 VERSION_CHECK_S = 0.001
 
@@ -151,10 +159,21 @@ def connect_for_loop(path: Path) -> sqlite3.Connection:
 class SqliteReader:
     """Reads for the request path, from one SQLite file."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, ledger_capacity: int = LEDGER_CAPACITY) -> None:
         self.path = path
-        self.loop_connection = connect_for_loop(path)
-        self._page_connection = connect(path)
+        # First, on a connection of its own that waits for another process's write lock:
+        # what a dead server left in the ledger is counted before anything reads. The
+        # connections below then open on a settled WAL; one that found the WAL grown after
+        # its files turned read-only would write its read mark into a mapped `-shm` page it
+        # may no longer write, and fault (SIGBUS).
+        with contextlib.closing(connect(path)) as connection:
+            self.ledger: ChargeLedger = open_ledger(path, connection, ledger_capacity)
+        try:
+            self.loop_connection = connect_for_loop(path)
+            self._page_connection = connect(path)
+        except BaseException:
+            self.ledger.close()
+            raise
         self._page_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rp-pages")
         self._write_connection: sqlite3.Connection | None = None
         self._write_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rp-writes")
@@ -167,6 +186,9 @@ class SqliteReader:
         self._checked_at = 0.0
         self._loop_commits = 0
         self._checkpointing: asyncio.Future[None] | None = None
+        self._fold_planned = False
+        self._last_fold = 0.0
+        self._closed = False
 
     async def principal(self, secret_hash: str) -> Principal | None:
         """The live token with this digest; cached until anyone else writes to the file.
@@ -200,13 +222,69 @@ class SqliteReader:
         return principal
 
     async def load_counters(self, operation_id: int, day: str) -> list[tuple[int, int]]:
+        await self.fold_charges()
+
         def load(connection: sqlite3.Connection) -> list[tuple[int, int]]:
             return connection.execute(_LOAD_SQL, (operation_id, day)).fetchall()
 
         return await self._on_write_thread(load)
 
+    def record_charge(self, token_id: int, day: str, operation_id: int, cost: int) -> bool:
+        """Record a charge, durable on return (store/ledger.py): no commit, no wait.
+
+        False when the ledger is full (its folds have been failing): `charge` then."""
+        if not self.ledger.append(token_id, day, operation_id, cost):
+            return False
+        if not self._fold_planned:
+            self._plan_fold(asyncio.get_running_loop())
+        return True
+
+    def _plan_fold(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Fold at once if the last fold began long enough ago, else when it has."""
+        self._fold_planned = True
+        delay = self._last_fold + FOLD_EVERY_S - loop.time()
+        if delay > 0:
+            loop.call_later(delay, self._start_fold, loop)
+        else:
+            loop.call_soon(self._start_fold, loop)
+
+    def _start_fold(self, loop: asyncio.AbstractEventLoop) -> None:
+        if self._closed:
+            return  # `close` folded what there was
+        self._last_fold = loop.time()
+        task = asyncio.ensure_future(self.fold_charges())
+
+        def done(task: asyncio.Future[None]) -> None:
+            self._fold_planned = False
+            if task.cancelled() or task.exception() is not None:
+                # Logged as an outage by the writer thread: try again a second later.
+                self._last_fold = loop.time() + FOLD_RETRY_S - FOLD_EVERY_S
+            if self.ledger.head > self.ledger.folded:
+                self._plan_fold(loop)
+
+        task.add_done_callback(done)
+
+    async def fold_charges(self) -> None:
+        """Count in `usage_counters` every charge recorded so far; raise if it cannot.
+
+        On the loop's connection when the write lock is free and the fold is small (it
+        leaves the token cache warm: a commit by another connection would clear it), else
+        on the writer thread, which waits for the lock and names a fault."""
+        ledger = self.ledger
+        head = ledger.head
+        if head <= ledger.folded:
+            return
+        folded: list[int] = []
+        if head - ledger.folded > FOLD_ON_LOOP_MAX or not self._commit_on_loop(
+            lambda connection: folded.append(ledger.fold(connection, head))
+        ):
+            fold = functools.partial(ledger.fold_alone, upto=head)
+            folded.append(await self._on_write_thread(fold))
+        ledger.folded = max(ledger.folded, folded[-1])
+
     async def charge(self, token_id: int, day: str, operation_id: int, cost: int) -> None:
-        """Record a charge; return once it is committed (WAL, synchronous=NORMAL).
+        """Record a charge; return once it is committed (WAL, synchronous=NORMAL). For a
+        charge the ledger cannot take (`record_charge`), and for tests.
 
         Group commit: charges that arrive while the writer thread is busy are written
         together in its next transaction, since a commit costs ten times an upsert. Each
@@ -227,7 +305,7 @@ class SqliteReader:
             self._committing = False
             return
         self._charges, self._waiting = [], []
-        if self._commit_on_loop(charges):
+        if self._commit_on_loop(lambda connection: connection.executemany(_CHARGE_SQL, charges)):
             for committed in waiting:
                 settle(committed, None)
             # Charges that arrived during this commit: there are none (it was synchronous),
@@ -250,8 +328,9 @@ class SqliteReader:
 
         task.add_done_callback(done)
 
-    def _commit_on_loop(self, charges: list[Charge]) -> bool:
-        """Commit on the loop's connection if SQLite's write lock is free right now.
+    def _commit_on_loop(self, write: Callable[[sqlite3.Connection], object]) -> bool:
+        """`write` in a transaction on the loop's connection, if SQLite's write lock is free
+        right now. Committing here leaves its `data_version` (the token cache) untouched.
 
         False when it is not (or the write failed): the writer thread then does it, waiting
         for the lock and naming the fault. A checkpoint never runs here (the connection's
@@ -263,7 +342,7 @@ class SqliteReader:
         except sqlite3.Error:
             return False  # busy (the lock is held elsewhere), or worse: the thread will say
         try:
-            connection.executemany(_CHARGE_SQL, charges)
+            write(connection)
             connection.execute("COMMIT")
         except sqlite3.Error:
             if connection.in_transaction:
@@ -405,7 +484,12 @@ class SqliteReader:
             self.loop_connection.execute("SELECT 1").fetchone()
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"{type(exc).__name__}: {exc}") from exc
-        for path in (self.path, Path(f"{self.path}-wal"), Path(f"{self.path}-shm")):
+        for path in (
+            self.path,
+            Path(f"{self.path}-wal"),
+            Path(f"{self.path}-shm"),
+            self.ledger.path,
+        ):
             if path.exists() and not os.access(path, os.W_OK):
                 raise StoreUnavailable(f"{path.name} is not writable")
         if not os.access(self.path.parent, os.W_OK):
@@ -420,9 +504,16 @@ class SqliteReader:
             await self._on_write_thread(probe)
 
     async def close(self) -> None:
+        self._closed = True
+        try:
+            await self.fold_charges()
+        except StoreUnavailable as exc:
+            name = self.ledger.path.name
+            logger.warning("charges left in %s, counted at the next start: %s", name, exc)
         self._write_thread.shutdown(wait=True)
         if self._write_connection is not None:
             self._write_connection.close()
         self._page_thread.shutdown(wait=True)
         self._page_connection.close()
         self.loop_connection.close()
+        self.ledger.close()
