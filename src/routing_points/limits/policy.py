@@ -115,6 +115,11 @@ class LimitPolicy:
         self.clock = clock
         self.calendar = QuotaCalendar()
         self._lease_s = settings.slot_lease_s
+        # Read on every call: kept here, not looked up in the settings each time.
+        self._enabled = settings.limits_enabled
+        self._calls_per_license = settings.daily_calls_per_license
+        self._min_interval_s = settings.min_poll_interval_s
+        self._max_in_flight = settings.max_in_flight_per_token
         # Backends whose release needs no I/O offer it synchronously: a coroutine less.
         self._release_now: Callable[[int], None] | None = getattr(backend, "release_now", None)
         # Told of every refusal (operation id, local day, kind), to count them.
@@ -126,29 +131,26 @@ class LimitPolicy:
                 day = self.calendar.day(principal.timezone, self.clock()).day
             self.on_refusal(principal.operation_id, day, kind)
 
-    def limits_of(self, principal: Principal) -> tuple[int, int]:
-        """(the operation's daily budget, the most this token may use of it today)."""
-        operation_limit = principal.licenses * self.settings.daily_calls_per_license
-        own = principal.daily_limit
-        return operation_limit, operation_limit if own is None else min(own, operation_limit)
-
     async def admit(self, principal: Principal, api: str, cost: int) -> Decision:
-        """Admit one call, or say why not. A refusal costs nothing."""
-        operation_limit, token_limit = self.limits_of(principal)
-        if not self.settings.limits_enabled:
+        """Admit one call, or say why not. A refusal costs nothing. The operation's daily
+        budget, and the most this token may use of it today, are what the call is told."""
+        operation_limit = principal.licenses * self._calls_per_license
+        own = principal.daily_limit
+        token_limit = operation_limit if own is None else min(own, operation_limit)
+        if not self._enabled:
             return Ticket(principal, Usage(operation_limit, token_limit, counted=False), cost=cost)
         now = self.clock()
         quota_day = self.calendar.day(principal.timezone, now)
         reset = quota_day.seconds_left(now)
-        interval = self.settings.min_poll_interval_s
+        interval = self._min_interval_s
         request = AdmitRequest(
             token_id=principal.token_id,
             operation_id=principal.operation_id,
             day=quota_day.day,
             cost=cost,
             operation_limit=operation_limit,
-            token_limit=principal.daily_limit,
-            max_in_flight=self.settings.max_in_flight_per_token,
+            token_limit=own,
+            max_in_flight=self._max_in_flight,
             lease_s=self._lease_s,
             interval_key=f"{principal.token_id}:{api}" if interval > 0 else None,
             min_interval_s=interval,
@@ -169,12 +171,7 @@ class LimitPolicy:
             usage = Usage(operation_limit, token_limit, counted=False, degraded=True)
             return Ticket(principal, usage, cost=cost)
         usage = Usage(
-            operation_limit,
-            token_limit,
-            principal.daily_limit,
-            result.token_used,
-            result.operation_used,
-            reset,
+            operation_limit, token_limit, own, result.token_used, result.operation_used, reset
         )
         if result.outcome is Outcome.ADMITTED:
             return Ticket(principal, usage, result.lease, cost)

@@ -30,16 +30,20 @@ class RateLimitHeaders:
     def __call__(self, usage: Usage) -> RawHeaders:
         if not usage.counted:
             return [self._poll, DEGRADED] if usage.degraded else [self._poll]
-        operation_left = max(0, usage.operation_limit - usage.operation_used)
-        state = f'"daily";r={operation_left};t={usage.reset_s}'
-        if usage.own_limit is not None:
+        operation_limit, own_limit = usage.operation_limit, usage.own_limit
+        operation_left = max(0, operation_limit - usage.operation_used)
+        policy = self._policies.get((operation_limit, own_limit))
+        if policy is None:
+            policy = self._policy(operation_limit, own_limit)
+        if own_limit is None:
+            state = f'"daily";r={operation_left};t={usage.reset_s}'
+        else:
             token_left = max(0, min(usage.token_limit - usage.token_used, operation_left))
-            state += f', "token";r={token_left};t={usage.reset_s}'
-        return [
-            self._poll,
-            self._policy(usage.operation_limit, usage.own_limit),
-            (b"ratelimit", state.encode()),
-        ]
+            state = (
+                f'"daily";r={operation_left};t={usage.reset_s}, '
+                f'"token";r={token_left};t={usage.reset_s}'
+            )
+        return [self._poll, policy, (b"ratelimit", state.encode())]
 
     def _policy(self, operation_limit: int, own_limit: int | None) -> tuple[bytes, bytes]:
         """RateLimit-Policy: the same few values for every call, so built once each."""
