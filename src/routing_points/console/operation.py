@@ -143,6 +143,7 @@ class OperationPages:
         self, request: Request, session: Session, server: str, error: str = "", status: int = 200
     ) -> Response:
         c = self.c
+        await c.count_charges()
         view = await c.run(
             functools.partial(data.overview, c.engine, server, c.settings.daily_calls_per_license)
         )

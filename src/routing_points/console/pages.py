@@ -86,9 +86,16 @@ def stops(handler: Method[S]) -> Method[S]:
 
 
 class Console:
-    def __init__(self, settings: Settings, engine: Callable[[], Engine | None]) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        engine: Callable[[], Engine | None],
+        count_charges: Callable[[], Awaitable[None]],
+    ) -> None:
         self.settings = settings
         self._engine = engine
+        # Before a page shows usage: every charge made so far counted (server/services.py).
+        self.count_charges = count_charges
         self.cookies = Cookies(settings)
         self.client_address = ClientAddress(settings.trusted_proxies)
         environment = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=True)

@@ -144,7 +144,7 @@ def create_app(
         finally:
             await services.stop()
 
-    console = Console(settings, lambda: services.engine)
+    console = Console(settings, lambda: services.engine, services.count_charges)
     app = Starlette(
         routes=[
             *console.routes(),

@@ -9,6 +9,8 @@ Every call that consumes, report or admin, then goes through `Admission.handle`.
 
 from __future__ import annotations
 
+import contextlib
+
 from sqlalchemy import Engine
 from starlette.requests import Request
 from starlette.responses import Response
@@ -34,6 +36,7 @@ from routing_points.server.reports import ReportSources, make_reports
 from routing_points.settings import Settings
 from routing_points.store.factory import LIMITS_LOCK_REFUSED, Store, open_store
 from routing_points.store.postgres import PostgresReader
+from routing_points.store.reader import StoreUnavailable
 from routing_points.store.refusals import RefusalLog
 from routing_points.store.sqlite import SqliteReader
 
@@ -116,6 +119,15 @@ class Services:
             await self.store.close()  # the reader, the engine, and the SQLite file's lock
         self.reader = self.limits = self._endpoint = self.engine = self.page_cache = None
         self.store = None
+
+    async def count_charges(self) -> None:
+        """Have the usage counters count every charge made so far, for a reader that must
+        see them all (the console): the embedded store folds its ledger within 50 ms
+        otherwise. A store that cannot be written leaves the counters as they are."""
+        fold = getattr(self.reader, "fold_charges", None)
+        if fold is not None:
+            with contextlib.suppress(StoreUnavailable):
+                await fold()
 
     async def information(self, request: Request) -> Response:
         return await self.respond(request.scope, request.receive)
