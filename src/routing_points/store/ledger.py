@@ -32,6 +32,7 @@ import os
 import secrets
 import sqlite3
 import struct
+from collections import Counter
 from pathlib import Path
 
 logger = logging.getLogger("routing_points.store")
@@ -111,17 +112,31 @@ class ChargeLedger:
         self.head = seq
         return True
 
-    def records(self, after: int, upto: int) -> list[tuple[int, int, int, int, int]]:
-        """The records after `after`, up to `upto`, as long as they follow on:
-        (seq, token_id, operation_id, day, cost) each."""
-        found = []
-        for seq in range(after + 1, upto + 1):
-            offset = HEADER_BYTES + (seq % self.capacity) * RECORD_BYTES
-            number, token_id, operation_id, day_cost = RECORD.unpack_from(self._map, offset)
-            if number != seq:
-                break  # cut short by the death of the process that wrote it
-            found.append((seq, token_id, operation_id, day_cost & 0xFFFFFFFF, day_cost >> 32))
-        return found
+    def tally(self, after: int, upto: int) -> tuple[int, Counter[tuple[int, int, int]]]:
+        """The records after `after`, up to `upto`, as long as they follow on: the last
+        one's number, and how many there are of each (token_id, operation_id, day | cost <<
+        32). Read a column at a time (a strided view), not a record at a time: a busy
+        server folds a thousand records per fold."""
+        words, capacity = self._words, self.capacity
+        counts: Counter[tuple[int, int, int]] = Counter()
+        last = after
+        while last < upto:
+            start = (last + 1) % capacity
+            length = min(upto - last, capacity - start)  # to the end of the ring at most
+            base, end = start * 4, (start + length) * 4
+            numbers = words[base:end:4].tolist()
+            whole = length
+            if numbers[-1] != last + length:
+                # Cut short by the death of the process that wrote it: records are written
+                # in order, so every one before the first out of place is whole.
+                whole = next(i for i, seq in enumerate(numbers) if seq != last + 1 + i)
+                end = (start + whole) * 4
+            columns = (words[base + column : end : 4].tolist() for column in (1, 2, 3))
+            counts.update(zip(*columns, strict=True))
+            last += whole
+            if whole < length:
+                break
+        return last, counts
 
     def fold(self, connection: sqlite3.Connection, upto: int) -> int:
         """Count the records up to `upto` in `usage_counters`, once; return the new mark.
@@ -133,13 +148,13 @@ class ChargeLedger:
         epoch, folded = _parse_mark(None if mark is None else mark[0])
         if epoch != self.epoch:
             raise sqlite3.DatabaseError(f"{self.path.name} is not the one this database counts")
-        records = self.records(folded, upto)
-        if not records:
+        last, counts = self.tally(folded, upto)
+        if last == folded:
             return folded
         totals: dict[tuple[int, int], list[int]] = {}
-        for _seq, token_id, operation_id, day, cost in records:
-            total = totals.setdefault((token_id, day), [operation_id, 0])
-            total[1] += cost
+        for (token_id, operation_id, day_cost), records in counts.items():
+            total = totals.setdefault((token_id, day_cost & 0xFFFFFFFF), [operation_id, 0])
+            total[1] += records * (day_cost >> 32)
         connection.executemany(
             _FOLD_SQL,
             [
@@ -147,7 +162,6 @@ class ChargeLedger:
                 for (token_id, day), (operation_id, cost) in totals.items()
             ],
         )
-        last: int = records[-1][0]
         connection.execute(_SET_MARK_SQL, (META_KEY, f"{self.epoch}:{last}"))
         return last
 
