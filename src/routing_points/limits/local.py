@@ -67,6 +67,26 @@ class LocalLimits:
         counters = self._days.get(request.operation_id)
         if counters is None or counters.day != request.day:
             counters = await self._day(request.operation_id, request.day)
+        result = self._reserve(counters, request)
+        if result.lease is not None and request.cost and not self._recorded(request):
+            await self._commit(counters, request)
+        return result
+
+    def admit_now(self, request: AdmitRequest) -> AdmitResult | None:
+        """`admit` without a coroutine, when nothing needs a wait: None when the day's
+        counters must be loaded or the charge committed through the store (the ledger
+        full), with nothing taken; `admit` then."""
+        counters = self._days.get(request.operation_id)
+        if counters is None or counters.day != request.day:
+            return None
+        result = self._reserve(counters, request)
+        if result.lease is not None and request.cost and not self._recorded(request):
+            self._undo(counters, request)
+            return None
+        return result
+
+    def _reserve(self, counters: _OperationDay, request: AdmitRequest) -> AdmitResult:
+        """Decide, and for an admitted call take its slot and its charge in memory."""
         token_id = request.token_id
         token_used = counters.token_used.get(token_id, 0)
         operation_used = counters.operation_used
@@ -74,30 +94,40 @@ class LocalLimits:
         if in_flight >= request.max_in_flight:
             return AdmitResult(Outcome.CONCURRENCY, token_used, operation_used)
         cost = request.cost
-        if not cost:
-            self._in_flight[token_id] = in_flight + 1
-            return AdmitResult(Outcome.ADMITTED, token_used, operation_used, LEASE)
-        interval_key = request.interval_key
-        if interval_key is not None:
-            last = self._last_consumption.get(interval_key)
-            if last is not None and request.now - last < request.min_interval_s:
-                wait = request.min_interval_s - (request.now - last)
-                return AdmitResult(Outcome.INTERVAL, token_used, operation_used, retry_after_s=wait)
-        token_limit = request.token_limit
-        if (
-            token_limit is not None and token_used + cost > token_limit
-        ) or operation_used + cost > request.operation_limit:
-            return AdmitResult(Outcome.BUDGET, token_used, operation_used)
-        counters.token_used[token_id] = token_used = token_used + cost
-        counters.operation_used = operation_used = operation_used + cost
-        self._in_flight[token_id] = in_flight + 1
-        record = self._record
-        if record is not None and record(token_id, request.day, request.operation_id, cost):
+        if cost:
+            interval_key = request.interval_key
             if interval_key is not None:
-                self._last_consumption[interval_key] = request.now
-        else:
-            await self._commit(counters, request)
+                last = self._last_consumption.get(interval_key)
+                if last is not None and request.now - last < request.min_interval_s:
+                    wait = request.min_interval_s - (request.now - last)
+                    return AdmitResult(
+                        Outcome.INTERVAL, token_used, operation_used, retry_after_s=wait
+                    )
+            token_limit = request.token_limit
+            if (
+                token_limit is not None and token_used + cost > token_limit
+            ) or operation_used + cost > request.operation_limit:
+                return AdmitResult(Outcome.BUDGET, token_used, operation_used)
+            counters.token_used[token_id] = token_used = token_used + cost
+            counters.operation_used = operation_used = operation_used + cost
+        self._in_flight[token_id] = in_flight + 1
         return AdmitResult(Outcome.ADMITTED, token_used, operation_used, LEASE)
+
+    def _recorded(self, request: AdmitRequest) -> bool:
+        """Whether the store made the reserved charge durable at once (its ledger)."""
+        record = self._record
+        if record is None or not record(
+            request.token_id, request.day, request.operation_id, request.cost
+        ):
+            return False
+        if request.interval_key is not None:
+            self._last_consumption[request.interval_key] = request.now
+        return True
+
+    def _undo(self, counters: _OperationDay, request: AdmitRequest) -> None:
+        counters.token_used[request.token_id] -= request.cost
+        counters.operation_used -= request.cost
+        self.release_now(request.token_id)
 
     async def _commit(self, counters: _OperationDay, request: AdmitRequest) -> None:
         """Commit a reserved charge through the store; undo the reservation if it fails."""
@@ -111,14 +141,12 @@ class LocalLimits:
         try:
             await self._store.charge(token_id, request.day, request.operation_id, cost)
         except BaseException:
-            counters.token_used[token_id] -= cost
-            counters.operation_used -= cost
             if interval_key is not None:
                 if previous is None:
                     self._last_consumption.pop(interval_key, None)
                 else:
                     self._last_consumption[interval_key] = previous
-            self.release_now(token_id)
+            self._undo(counters, request)
             raise
 
     async def release(self, token_id: int, lease: str) -> None:

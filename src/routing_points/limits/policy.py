@@ -15,7 +15,13 @@ from dataclasses import dataclass, field
 from enum import Enum
 
 from routing_points.clock import Clock
-from routing_points.limits.backend import AdmitRequest, BackendUnavailable, LimitBackend, Outcome
+from routing_points.limits.backend import (
+    AdmitRequest,
+    AdmitResult,
+    BackendUnavailable,
+    LimitBackend,
+    Outcome,
+)
 from routing_points.limits.calendar import QuotaCalendar
 from routing_points.settings import Settings
 from routing_points.store.reader import Principal
@@ -122,6 +128,10 @@ class LimitPolicy:
         self._max_in_flight = settings.max_in_flight_per_token
         # Backends whose release needs no I/O offer it synchronously: a coroutine less.
         self._release_now: Callable[[int], None] | None = getattr(backend, "release_now", None)
+        # And admission, when the backend can decide without waiting.
+        self._admit_now: Callable[[AdmitRequest], AdmitResult | None] | None = getattr(
+            backend, "admit_now", None
+        )
         # Told of every refusal (operation id, local day, kind), to count them.
         self.on_refusal: Callable[[int, str, str], None] | None = None
 
@@ -132,13 +142,43 @@ class LimitPolicy:
             self.on_refusal(principal.operation_id, day, kind)
 
     async def admit(self, principal: Principal, api: str, cost: int) -> Decision:
-        """Admit one call, or say why not. A refusal costs nothing. The operation's daily
-        budget, and the most this token may use of it today, are what the call is told."""
+        """Admit one call, or say why not. A refusal costs nothing."""
+        if not self._enabled:
+            return self._unlimited(principal, cost)
+        request, reset = self._request(principal, api, cost)
+        try:
+            result = await self.backend.admit(request)
+        except BackendUnavailable:
+            if not self.settings.redis_fail_open:
+                return Refusal(Reason.UNAVAILABLE, None)
+            # The backend logs the outage once when it starts and once when it ends.
+            return self._unlimited(principal, cost, degraded=True)
+        return self._decision(principal, request, reset, result)
+
+    def admit_now(self, principal: Principal, api: str, cost: int) -> Decision | None:
+        """`admit` without a coroutine, when the backend decides without waiting (the
+        embedded one, its day's counters loaded): None when it cannot; `admit` then."""
+        admit_now = self._admit_now
+        if admit_now is None:
+            return None
+        if not self._enabled:
+            return self._unlimited(principal, cost)
+        request, reset = self._request(principal, api, cost)
+        result = admit_now(request)
+        if result is None:
+            return None
+        return self._decision(principal, request, reset, result)
+
+    def _unlimited(self, principal: Principal, cost: int, *, degraded: bool = False) -> Ticket:
+        """Admitted without counting: limits off, or a limits service failed open."""
         operation_limit = principal.licenses * self._calls_per_license
         own = principal.daily_limit
         token_limit = operation_limit if own is None else min(own, operation_limit)
-        if not self._enabled:
-            return Ticket(principal, Usage(operation_limit, token_limit, counted=False), cost=cost)
+        usage = Usage(operation_limit, token_limit, counted=False, degraded=degraded)
+        return Ticket(principal, usage, cost=cost)
+
+    def _request(self, principal: Principal, api: str, cost: int) -> tuple[AdmitRequest, int]:
+        """What the backend decides on, and the seconds left in the operation's day."""
         now = self.clock()
         quota_day = self.calendar.day(principal.timezone, now)
         reset = quota_day.seconds_left(now)
@@ -148,8 +188,8 @@ class LimitPolicy:
             operation_id=principal.operation_id,
             day=quota_day.day,
             cost=cost,
-            operation_limit=operation_limit,
-            token_limit=own,
+            operation_limit=principal.licenses * self._calls_per_license,
+            token_limit=principal.daily_limit,
             max_in_flight=self._max_in_flight,
             lease_s=self._lease_s,
             interval_key=f"{principal.token_id}:{api}" if interval > 0 else None,
@@ -157,38 +197,39 @@ class LimitPolicy:
             now=now,
             day_ttl_s=reset + DAY_COUNTERS_MARGIN_S,
         )
-        try:
-            result = await self.backend.admit(request)
-        except BackendUnavailable:
-            if not self.settings.redis_fail_open:
-                return Refusal(Reason.UNAVAILABLE, None)
-            # The backend logs the outage once when it starts and once when it ends.
-            usage = Usage(operation_limit, token_limit, counted=False, degraded=True)
-            return Ticket(principal, usage, cost=cost)
-        if result.outcome is Outcome.RECOVERING and self.settings.redis_fail_open:
+        return request, reset
+
+    def _decision(
+        self, principal: Principal, request: AdmitRequest, reset: int, result: AdmitResult
+    ) -> Decision:
+        """The backend's result as the call is told it: the operation's daily budget, and
+        the most this token may use of it today."""
+        outcome = result.outcome
+        if outcome is Outcome.RECOVERING and self.settings.redis_fail_open:
             # The limits cannot be known until the running calls' slots are back: failing
             # open serves without them meanwhile, as it does while Redis is away.
-            usage = Usage(operation_limit, token_limit, counted=False, degraded=True)
-            return Ticket(principal, usage, cost=cost)
+            return self._unlimited(principal, request.cost, degraded=True)
+        operation_limit, own = request.operation_limit, request.token_limit
+        token_limit = operation_limit if own is None else min(own, operation_limit)
         usage = Usage(
             operation_limit, token_limit, own, result.token_used, result.operation_used, reset
         )
-        if result.outcome is Outcome.ADMITTED:
-            return Ticket(principal, usage, result.lease, cost)
-        self.refused(principal, result.outcome.value, quota_day.day)
-        if result.outcome is Outcome.CONCURRENCY:
+        if outcome is Outcome.ADMITTED:
+            return Ticket(principal, usage, result.lease, request.cost)
+        self.refused(principal, outcome.value, request.day)
+        if outcome is Outcome.CONCURRENCY:
             return Refusal(
                 Reason.CONCURRENCY,
                 usage,
                 self.settings.concurrency_retry_after_s,
                 self.settings.max_in_flight_per_token,
             )
-        if result.outcome is Outcome.INTERVAL:
+        if outcome is Outcome.INTERVAL:
             retry = max(1, int(result.retry_after_s + 0.999))
-            return Refusal(Reason.INTERVAL, usage, retry, interval)
-        if result.outcome is Outcome.RECLAIMING:
+            return Refusal(Reason.INTERVAL, usage, retry, request.min_interval_s)
+        if outcome is Outcome.RECLAIMING:
             return Refusal(Reason.RECLAIMING, usage, max(1, int(self._lease_s + 0.999)))
-        if result.outcome is Outcome.RECOVERING:
+        if outcome is Outcome.RECOVERING:
             return Refusal(Reason.RECOVERING, usage, max(1, int(result.retry_after_s + 0.999)))
         return Refusal(Reason.BUDGET, usage, reset)
 

@@ -143,7 +143,9 @@ class Admission:
 
     async def admit(self, principal: Principal, api: str, cost: int) -> Ticket:
         """Admit the call, or raise the contract's refusal: the limits decide, this answers."""
-        decision = await self.policy.admit(principal, api, cost)
+        decision = self.policy.admit_now(principal, api, cost)
+        if decision is None:
+            decision = await self.policy.admit(principal, api, cost)
         if isinstance(decision, Ticket):
             return self.rate_limits.admitted(decision)
         raise self.rate_limits.refusal(decision)

@@ -25,6 +25,7 @@ a database it was not made for (the database replaced or restored) is set aside.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import mmap
@@ -33,6 +34,7 @@ import secrets
 import sqlite3
 import struct
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 logger = logging.getLogger("routing_points.store")
@@ -51,6 +53,8 @@ CAPACITY = 65_536
 # The most often a busy server folds: the ledger's records reach `usage_counters`, what
 # other processes read, within this (plus the fold itself); an idle one folds at once.
 FOLD_EVERY_S = 0.05
+# After a fold failed (SQLite could not be written), the next is tried this much later.
+FOLD_RETRY_S = 1.0
 META_KEY = "charge_ledger"
 
 _FOLD_SQL = """
@@ -175,6 +179,52 @@ class ChargeLedger:
     def close(self) -> None:
         self._words.release()
         self._map.close()
+
+
+class FoldPlan:
+    """When the ledger is folded: at once when the server is idle, at most every
+    `FOLD_EVERY_S` when it is busy (a fold per charge would be a commit per charge again),
+    and a second after a fold that failed."""
+
+    def __init__(self, ledger: ChargeLedger, fold: Callable[[], Awaitable[None]]) -> None:
+        self._ledger = ledger
+        self._fold = fold
+        self._planned = False
+        self._started_at = 0.0
+        self._stopped = False
+
+    def charged(self) -> None:
+        """A charge was recorded: fold it in time."""
+        if not self._planned:
+            self._plan(asyncio.get_running_loop())
+
+    def stop(self) -> None:
+        """No fold is started after this (the store folds what is left as it closes)."""
+        self._stopped = True
+
+    def _plan(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._planned = True
+        delay = self._started_at + FOLD_EVERY_S - loop.time()
+        if delay > 0:
+            loop.call_later(delay, self._start, loop)
+        else:
+            loop.call_soon(self._start, loop)
+
+    def _start(self, loop: asyncio.AbstractEventLoop) -> None:
+        if self._stopped:
+            return
+        self._started_at = loop.time()
+        task = asyncio.ensure_future(self._fold())
+
+        def done(task: asyncio.Future[None]) -> None:
+            self._planned = False
+            if task.cancelled() or task.exception() is not None:
+                # The store logged it as an outage: try again a second later.
+                self._started_at = loop.time() + FOLD_RETRY_S - FOLD_EVERY_S
+            if self._ledger.head > self._ledger.folded:
+                self._plan(loop)
+
+        task.add_done_callback(done)
 
 
 def _parse_mark(value: str | None) -> tuple[int | None, int]:

@@ -38,7 +38,7 @@ from routing_points.futures import discard_outcome, settle
 from routing_points.outage import Outage
 from routing_points.store.engine import configure_sqlite_connection
 from routing_points.store.ledger import CAPACITY as LEDGER_CAPACITY
-from routing_points.store.ledger import FOLD_EVERY_S, ChargeLedger, open_ledger
+from routing_points.store.ledger import ChargeLedger, FoldPlan, open_ledger
 from routing_points.store.reader import (
     CHANGES_SQL,
     CHARGE_SQL,
@@ -116,8 +116,6 @@ CHECKPOINT_EVERY = 500
 # The most charges a fold counts on the event loop (about a millisecond); more go to the
 # writer thread.
 FOLD_ON_LOOP_MAX = 2_000
-# After a fold of the charge ledger failed, the next is tried this much later (seconds).
-FOLD_RETRY_S = 1.0
 # How long a check of PRAGMA data_version stays good (seconds).
 VERSION_CHECK_S = 0.001
 
@@ -186,9 +184,7 @@ class SqliteReader:
         self._checked_at = 0.0
         self._loop_commits = 0
         self._checkpointing: asyncio.Future[None] | None = None
-        self._fold_planned = False
-        self._last_fold = 0.0
-        self._closed = False
+        self._folds = FoldPlan(self.ledger, self.fold_charges)
 
     async def principal(self, secret_hash: str) -> Principal | None:
         """The live token with this digest; cached until anyone else writes to the file.
@@ -235,34 +231,8 @@ class SqliteReader:
         False when the ledger is full (its folds have been failing): `charge` then."""
         if not self.ledger.append(token_id, day, operation_id, cost):
             return False
-        if not self._fold_planned:
-            self._plan_fold(asyncio.get_running_loop())
+        self._folds.charged()
         return True
-
-    def _plan_fold(self, loop: asyncio.AbstractEventLoop) -> None:
-        """Fold at once if the last fold began long enough ago, else when it has."""
-        self._fold_planned = True
-        delay = self._last_fold + FOLD_EVERY_S - loop.time()
-        if delay > 0:
-            loop.call_later(delay, self._start_fold, loop)
-        else:
-            loop.call_soon(self._start_fold, loop)
-
-    def _start_fold(self, loop: asyncio.AbstractEventLoop) -> None:
-        if self._closed:
-            return  # `close` folded what there was
-        self._last_fold = loop.time()
-        task = asyncio.ensure_future(self.fold_charges())
-
-        def done(task: asyncio.Future[None]) -> None:
-            self._fold_planned = False
-            if task.cancelled() or task.exception() is not None:
-                # Logged as an outage by the writer thread: try again a second later.
-                self._last_fold = loop.time() + FOLD_RETRY_S - FOLD_EVERY_S
-            if self.ledger.head > self.ledger.folded:
-                self._plan_fold(loop)
-
-        task.add_done_callback(done)
 
     async def fold_charges(self) -> None:
         """Count in `usage_counters` every charge recorded so far; raise if it cannot.
@@ -504,7 +474,7 @@ class SqliteReader:
             await self._on_write_thread(probe)
 
     async def close(self) -> None:
-        self._closed = True
+        self._folds.stop()
         try:
             await self.fold_charges()
         except StoreUnavailable as exc:
