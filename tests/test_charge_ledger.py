@@ -24,7 +24,7 @@ from routing_points.limits.local import LocalLimits
 from routing_points.store.engine import configure_sqlite_connection
 from routing_points.store.ledger import ledger_path, open_ledger
 from routing_points.store.sqlite import SqliteReader
-from tests.support.processes import ServerProcess
+from tests.support.processes import ServerProcess, cli
 from tests.support.seed import Tenant
 from tests.support.servers import headers
 from tests.support.services import free_port
@@ -221,3 +221,15 @@ async def test_with_the_ledger_full_a_charge_waits_for_sqlite_and_none_is_lost(
             await holder.wait()
         await reader.close()
     assert counted(engine, tenant.token_id, DAY) == 5
+
+
+def test_serve_refuses_a_ledger_it_cannot_write_in_one_line(
+    database_url: str, engine: Engine, tenant: Tenant
+) -> None:
+    ledger = ledger_path(path_of(database_url))
+    ledger.mkdir()  # not a file: as unwritable as a read-only one, even for root
+    done = cli("serve", "--database", database_url, "--port", str(free_port()))
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines() == [
+        f"Error: cannot write {ledger}, the server's charge ledger: Is a directory"
+    ]

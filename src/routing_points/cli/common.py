@@ -35,6 +35,7 @@ from routing_points.store.factory import (
     LOCAL_LIMITS_LOCK,
     sole_process,
 )
+from routing_points.store.ledger import ledger_path
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -149,6 +150,7 @@ def check_store_free(settings: Settings) -> None:
     advisory lock, alone or shared)."""
     if settings.is_sqlite:
         with sole_process(settings):
+            check_ledger(settings.sqlite_path)
             return
     shared = settings.redis_url is not None
     function, unlock = LIMITS_LOCK_FUNCTIONS[shared]
@@ -165,6 +167,21 @@ def check_store_free(settings: Settings) -> None:
     if not held:
         where = safe_url(settings.database_url)
         raise click.ClickException(LIMITS_LOCK_REFUSED[shared].format(where=where))
+
+
+def check_ledger(database: Path) -> None:
+    """The embedded store's charge ledger (store/ledger.py), when there is one, must be a
+    file the server can write: every call's charge goes there first."""
+    path = ledger_path(database)
+    try:
+        if path.exists() or path.is_symlink():
+            with path.open("r+b"):
+                pass
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise click.ClickException(
+            f"cannot write {path}, the server's charge ledger: {reason}"
+        ) from None
 
 
 def check_redis(settings: Settings) -> None:
