@@ -24,6 +24,7 @@ from routing_points.limits.local import LocalLimits
 from routing_points.store.engine import configure_sqlite_connection
 from routing_points.store.ledger import ledger_path, open_ledger
 from routing_points.store.sqlite import SqliteReader
+from tests.support.limits import admit_request
 from tests.support.processes import ServerProcess, cli
 from tests.support.seed import Tenant
 from tests.support.servers import headers
@@ -154,20 +155,7 @@ def test_a_ledger_of_another_database_is_set_aside_and_not_counted(
 
 
 def request(token_id: int, operation_id: int) -> AdmitRequest:
-    return AdmitRequest(
-        token_id=token_id,
-        operation_id=operation_id,
-        day=DAY,
-        cost=1,
-        operation_limit=1000,
-        token_limit=None,
-        max_in_flight=100,
-        lease_s=5,
-        interval_key=None,
-        min_interval_s=0,
-        now=time.time(),
-        day_ttl_s=3600,
-    )
+    return admit_request(token_id, operation_id, day=DAY, now=time.time())
 
 
 HOLD_THE_WRITE_LOCK = """

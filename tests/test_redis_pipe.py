@@ -24,6 +24,7 @@ from routing_points.limits.backend import AdmitRequest, BackendUnavailable, Outc
 from routing_points.limits.pipe import RedisPipe
 from routing_points.limits.redis import RedisLimits
 from tests.support.faults import PrivateRedis, TcpProxy
+from tests.support.limits import admit_request
 from tests.support.services import RedisNamespace
 
 pytestmark = pytest.mark.anyio
@@ -178,20 +179,7 @@ class NoStore:
 
 def free_call(token_id: int) -> AdmitRequest:
     """A call that costs nothing but still takes one of the token's one slot."""
-    return AdmitRequest(
-        token_id=token_id,
-        operation_id=7,
-        day="2000-01-01",
-        cost=0,
-        operation_limit=100,
-        token_limit=None,
-        max_in_flight=1,
-        lease_s=30,
-        interval_key=None,
-        min_interval_s=0,
-        now=0.0,
-        day_ttl_s=600,
-    )
+    return admit_request(token_id, 7, cost=0, operation_limit=100, max_in_flight=1)
 
 
 def worker(url: str, prefix: str) -> RedisLimits:
