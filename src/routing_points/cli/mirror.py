@@ -126,7 +126,9 @@ def _checked(token: str, source: str) -> str:
     "--timezone",
     default="UTC",
     show_default=True,
-    help="Time zone of the local operation, if it has to be created.",
+    help="Time zone of the local operation, if it has to be created: give the upstream "
+    "operation's (last_use is copied in its local time; the local budget resets at this "
+    "zone's midnight).",
 )
 @click.option(
     "--licenses",
