@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import http.server
 import signal
 import socket
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -515,3 +517,22 @@ def test_a_bad_value_names_its_option(tmp_path: Path, command: list[str], named:
     result = cli(*command, env=env, cwd=tmp_path)
     assert result.returncode == 2
     assert one_line_error(result).startswith(f"Error: Invalid value for {named}: ")
+
+
+def test_https_to_a_plain_http_server_says_to_use_http(tmp_path: Path) -> None:
+    """It said "is the server running there?" of a server that was running."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), http.server.BaseHTTPRequestHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"https://127.0.0.1:{server.server_address[1]}"
+        result = cli(
+            "get", "--server", "0032", "--base-url", url, "--retries", "0",
+            env={"ROUTING_POINTS_TOKEN": "abc"}, cwd=tmp_path,
+        )  # fmt: skip
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert result.returncode == 5
+    line = one_line_error(result)
+    assert line.endswith("(the server there speaks plain HTTP: give --base-url with http://)")

@@ -66,7 +66,10 @@ def _explained(exc: errors.RoutingPointsError, url_option: str) -> str:
     message = str(exc)
     if isinstance(exc, errors.QuotaExceeded) and exc.reset_at is not None:
         message += f" (the budget resets at {exc.reset_at:%Y-%m-%d %H:%M:%S %Z})"
-    if isinstance(exc, errors.TransportError):
+    if isinstance(exc, errors.TransportError) and "WRONG_VERSION_NUMBER" in message:
+        # TLS spoken to a port that answers in plain HTTP: the server runs, the scheme is off.
+        message += f" (the server there speaks plain HTTP: give {url_option} with http://)"
+    elif isinstance(exc, errors.TransportError):
         message += f" (is the server running there? {url_option} names it)"
     elif isinstance(exc, errors.InvalidToken):
         message += " (a token is valid for one operation: check it and the server)"
