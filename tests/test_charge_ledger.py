@@ -21,8 +21,10 @@ from sqlalchemy import Engine, text
 
 from routing_points.limits.backend import AdmitRequest, Outcome
 from routing_points.limits.local import LocalLimits
+from routing_points.store import ledger as ledger_module
 from routing_points.store.engine import configure_sqlite_connection
 from routing_points.store.ledger import ledger_path, open_ledger
+from routing_points.store.reader import StoreUnavailable
 from routing_points.store.sqlite import SqliteReader
 from tests.support.limits import admit_request
 from tests.support.processes import ServerProcess, cli
@@ -90,6 +92,13 @@ def test_a_server_killed_right_after_answering_counts_every_answer_at_its_next_s
     assert counted(engine, tenant.token_id) == 41
 
 
+def reopened_and_folded(path: Path, conn: sqlite3.Connection) -> None:
+    """A restart: the ledger opened (a dead server's records taken back), then folded."""
+    ledger = open_ledger(path, conn)
+    ledger.fold_alone(conn, *ledger.take())
+    ledger.close()
+
+
 def test_a_record_cut_short_is_never_counted_and_a_whole_one_is_counted_once(
     database_url: str, engine: Engine, tenant: Tenant
 ) -> None:
@@ -104,10 +113,45 @@ def test_a_record_cut_short_is_never_counted_and_a_whole_one_is_counted_once(
         words[1], words[2], words[3] = tenant.token_id, operation_id, 20261120 | 1 << 32
         words.release()
         ledger.close()
-        # Opened twice (a restart after a restart): the three whole records count once.
+        # A restart after a restart: the three whole records count once.
         for _ in range(2):
-            open_ledger(path, conn).close()
+            reopened_and_folded(path, conn)
     assert counted(engine, tenant.token_id, DAY) == 3
+
+
+def test_a_damaged_record_is_lost_alone_and_named(
+    database_url: str, engine: Engine, tenant: Tenant, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = path_of(database_url)
+    operation_id = operation_of(engine, tenant.token_id)
+    caplog.set_level(logging.WARNING, logger="routing_points.store")
+    with connection(path) as conn:
+        ledger = open_ledger(path, conn, capacity=8)
+        for _ in range(5):
+            assert ledger.append(tenant.token_id, DAY, operation_id, 1)
+        ledger._words[2 * 4] = 12345  # the second record's number scribbled over
+        ledger.close()
+        reopened_and_folded(path, conn)
+    assert counted(engine, tenant.token_id, DAY) == 4  # the ones after it are not lost
+    assert [r.getMessage() for r in caplog.records] == [
+        f"{ledger_path(path).name}: 1 damaged charge records are not counted"
+    ]
+
+
+def test_damage_to_the_file_while_the_server_runs_costs_no_charge(
+    database_url: str, engine: Engine, tenant: Tenant
+) -> None:
+    """Live folds count what the process kept as it recorded, not what the file says."""
+    path = path_of(database_url)
+    operation_id = operation_of(engine, tenant.token_id)
+    with connection(path) as conn:
+        ledger = open_ledger(path, conn, capacity=8)
+        for _ in range(5):
+            assert ledger.append(tenant.token_id, DAY, operation_id, 1)
+        ledger._map[ledger_module.HEADER_BYTES :] = bytes(8 * ledger_module.RECORD_BYTES)
+        ledger.fold_alone(conn, *ledger.take())
+        ledger.close()
+    assert counted(engine, tenant.token_id, DAY) == 5
 
 
 def test_the_ring_wraps_and_a_full_ledger_refuses_until_folded(
@@ -121,11 +165,14 @@ def test_the_ring_wraps_and_a_full_ledger_refuses_until_folded(
             for _ in range(4):
                 assert ledger.append(tenant.token_id, DAY, operation_id, 1)
             assert not ledger.append(tenant.token_id, DAY, operation_id, 1)
-            conn.execute("BEGIN IMMEDIATE")
-            ledger.folded = ledger.fold(conn, ledger.head)
-            conn.execute("COMMIT")
+            upto, totals = ledger.take()
+            ledger.fold_alone(conn, upto, totals)
+            ledger.folded = upto
             assert counted(engine, tenant.token_id, DAY) == 4 * (lap + 1)
         ledger.close()
+        # The last lap's records, read back from the file as a restart would: none is new.
+        reopened_and_folded(path, conn)
+    assert counted(engine, tenant.token_id, DAY) == 12
 
 
 def test_a_ledger_of_another_database_is_set_aside_and_not_counted(
@@ -169,7 +216,7 @@ connection.execute("COMMIT")
 
 
 @pytest.mark.anyio
-async def test_with_the_ledger_full_a_charge_waits_for_sqlite_and_none_is_lost(
+async def test_with_the_ledger_full_a_charge_is_refused_at_once_and_none_is_lost(
     database_url: str, engine: Engine, tenant: Tenant
 ) -> None:
     path = path_of(database_url)
@@ -191,17 +238,21 @@ async def test_with_the_ledger_full_a_charge_waits_for_sqlite_and_none_is_lost(
         assert holder.stdout is not None
         assert holder.stdin is not None
         assert (await holder.stdout.readline()).strip() == b"locked"
-        # Three fit in the ledger while the lock keeps every fold out; the fourth waits.
+        # Three fit in the ledger while the lock keeps every fold out...
         for _ in range(3):
             assert (
                 await limits.admit(request(tenant.token_id, operation_id))
             ).outcome is Outcome.ADMITTED
-        fourth = asyncio.ensure_future(limits.admit(request(tenant.token_id, operation_id)))
-        await asyncio.sleep(0.5)
-        assert not fourth.done()
+        # ...the fourth is refused at once (the store's outage: a 503), taking nothing.
+        with pytest.raises(StoreUnavailable, match="is full: SQLite cannot be written"):
+            await asyncio.wait_for(limits.admit(request(tenant.token_id, operation_id)), 5)
+        assert limits.in_flight(tenant.token_id) == 4
         holder.stdin.write(b"\n")
         await holder.wait()
-        assert (await asyncio.wait_for(fourth, 15)).outcome is Outcome.ADMITTED
+        await asyncio.wait_for(reader.fold_charges(), 15)
+        assert (
+            await limits.admit(request(tenant.token_id, operation_id))
+        ).outcome is Outcome.ADMITTED
         await reader.fold_charges()
     finally:
         if holder.returncode is None:

@@ -300,11 +300,17 @@ def test_a_redis_that_does_not_answer_yet_is_a_warning_and_the_server_starts(
 
 
 def test_a_second_server_on_one_sqlite_file_is_refused(tmp_path: Path) -> None:
+    """By any name: a symlink or a hard link to the file served three budgets at once."""
     assert cli("migrate", cwd=tmp_path).returncode == 0
+    (tmp_path / "symlink.db").symlink_to("routing-points.db")
+    (tmp_path / "hardlink.db").hardlink_to(tmp_path / "routing-points.db")
     first = ServerProcess("serve", port=free_port(), cwd=tmp_path).wait_ready()
     try:
-        line = one_line_error(cli("serve", "--port", str(free_port()), cwd=tmp_path))
-        assert line.startswith("Error: another server is already using routing-points.db")
+        for name in ("routing-points.db", "symlink.db", "hardlink.db"):
+            database = f"sqlite:///{tmp_path / name}"
+            second = cli("serve", "--database", database, "--port", str(free_port()))
+            line = one_line_error(second)
+            assert line.startswith(f"Error: another server is already using {tmp_path / name}")
     finally:
         assert first.stop()
 

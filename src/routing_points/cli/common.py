@@ -6,10 +6,12 @@ says what failed; only `migrate`, `serve` and `demo` may create a store.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import functools
 import os
 import socket
+import sqlite3
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -35,7 +37,7 @@ from routing_points.store.factory import (
     LOCAL_LIMITS_LOCK,
     sole_process,
 )
-from routing_points.store.ledger import ledger_path
+from routing_points.store.ledger import ledger_path, open_ledger
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -170,17 +172,25 @@ def check_store_free(settings: Settings) -> None:
 
 
 def check_ledger(database: Path) -> None:
-    """The embedded store's charge ledger (store/ledger.py), when there is one, must be a
-    file the server can write: every call's charge goes there first."""
+    """The embedded store's charge ledger (store/ledger.py) must be a file the server can
+    write, made (or its records read back) here, where a fault is one line."""
+    from routing_points.store.sqlite import connect
+
     path = ledger_path(database)
     try:
         if path.exists() or path.is_symlink():
             with path.open("r+b"):
                 pass
+        with contextlib.closing(connect(database)) as connection:
+            open_ledger(database, connection).close()
     except OSError as exc:
         reason = exc.strerror or type(exc).__name__
         raise click.ClickException(
             f"cannot write {path}, the server's charge ledger: {reason}"
+        ) from None
+    except sqlite3.Error as exc:
+        raise click.ClickException(
+            f"cannot start the charge ledger of {database}: {type(exc).__name__}: {exc}"
         ) from None
 
 

@@ -47,16 +47,30 @@ if TYPE_CHECKING:  # imported when opened: the CLI's lock check needs neither dr
 
 
 class SoleProcess:
-    """The lock that makes this process the only server of a SQLite file."""
+    """The lock that makes this process the only server of a SQLite file, whatever name
+    reaches it: a lock file beside its real path (symlinks resolved), and a lock on the
+    file itself, which its hard links share."""
 
     def __init__(self, sqlite_path: Path) -> None:
         self.sqlite_path = sqlite_path
-        self.path = sqlite_path.with_name(sqlite_path.name + ".lock")
-        self._file: IO[str] | None = None
+        real = sqlite_path.resolve()
+        self.path = real.with_name(real.name + ".lock")
+        self._files: list[IO[bytes]] = []
 
     def acquire(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        file = self.path.open("a")
+        try:
+            self._lock(self.path, "ab")
+            if self.sqlite_path.exists():
+                # flock, not SQLite's fcntl locks: the two never meet. Closed only once
+                # SQLite's connections are (closing a file drops this process's fcntl locks).
+                self._lock(self.sqlite_path, "rb")
+        except BaseException:
+            self.release()
+            raise
+
+    def _lock(self, path: Path, mode: str) -> None:
+        file = path.open(mode)
         try:
             fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -65,12 +79,11 @@ class SoleProcess:
                 f"another server is already using {self.sqlite_path}: the embedded store "
                 "serves from one process (use PostgreSQL and Redis to scale out)"
             ) from None
-        self._file = file
+        self._files.append(file)
 
     def release(self) -> None:
-        if self._file is not None:
-            self._file.close()  # closing the file releases its lock
-            self._file = None
+        while self._files:
+            self._files.pop().close()  # closing a file releases its lock
 
 
 @contextlib.contextmanager

@@ -8,17 +8,18 @@ written into a shared memory-mapped file: the kernel's page cache holds the reco
 as it is written, whatever becomes of the process. That is the promise of a SQLite commit
 in WAL mode with synchronous=NORMAL, no more (neither outlives a power cut), and no less.
 
-The writer thread folds the records into `usage_counters` (at most every `FOLD_EVERY_S`
-under load, at once when idle), in one transaction that also moves the ledger's mark in
-`meta` to the last record folded: a record is counted once, whenever the process dies.
-On opening, whatever a dead server left unfolded is folded before anything is served.
+The charges are folded into `usage_counters` (at most every `FOLD_EVERY_S` under load, at
+once when idle) from totals kept in memory, in one transaction that also moves the
+ledger's mark in `meta` to the last record folded: a record is counted once, whenever the
+process dies. On opening, the records a dead server left after the mark are taken back
+as not yet counted, and the first fold counts them.
 
 Layout: a header (magic, epoch, capacity), then a ring of `capacity` records
 
     seq | token_id | operation_id | day (YYYYMMDD) + cost << 32     (8-byte words)
 
 A record is written fields first and its sequence number last (one aligned 8-byte store),
-so a record cut short by the process's death carries a stale number and is never folded;
+so a record cut short by the process's death carries a stale number and is never counted;
 its answer never went out. The epoch ties the file to its database: a ledger found beside
 a database it was not made for (the database replaced or restored) is set aside.
 """
@@ -33,7 +34,6 @@ import os
 import secrets
 import sqlite3
 import struct
-from collections import Counter
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -82,8 +82,16 @@ def _day_text(number: int) -> str:
     return f"{number // 10_000:04d}-{number // 100 % 100:02d}-{number % 100:02d}"
 
 
+# What a fold counts: (token_id, day, operation_id) -> the cost recorded.
+Totals = dict[tuple[int, str, int], int]
+
+
 class ChargeLedger:
-    """One server's ledger: appended on the event loop, folded on the writer thread."""
+    """One server's ledger: appended on the event loop, folded from what it keeps in memory.
+
+    Live folds count the totals this process kept as it appended, never what the file
+    says: damage done to the file while the server runs costs nothing until a crash. The
+    file is read back only on opening, for what a dead server left."""
 
     def __init__(self, path: Path, epoch: int, capacity: int, folded: int) -> None:
         self.path = path
@@ -97,6 +105,10 @@ class ChargeLedger:
         # The records as 8-byte words: a store each, the cheapest write Python has.
         self._words = memoryview(self._map)[HEADER_BYTES:].cast("q")
         self._days: dict[str, int] = {}
+        self._pending: Totals = {}  # the records after `folded`, added up
+
+    def full(self) -> bool:
+        return self.head - self.folded >= self.capacity
 
     def append(self, token_id: int, day: str, operation_id: int, cost: int) -> bool:
         """Record one charge, durable on return; False when the ledger is full."""
@@ -114,67 +126,72 @@ class ChargeLedger:
         words[at + 3] = number | cost << 32
         words[at] = seq  # last: the record is whole once its number is
         self.head = seq
+        key = (token_id, day, operation_id)
+        pending = self._pending
+        pending[key] = pending.get(key, 0) + cost
         return True
 
-    def tally(self, after: int, upto: int) -> tuple[int, Counter[tuple[int, int, int]]]:
-        """The records after `after`, up to `upto`, as long as they follow on: the last
-        one's number, and how many there are of each (token_id, operation_id, day | cost <<
-        32). Read a column at a time (a strided view), not a record at a time: a busy
-        server folds a thousand records per fold."""
-        words, capacity = self._words, self.capacity
-        counts: Counter[tuple[int, int, int]] = Counter()
-        last = after
-        while last < upto:
-            start = (last + 1) % capacity
-            length = min(upto - last, capacity - start)  # to the end of the ring at most
-            base, end = start * 4, (start + length) * 4
-            numbers = words[base:end:4].tolist()
-            whole = length
-            if numbers[-1] != last + length:
-                # Cut short by the death of the process that wrote it: records are written
-                # in order, so every one before the first out of place is whole.
-                whole = next(i for i, seq in enumerate(numbers) if seq != last + 1 + i)
-                end = (start + whole) * 4
-            columns = (words[base + column : end : 4].tolist() for column in (1, 2, 3))
-            counts.update(zip(*columns, strict=True))
-            last += whole
-            if whole < length:
-                break
-        return last, counts
+    def pending_for(self, operation_id: int, day: str) -> dict[int, int]:
+        """Per token, what the operation's day has recorded and not yet folded."""
+        found: dict[int, int] = {}
+        for (token_id, pending_day, pending_operation), cost in self._pending.items():
+            if pending_operation == operation_id and pending_day == day:
+                found[token_id] = found.get(token_id, 0) + cost
+        return found
 
-    def fold(self, connection: sqlite3.Connection, upto: int) -> int:
-        """Count the records up to `upto` in `usage_counters`, once; return the new mark.
+    def take(self) -> tuple[int, Totals]:
+        """What the next fold counts: the records up to the head, added up."""
+        totals, self._pending = self._pending, {}
+        return self.head, totals
 
-        In the caller's write transaction, which also moves the mark: read inside it, so two
-        folds (or a fold and a recovery) never count a record twice. Charges of a token
-        deleted meanwhile are dropped with it, as its counters were."""
+    def put_back(self, totals: Totals) -> None:
+        """A fold that failed: its totals wait for the next one."""
+        pending = self._pending
+        for key, cost in totals.items():
+            pending[key] = pending.get(key, 0) + cost
+
+    def fold(self, connection: sqlite3.Connection, upto: int, totals: Totals) -> None:
+        """Count `totals` (the records up to `upto`) in `usage_counters`, and move the mark.
+
+        In the caller's write transaction: the counters and the mark move together, so a
+        record is counted once whenever the process dies. Charges of a token deleted
+        meanwhile are dropped with it, as its counters were."""
         mark = connection.execute(_MARK_SQL, (META_KEY,)).fetchone()
-        epoch, folded = _parse_mark(None if mark is None else mark[0])
+        epoch, _folded = _parse_mark(None if mark is None else mark[0])
         if epoch != self.epoch:
             raise sqlite3.DatabaseError(f"{self.path.name} is not the one this database counts")
-        last, counts = self.tally(folded, upto)
-        if last == folded:
-            return folded
-        totals: dict[tuple[int, int], list[int]] = {}
-        for (token_id, operation_id, day_cost), records in counts.items():
-            total = totals.setdefault((token_id, day_cost & 0xFFFFFFFF), [operation_id, 0])
-            total[1] += records * (day_cost >> 32)
         connection.executemany(
             _FOLD_SQL,
             [
-                (token_id, _day_text(day), operation_id, cost)
-                for (token_id, day), (operation_id, cost) in totals.items()
+                (token_id, day, operation_id, cost)
+                for (token_id, day, operation_id), cost in totals.items()
             ],
         )
-        connection.execute(_SET_MARK_SQL, (META_KEY, f"{self.epoch}:{last}"))
-        return last
+        connection.execute(_SET_MARK_SQL, (META_KEY, f"{self.epoch}:{upto}"))
 
-    def fold_alone(self, connection: sqlite3.Connection, upto: int) -> int:
+    def fold_alone(self, connection: sqlite3.Connection, upto: int, totals: Totals) -> None:
         """`fold` in a write transaction of its own."""
         connection.execute("BEGIN IMMEDIATE")
-        folded = self.fold(connection, upto)
+        self.fold(connection, upto, totals)
         connection.execute("COMMIT")
-        return folded
+
+    def recover(self) -> int:
+        """Take every whole record after the mark still in the file as not yet counted (a
+        dead server's); return how many between them were damaged, and are lost. A record
+        cut short by its writer's death carries a stale number: it is not one of them."""
+        words, capacity, folded = self._words, self.capacity, self.folded
+        numbers = words[0::4].tolist()
+        found = [
+            (slot, seq)
+            for slot, seq in enumerate(numbers)
+            if folded < seq <= folded + capacity and seq % capacity == slot
+        ]
+        for slot, _seq in found:
+            token_id, operation_id, day_cost = words[slot * 4 + 1 : slot * 4 + 4].tolist()
+            key = (token_id, _day_text(day_cost & 0xFFFFFFFF), operation_id)
+            self._pending[key] = self._pending.get(key, 0) + (day_cost >> 32)
+        self.head = max((seq for _slot, seq in found), default=folded)
+        return self.head - folded - len(found)
 
     def close(self) -> None:
         self._words.release()
@@ -257,19 +274,24 @@ def _create(path: Path, capacity: int) -> int:
     (not a sparse file), so a full disk can never fault a write into the mapping."""
     epoch = secrets.randbits(63)
     building = path.with_name(path.name + ".new")
-    with building.open("wb") as file:
-        file.write(HEADER.pack(MAGIC, epoch, capacity).ljust(HEADER_BYTES, b"\0"))
-        file.write(bytes(capacity * RECORD_BYTES))
-        file.flush()
-        os.fsync(file.fileno())
-    os.replace(building, path)
+    try:
+        with building.open("wb") as file:
+            file.write(HEADER.pack(MAGIC, epoch, capacity).ljust(HEADER_BYTES, b"\0"))
+            file.write(bytes(capacity * RECORD_BYTES))
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(building, path)
+    finally:
+        building.unlink(missing_ok=True)  # a full disk leaves no half-made file behind
     return epoch
 
 
 def open_ledger(
     database: Path, connection: sqlite3.Connection, capacity: int = CAPACITY
 ) -> ChargeLedger:
-    """The database's ledger, with whatever a dead server left in it counted first;
+    """The database's ledger, holding what a dead server left uncounted (folded by the
+    first fold: opening writes nothing, so a locked or read-only database does not stop a
+    start); a new one, marked in the database, when there is none that belongs to it.
     `capacity` is a new ledger's."""
     path = ledger_path(database)
     row = connection.execute(_MARK_SQL, (META_KEY,)).fetchone()
@@ -286,11 +308,9 @@ def open_ledger(
         connection.execute(_SET_MARK_SQL, (META_KEY, f"{epoch}:0"))
         return ChargeLedger(path, epoch, capacity, 0)
     ledger = ChargeLedger(path, epoch, header[1], folded)
-    try:
-        ledger.head = ledger.folded = ledger.fold_alone(connection, folded + ledger.capacity)
-    except BaseException:
-        ledger.close()
-        raise
+    damaged = ledger.recover()
+    if damaged:
+        logger.warning("%s: %d damaged charge records are not counted", path.name, damaged)
     return ledger
 
 

@@ -57,7 +57,11 @@ class RefusalLog:
             try:
                 await self.flush()
             except Exception as exc:  # the counts wait for the next flush
-                logger.warning("refusal counts not written yet: %s", exc)
+                # One line: SQLAlchemy's own text adds the statement and a link below.
+                cause = getattr(exc, "orig", None) or exc
+                logger.warning(
+                    "refusal counts not written yet: %s: %s", type(cause).__name__, cause
+                )
 
     async def flush(self) -> None:
         if not self._pending:

@@ -113,8 +113,8 @@ PRINCIPAL_CACHE_SIZE = 100_000
 # Counter commits on the loop between two checkpoints on the writer thread (a commit
 # adds a page or two to the WAL: this keeps it near SQLite's default of 1,000 pages).
 CHECKPOINT_EVERY = 500
-# The most charges a fold counts on the event loop (about a millisecond); more go to the
-# writer thread.
+# The most counters a fold updates on the event loop (about a millisecond); more go to
+# the writer thread.
 FOLD_ON_LOOP_MAX = 2_000
 # How long a check of PRAGMA data_version stays good (seconds).
 VERSION_CHECK_S = 0.001
@@ -184,7 +184,11 @@ class SqliteReader:
         self._checked_at = 0.0
         self._loop_commits = 0
         self._checkpointing: asyncio.Future[None] | None = None
+        self._folding = asyncio.Lock()
         self._folds = FoldPlan(self.ledger, self.fold_charges)
+        if self.ledger.head > self.ledger.folded:
+            with contextlib.suppress(RuntimeError):  # no loop running: the first charge folds
+                self._folds.charged()  # what a dead server left, counted at once
 
     async def principal(self, secret_hash: str) -> Principal | None:
         """The live token with this digest; cached until anyone else writes to the file.
@@ -218,12 +222,18 @@ class SqliteReader:
         return principal
 
     async def load_counters(self, operation_id: int, day: str) -> list[tuple[int, int]]:
-        await self.fold_charges()
+        """The day's counters, with what the ledger holds unfolded (a dead server's, taken
+        back at start): exact even while SQLite cannot be written."""
 
         def load(connection: sqlite3.Connection) -> list[tuple[int, int]]:
             return connection.execute(_LOAD_SQL, (operation_id, day)).fetchall()
 
-        return await self._on_write_thread(load)
+        async with self._folding:  # no fold moves charges from the ledger meanwhile
+            rows = await self._on_write_thread(load)
+            counts = dict(rows)
+            for token_id, cost in self.ledger.pending_for(operation_id, day).items():
+                counts[token_id] = counts.get(token_id, 0) + cost
+        return list(counts.items())
 
     def record_charge(self, token_id: int, day: str, operation_id: int, cost: int) -> bool:
         """Record a charge, durable on return (store/ledger.py): no commit, no wait.
@@ -237,20 +247,25 @@ class SqliteReader:
     async def fold_charges(self) -> None:
         """Count in `usage_counters` every charge recorded so far; raise if it cannot.
 
-        On the loop's connection when the write lock is free and the fold is small (it
-        leaves the token cache warm: a commit by another connection would clear it), else
-        on the writer thread, which waits for the lock and names a fault."""
-        ledger = self.ledger
-        head = ledger.head
-        if head <= ledger.folded:
-            return
-        folded: list[int] = []
-        if head - ledger.folded > FOLD_ON_LOOP_MAX or not self._commit_on_loop(
-            lambda connection: folded.append(ledger.fold(connection, head))
-        ):
-            fold = functools.partial(ledger.fold_alone, upto=head)
-            folded.append(await self._on_write_thread(fold))
-        ledger.folded = max(ledger.folded, folded[-1])
+        One fold at a time: a mark must never pass charges a failed fold put back. On the
+        loop's connection when the write lock is free and the fold is small (it leaves the
+        token cache warm: a commit by another connection would clear it), else on the
+        writer thread, which waits for the lock and names a fault."""
+        async with self._folding:
+            ledger = self.ledger
+            if ledger.head <= ledger.folded:
+                return
+            upto, totals = ledger.take()
+            try:
+                if len(totals) > FOLD_ON_LOOP_MAX or not self._commit_on_loop(
+                    lambda connection: ledger.fold(connection, upto, totals)
+                ):
+                    fold = functools.partial(ledger.fold_alone, upto=upto, totals=totals)
+                    await self._on_write_thread(fold)
+            except BaseException:
+                ledger.put_back(totals)
+                raise
+            ledger.folded = upto
 
     async def charge(self, token_id: int, day: str, operation_id: int, cost: int) -> None:
         """Record a charge; return once it is committed (WAL, synchronous=NORMAL). For a
@@ -260,6 +275,10 @@ class SqliteReader:
         together in its next transaction, since a commit costs ten times an upsert. Each
         request still waits for its own commit before it answers.
         """
+        if self.ledger.full():
+            # Its folds have failed for 65,536 charges: SQLite is not writable, and a commit
+            # would wait behind them. Refused at once, as the store's outage.
+            raise StoreUnavailable(f"{self.ledger.path.name} is full: SQLite cannot be written")
         loop = asyncio.get_running_loop()
         committed = loop.create_future()
         self._charges.append(Charge(token_id, day, operation_id, cost))
@@ -466,12 +485,17 @@ class SqliteReader:
             raise StoreUnavailable(f"the folder of {self.path.name} is not writable")
         if self.outage.since is not None:
             # The last write failed: only a write says whether the fault is gone, and
-            # without this probe an unready server would get no traffic to find out.
-            def probe(connection: sqlite3.Connection) -> None:
-                connection.execute("BEGIN IMMEDIATE")
-                connection.execute("ROLLBACK")
-
-            await self._on_write_thread(probe)
+            # without this probe an unready server would get no traffic to find out. On a
+            # new connection that never waits: behind the writer thread's work it would
+            # wait out another process's lock, and a probe must answer at once; and a new
+            # one sees a file made writable again, where an old one may stay read-only.
+            try:
+                with contextlib.closing(connect_for_loop(self.path)) as connection:
+                    connection.execute("BEGIN IMMEDIATE")
+                    connection.execute("ROLLBACK")
+            except sqlite3.Error as exc:
+                raise StoreUnavailable(f"{type(exc).__name__}: {exc}") from exc
+            self.outage.ended()
 
     async def close(self) -> None:
         self._folds.stop()
