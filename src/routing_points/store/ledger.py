@@ -56,6 +56,8 @@ FOLD_EVERY_S = 0.05
 # After a fold failed (SQLite could not be written), the next is tried this much later.
 FOLD_RETRY_S = 1.0
 META_KEY = "charge_ledger"
+# What a record may cost at most: a call costs 1; more is a damaged record.
+MAX_COST = 1_000
 
 _FOLD_SQL = """
 INSERT INTO usage_counters (token_id, day, operation_id, count)
@@ -186,12 +188,17 @@ class ChargeLedger:
             for slot, seq in enumerate(numbers)
             if folded < seq <= folded + capacity and seq % capacity == slot
         ]
+        whole = 0
         for slot, _seq in found:
             token_id, operation_id, day_cost = words[slot * 4 + 1 : slot * 4 + 4].tolist()
+            cost = day_cost >> 32
+            if not 0 < cost <= MAX_COST:
+                continue  # damaged: no call costs that
             key = (token_id, _day_text(day_cost & 0xFFFFFFFF), operation_id)
-            self._pending[key] = self._pending.get(key, 0) + (day_cost >> 32)
+            self._pending[key] = self._pending.get(key, 0) + cost
+            whole += 1
         self.head = max((seq for _slot, seq in found), default=folded)
-        return self.head - folded - len(found)
+        return self.head - folded - whole
 
     def close(self) -> None:
         self._words.release()
