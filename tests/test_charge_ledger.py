@@ -138,6 +138,27 @@ def test_a_damaged_record_is_lost_alone_and_named(
     ]
 
 
+def test_damage_past_the_last_whole_record_is_named(
+    database_url: str, engine: Engine, tenant: Tenant, caplog: pytest.LogCaptureFixture
+) -> None:
+    """How many charges damaged records held cannot be known; that there are some can."""
+    path = path_of(database_url)
+    operation_id = operation_of(engine, tenant.token_id)
+    caplog.set_level(logging.WARNING, logger="routing_points.store")
+    with connection(path) as conn:
+        ledger = open_ledger(path, conn, capacity=8)
+        for _ in range(3):
+            assert ledger.append(tenant.token_id, DAY, operation_id, 1)
+        ledger._words[3 * 4] = -1  # the last record's number: 0xff bytes
+        ledger.close()
+        reopened_and_folded(path, conn)
+    assert counted(engine, tenant.token_id, DAY) == 2
+    assert [r.getMessage() for r in caplog.records] == [
+        f"{ledger_path(path).name}: 1 records are damaged; charges they held, if any, "
+        "are not counted"
+    ]
+
+
 def test_damage_to_the_file_while_the_server_runs_costs_no_charge(
     database_url: str, engine: Engine, tenant: Tenant
 ) -> None:

@@ -20,10 +20,11 @@ from pathlib import Path
 
 import httpx
 import pytest
+from sqlalchemy import Engine
 
 from routing_points.store.reader import StoreUnavailable
 from routing_points.store.sqlite import SqliteReader
-from tests.support.seed import Tenant
+from tests.support.seed import Tenant, add_tenant, point
 from tests.support.servers import LiveServer, headers, make_settings
 from tests.support.wire import ENDPOINT
 
@@ -64,8 +65,9 @@ def live_sqlite(database_url: str, tenant: Tenant) -> Iterator[LiveServer]:
 
 
 async def test_a_held_write_lock_leaves_the_server_answering_and_charging(
-    database_url: str, tenant: Tenant, live_sqlite: LiveServer
+    database_url: str, tenant: Tenant, engine: Engine, live_sqlite: LiveServer
 ) -> None:
+    other = add_tenant(engine, "0033", [point(1)], timezone="America/Bogota")
     async with httpx.AsyncClient(base_url=live_sqlite.url, timeout=30) as http:
         # The day's counters are loaded before the lock, as a running server has them.
         assert (await http.get(POINTS, headers=headers(tenant.token))).status_code == 200
@@ -82,6 +84,10 @@ async def test_a_held_write_lock_leaves_the_server_answering_and_charging(
                     for _ in range(3)
                 ]
                 assert during == [200] * 3
+                # An operation's first call loads its counters: read on the loop, at once
+                # (it waited ~10 s behind a fold stuck on the lock).
+                first = await http.get(POINTS, headers=headers(other.token), timeout=3)
+                assert first.status_code == 200
                 health = await http.get("/healthz", timeout=5)
                 assert health.status_code == 200
                 await asyncio.sleep(0.3)

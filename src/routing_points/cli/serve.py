@@ -25,6 +25,7 @@ import uvicorn
 
 from routing_points import contract
 from routing_points.cli.common import (
+    check_ledger,
     check_port_free,
     check_redis,
     check_store_free,
@@ -189,8 +190,15 @@ def ready_to_serve(settings: Settings, host: str, port: int) -> None:
     serving `mirror`."""
     check_port_free(host, port)
     check_redis(settings)
-    open_store(settings.database_url, create=True).dispose()
-    check_store_free(settings)
+    if settings.is_sqlite:
+        # Migrated while this process holds the file: opened by another of its names (a
+        # hard link) beside a running server, it would get a WAL of its own.
+        with sole_process(settings):
+            open_store(settings.database_url, create=True).dispose()
+            check_ledger(settings.sqlite_path)
+    else:
+        open_store(settings.database_url, create=True).dispose()
+        check_store_free(settings)
 
 
 def _demo_points(rng: random.Random, now: int) -> list[dict[str, Any]]:

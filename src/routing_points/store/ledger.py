@@ -64,7 +64,7 @@ INSERT INTO usage_counters (token_id, day, operation_id, count)
 SELECT ?1, ?2, ?3, ?4 WHERE EXISTS (SELECT 1 FROM tokens WHERE id = ?1)
 ON CONFLICT (token_id, day) DO UPDATE SET count = usage_counters.count + excluded.count
 """
-_MARK_SQL = "SELECT value FROM meta WHERE key = ?"
+MARK_SQL = "SELECT value FROM meta WHERE key = ?"
 _SET_MARK_SQL = """
 INSERT INTO meta (key, value) VALUES (?1, ?2)
 ON CONFLICT (key) DO UPDATE SET value = excluded.value
@@ -108,6 +108,9 @@ class ChargeLedger:
         self._words = memoryview(self._map)[HEADER_BYTES:].cast("q")
         self._days: dict[str, int] = {}
         self._pending: Totals = {}  # the records after `folded`, added up
+        # A fold under way: the last record it counts, and its totals.
+        self._taken: tuple[int, Totals] | None = None
+        self.damaged_slots = 0  # found by `recover`
 
     def full(self) -> bool:
         return self.head - self.folded >= self.capacity
@@ -133,21 +136,34 @@ class ChargeLedger:
         pending[key] = pending.get(key, 0) + cost
         return True
 
-    def pending_for(self, operation_id: int, day: str) -> dict[int, int]:
-        """Per token, what the operation's day has recorded and not yet folded."""
+    def uncounted(self, operation_id: int, day: str, marked: int) -> dict[int, int]:
+        """Per token, what the operation's day has recorded that a database whose mark is
+        at `marked` does not count yet: the pending charges, and a fold's under way if
+        it has not committed."""
+        sources = [self._pending]
+        if self._taken is not None and self._taken[0] > marked:
+            sources.append(self._taken[1])
         found: dict[int, int] = {}
-        for (token_id, pending_day, pending_operation), cost in self._pending.items():
-            if pending_operation == operation_id and pending_day == day:
-                found[token_id] = found.get(token_id, 0) + cost
+        for totals in sources:
+            for (token_id, pending_day, pending_operation), cost in totals.items():
+                if pending_operation == operation_id and pending_day == day:
+                    found[token_id] = found.get(token_id, 0) + cost
         return found
 
     def take(self) -> tuple[int, Totals]:
         """What the next fold counts: the records up to the head, added up."""
         totals, self._pending = self._pending, {}
-        return self.head, totals
+        self._taken = (self.head, totals)
+        return self._taken
+
+    def folded_up_to(self, upto: int) -> None:
+        """The fold of what `take` gave has committed."""
+        self._taken = None
+        self.folded = upto
 
     def put_back(self, totals: Totals) -> None:
         """A fold that failed: its totals wait for the next one."""
+        self._taken = None
         pending = self._pending
         for key, cost in totals.items():
             pending[key] = pending.get(key, 0) + cost
@@ -158,7 +174,7 @@ class ChargeLedger:
         In the caller's write transaction: the counters and the mark move together, so a
         record is counted once whenever the process dies. Charges of a token deleted
         meanwhile are dropped with it, as its counters were."""
-        mark = connection.execute(_MARK_SQL, (META_KEY,)).fetchone()
+        mark = connection.execute(MARK_SQL, (META_KEY,)).fetchone()
         epoch, _folded = _parse_mark(None if mark is None else mark[0])
         if epoch != self.epoch:
             raise sqlite3.DatabaseError(f"{self.path.name} is not the one this database counts")
@@ -188,6 +204,11 @@ class ChargeLedger:
             for slot, seq in enumerate(numbers)
             if folded < seq <= folded + capacity and seq % capacity == slot
         ]
+        self.damaged_slots = sum(
+            1
+            for slot, seq in enumerate(numbers)
+            if seq < 0 or seq > folded + capacity or (seq and seq % capacity != slot)
+        )
         whole = 0
         for slot, _seq in found:
             token_id, operation_id, day_cost = words[slot * 4 + 1 : slot * 4 + 4].tolist()
@@ -251,6 +272,11 @@ class FoldPlan:
         task.add_done_callback(done)
 
 
+def marked_up_to(mark: str | None) -> int:
+    """The last record a database whose mark reads so counts."""
+    return _parse_mark(mark)[1]
+
+
 def _parse_mark(value: str | None) -> tuple[int | None, int]:
     if value is None:
         return None, 0
@@ -301,7 +327,7 @@ def open_ledger(
     start); a new one, marked in the database, when there is none that belongs to it.
     `capacity` is a new ledger's."""
     path = ledger_path(database)
-    row = connection.execute(_MARK_SQL, (META_KEY,)).fetchone()
+    row = connection.execute(MARK_SQL, (META_KEY,)).fetchone()
     epoch, folded = _parse_mark(None if row is None else row[0])
     header = _read_header(path)
     if epoch is None or header is None or header[0] != epoch:
@@ -318,6 +344,14 @@ def open_ledger(
     damaged = ledger.recover()
     if damaged:
         logger.warning("%s: %d damaged charge records are not counted", path.name, damaged)
+    elif ledger.damaged_slots:
+        # Past the last whole record, or in place of every one: how many charges they
+        # held, if any, cannot be known.
+        logger.warning(
+            "%s: %d records are damaged; charges they held, if any, are not counted",
+            path.name,
+            ledger.damaged_slots,
+        )
     return ledger
 
 
@@ -329,7 +363,7 @@ def pending_charges(database: Path) -> int:
         return 0
     epoch, capacity = header
     with contextlib.closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True)) as conn:
-        row = conn.execute(_MARK_SQL, (META_KEY,)).fetchone()
+        row = conn.execute(MARK_SQL, (META_KEY,)).fetchone()
     marked, folded = _parse_mark(None if row is None else row[0])
     if marked != epoch:
         return 0

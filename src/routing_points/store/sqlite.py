@@ -38,16 +38,15 @@ from routing_points.futures import discard_outcome, settle
 from routing_points.outage import Outage
 from routing_points.store.engine import configure_sqlite_connection
 from routing_points.store.ledger import CAPACITY as LEDGER_CAPACITY
-from routing_points.store.ledger import ChargeLedger, FoldPlan, open_ledger
+from routing_points.store.ledger import (
+    MARK_SQL,
+    META_KEY,
+    ChargeLedger,
+    FoldPlan,
+    marked_up_to,
+    open_ledger,
+)
 from routing_points.store.reader import (
-    CHANGES_SQL,
-    CHARGE_SQL,
-    COUNT_SQL,
-    PRINCIPAL_COLUMNS,
-    PRINCIPAL_VALID_UNTIL,
-    PRINCIPAL_WHERE,
-    STALE_SQL,
-    VERSION_SQL,
     Changes,
     Charge,
     Principal,
@@ -56,57 +55,30 @@ from routing_points.store.reader import (
     StoreUnavailable,
     by_rp_id,
 )
+from routing_points.store.sqlite_sql import (
+    BEFORE,
+    CHANGES_SQL,
+    CHARGE_SQL,
+    COUNT_SQL,
+    KEEP_SQL,
+    LOAD_SQL,
+    NEXT_SQL,
+    NO_ROUTING,
+    PAGE_SQL,
+    PRINCIPAL_SQL,
+    PROBE_SQL,
+    ROUTING,
+    STALE_SQL,
+    VERSION_SQL,
+)
 
 T = TypeVar("T")
 
 logger = logging.getLogger("routing_points.store")
 
-# Built from constant column lists only: no value is ever formatted into SQL.
-_PRINCIPAL_SQL = f"""
-SELECT {PRINCIPAL_COLUMNS}, {PRINCIPAL_VALID_UNTIL.format("?1")}
-FROM tokens t JOIN operations o ON o.id = t.operation_id
-WHERE {PRINCIPAL_WHERE.format("?1")}
-"""
-
-# Where the cap cuts the page: the first rp_id past it, from the index alone.
-_NEXT_SQL = """
-SELECT rp_id FROM routing_points
-WHERE operation_id = ?1 AND rp_id > ?2 {routing}
-ORDER BY rp_id LIMIT 1 OFFSET ?3
-"""
-# A page in one row: its records' JSON joined by SQLite, a stale one as its marked rp_id.
-# An aggregate over the primary key's range visits it in rp_id order, so group_concat
-# joins in that order (tests/test_stored_records.py writes points out of order to check):
-# this flat form costs 40% less than an ORDERed, LIMITed subquery. CAST hands back bytes.
-_PAGE_SQL = """
-SELECT count(*), count(record_json), max(rp_id),
-       CAST(group_concat(coalesce(record_json, char(1) || rp_id || char(1)), ',') AS BLOB)
-FROM routing_points
-WHERE operation_id = ?1 AND rp_id > ?2 {routing} {before}
-"""
-_BEFORE = "AND rp_id < ?3"
-_STALE_SQL = STALE_SQL.format(p="?")
-_ROUTING = "AND rp_id = ?4"
-_NO_ROUTING = "AND ?4 IS NULL"
-_VERSION_SQL = VERSION_SQL.format(p="?")
-_CHANGES_SQL = CHANGES_SQL.format(p="?")
-_COUNT_SQL = COUNT_SQL.format(p="?")
-# A rendered record is kept only if its row and its operation's time zone are unchanged.
-_KEEP_SQL = """
-UPDATE routing_points
-SET record_json = ?1, kept_version = (SELECT version FROM operations WHERE id = ?2)
-WHERE operation_id = ?2 AND rp_id = ?3 AND rp_name = ?4 AND ivr_active = ?5
-  AND chat_active = ?6 AND interaction_active = ?7 AND crm_active = ?8
-  AND last_use_at IS ?9 AND kept_version IS NULL
-  AND (SELECT timezone FROM operations WHERE id = ?2) = ?10
-"""
 # Rendered records kept per write transaction: charges queued on the writer thread wait
 # for one chunk at most.
 KEEP_CHUNK = 1_000
-
-
-_CHARGE_SQL = CHARGE_SQL.format(", ".join("?" * len(Charge._fields)))
-_LOAD_SQL = "SELECT token_id, count FROM usage_counters WHERE operation_id = ? AND day = ?"
 
 
 PRINCIPAL_CACHE_SIZE = 100_000
@@ -134,7 +106,7 @@ def _in_snapshot(connection: sqlite3.Connection, read: Callable[[], T]) -> T:
 
 def _keep_chunk(values: Sequence[tuple[object, ...]], connection: sqlite3.Connection) -> None:
     connection.execute("BEGIN IMMEDIATE")
-    connection.executemany(_KEEP_SQL, values)
+    connection.executemany(KEEP_SQL, values)
     connection.execute("COMMIT")
 
 
@@ -209,7 +181,7 @@ class SqliteReader:
             cached = self._principals.get(secret_hash)
             if cached is not None:
                 return cached
-            row = self.loop_connection.execute(_PRINCIPAL_SQL, (secret_hash,)).fetchone()
+            row = self.loop_connection.execute(PRINCIPAL_SQL, (secret_hash,)).fetchone()
         except sqlite3.Error as exc:
             cause = f"{type(exc).__name__}: {exc}"
             self.outage.failed(cause)
@@ -222,17 +194,25 @@ class SqliteReader:
         return principal
 
     async def load_counters(self, operation_id: int, day: str) -> list[tuple[int, int]]:
-        """The day's counters, with what the ledger holds unfolded (a dead server's, taken
-        back at start): exact even while SQLite cannot be written."""
+        """The day's counters, with what the ledger holds that they do not count yet (a
+        dead server's, taken back at start; a fold's still under way): read on the loop,
+        where a read never waits, so exact and at once even while another process holds
+        SQLite's write lock."""
+        connection = self.loop_connection
 
-        def load(connection: sqlite3.Connection) -> list[tuple[int, int]]:
-            return connection.execute(_LOAD_SQL, (operation_id, day)).fetchall()
+        def read() -> tuple[str | None, list[tuple[int, int]]]:
+            mark = connection.execute(MARK_SQL, (META_KEY,)).fetchone()
+            rows = connection.execute(LOAD_SQL, (operation_id, day)).fetchall()
+            return (None if mark is None else mark[0]), rows
 
-        async with self._folding:  # no fold moves charges from the ledger meanwhile
-            rows = await self._on_write_thread(load)
-            counts = dict(rows)
-            for token_id, cost in self.ledger.pending_for(operation_id, day).items():
-                counts[token_id] = counts.get(token_id, 0) + cost
+        try:
+            mark, rows = _in_snapshot(connection, read)  # the mark and counts of one moment
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"{type(exc).__name__}: {exc}") from exc
+        counts = dict(rows)
+        uncounted = self.ledger.uncounted(operation_id, day, marked_up_to(mark))
+        for token_id, cost in uncounted.items():
+            counts[token_id] = counts.get(token_id, 0) + cost
         return list(counts.items())
 
     def record_charge(self, token_id: int, day: str, operation_id: int, cost: int) -> bool:
@@ -265,7 +245,7 @@ class SqliteReader:
             except BaseException:
                 ledger.put_back(totals)
                 raise
-            ledger.folded = upto
+            ledger.folded_up_to(upto)
 
     async def charge(self, token_id: int, day: str, operation_id: int, cost: int) -> None:
         """Record a charge; return once it is committed (WAL, synchronous=NORMAL). For a
@@ -294,7 +274,7 @@ class SqliteReader:
             self._committing = False
             return
         self._charges, self._waiting = [], []
-        if self._commit_on_loop(lambda connection: connection.executemany(_CHARGE_SQL, charges)):
+        if self._commit_on_loop(lambda connection: connection.executemany(CHARGE_SQL, charges)):
             for committed in waiting:
                 settle(committed, None)
             # Charges that arrived during this commit: there are none (it was synchronous),
@@ -304,7 +284,7 @@ class SqliteReader:
 
         def write(connection: sqlite3.Connection) -> None:
             connection.execute("BEGIN IMMEDIATE")
-            connection.executemany(_CHARGE_SQL, charges)
+            connection.executemany(CHARGE_SQL, charges)
             connection.execute("COMMIT")
 
         task = asyncio.ensure_future(self._on_write_thread(write))
@@ -399,22 +379,22 @@ class SqliteReader:
     async def page(
         self, operation_id: int, after: int, routing: int | None, limit: int
     ) -> StoredPage:
-        routing_sql = _NO_ROUTING if routing is None else _ROUTING
+        routing_sql = NO_ROUTING if routing is None else ROUTING
         connection = self._page_connection
 
         def fetch() -> StoredPage:
-            (version,) = connection.execute(_VERSION_SQL, (operation_id,)).fetchone()
+            (version,) = connection.execute(VERSION_SQL, (operation_id,)).fetchone()
             past_cap = connection.execute(
-                _NEXT_SQL.format(routing=routing_sql), (operation_id, after, limit, routing)
+                NEXT_SQL.format(routing=routing_sql), (operation_id, after, limit, routing)
             ).fetchone()
-            before = "" if past_cap is None else _BEFORE
+            before = "" if past_cap is None else BEFORE
             count, fresh, last, joined = connection.execute(
-                _PAGE_SQL.format(routing=routing_sql, before=before),
+                PAGE_SQL.format(routing=routing_sql, before=before),
                 (operation_id, after, None if past_cap is None else past_cap[0], routing),
             ).fetchone()
             stale = (
                 connection.execute(
-                    _STALE_SQL.format(routing=routing_sql), (operation_id, after, last, routing)
+                    STALE_SQL.format(routing=routing_sql), (operation_id, after, last, routing)
                 ).fetchall()
                 if fresh < count
                 else []
@@ -427,9 +407,9 @@ class SqliteReader:
         connection = self._page_connection
 
         def fetch() -> Changes:
-            (version,) = connection.execute(_VERSION_SQL, (operation_id,)).fetchone()
-            (total,) = connection.execute(_COUNT_SQL, (operation_id,)).fetchone()
-            rows = connection.execute(_CHANGES_SQL, (operation_id, since_version, limit + 1))
+            (version,) = connection.execute(VERSION_SQL, (operation_id,)).fetchone()
+            (total,) = connection.execute(COUNT_SQL, (operation_id,)).fetchone()
+            rows = connection.execute(CHANGES_SQL, (operation_id, since_version, limit + 1))
             points = sorted(((row[:-1], row[-1]) for row in rows), key=by_rp_id)
             return Changes(version, total, points)
 
@@ -489,10 +469,13 @@ class SqliteReader:
             # new connection that never waits: behind the writer thread's work it would
             # wait out another process's lock, and a probe must answer at once; and a new
             # one sees a file made writable again, where an old one may stay read-only.
+            # A real commit: a connection opened on a read-only file takes the write lock
+            # all the same, and only a write is refused.
             try:
                 with contextlib.closing(connect_for_loop(self.path)) as connection:
                     connection.execute("BEGIN IMMEDIATE")
-                    connection.execute("ROLLBACK")
+                    connection.execute(PROBE_SQL, (META_KEY,))
+                    connection.execute("COMMIT")
             except sqlite3.Error as exc:
                 raise StoreUnavailable(f"{type(exc).__name__}: {exc}") from exc
             self.outage.ended()
