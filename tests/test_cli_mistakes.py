@@ -311,6 +311,8 @@ def test_a_second_server_on_one_sqlite_file_is_refused(tmp_path: Path) -> None:
             second = cli("serve", "--database", database, "--port", str(free_port()))
             line = one_line_error(second)
             assert line.startswith(f"Error: another server is already using {tmp_path / name}")
+        # Refused before the file was opened: by another name, it would get a WAL of its own.
+        assert not any((tmp_path / f"hardlink.db{suffix}").exists() for suffix in ("-wal", "-shm"))
     finally:
         assert first.stop()
 

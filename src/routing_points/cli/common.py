@@ -152,6 +152,7 @@ def check_store_free(settings: Settings) -> None:
     advisory lock, alone or shared)."""
     if settings.is_sqlite:
         with sole_process(settings):
+            check_ledger(settings.sqlite_path)
             return
     shared = settings.redis_url is not None
     function, unlock = LIMITS_LOCK_FUNCTIONS[shared]

@@ -25,7 +25,6 @@ import uvicorn
 
 from routing_points import contract
 from routing_points.cli.common import (
-    check_ledger,
     check_port_free,
     check_redis,
     check_store_free,
@@ -44,7 +43,7 @@ from routing_points.settings import Settings
 from routing_points.sqlite_files import remove_sqlite_files
 from routing_points.store import meta as store_meta
 from routing_points.store import points, tenants
-from routing_points.store.factory import sole_process
+from routing_points.store.factory import SoleProcess, sole_process
 
 DEMO_DATABASE = "sqlite:///routing-points-demo.db"
 # The README's examples use this operation, so they run verbatim against the demo.
@@ -191,14 +190,11 @@ def ready_to_serve(settings: Settings, host: str, port: int) -> None:
     check_port_free(host, port)
     check_redis(settings)
     if settings.is_sqlite:
-        # Migrated while this process holds the file: opened by another of its names (a
-        # hard link) beside a running server, it would get a WAL of its own.
-        with sole_process(settings):
-            open_store(settings.database_url, create=True).dispose()
-            check_ledger(settings.sqlite_path)
-    else:
-        open_store(settings.database_url, create=True).dispose()
-        check_store_free(settings)
+        # Before it is opened: by another of its names (a hard link) beside a running
+        # server, it would get a WAL of its own.
+        SoleProcess(settings.sqlite_path).probe()
+    open_store(settings.database_url, create=True).dispose()
+    check_store_free(settings)
 
 
 def _demo_points(rng: random.Random, now: int) -> list[dict[str, Any]]:

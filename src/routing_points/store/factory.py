@@ -69,6 +69,16 @@ class SoleProcess:
             self.release()
             raise
 
+    def probe(self) -> None:
+        """Raise StoreInUse if a server holds the file now, creating nothing (no lock
+        file, no folder): what may be checked before the file is even opened."""
+        try:
+            for path in (self.path, self.sqlite_path):
+                if path.exists():
+                    self._lock(path, "rb")
+        finally:
+            self.release()
+
     def _lock(self, path: Path, mode: str) -> None:
         file = path.open(mode)
         try:
