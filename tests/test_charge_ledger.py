@@ -119,8 +119,24 @@ def test_a_record_cut_short_is_never_counted_and_a_whole_one_is_counted_once(
     assert counted(engine, tenant.token_id, DAY) == 3
 
 
+@pytest.mark.parametrize(
+    ("damaged", "number", "left", "said"),
+    [
+        # A record between whole ones: only it is lost, and it is counted.
+        (2, 12345, 4, "1 damaged charge records are not counted"),
+        # The last one: how many charges it held cannot be known; that it is damaged can.
+        (5, -1, 4, "1 records are damaged; charges they held, if any, are not counted"),
+    ],
+)
 def test_a_damaged_record_is_lost_alone_and_named(
-    database_url: str, engine: Engine, tenant: Tenant, caplog: pytest.LogCaptureFixture
+    database_url: str,
+    engine: Engine,
+    tenant: Tenant,
+    caplog: pytest.LogCaptureFixture,
+    damaged: int,
+    number: int,
+    left: int,
+    said: str,
 ) -> None:
     path = path_of(database_url)
     operation_id = operation_of(engine, tenant.token_id)
@@ -129,34 +145,11 @@ def test_a_damaged_record_is_lost_alone_and_named(
         ledger = open_ledger(path, conn, capacity=8)
         for _ in range(5):
             assert ledger.append(tenant.token_id, DAY, operation_id, 1)
-        ledger._words[2 * 4] = 12345  # the second record's number scribbled over
+        ledger._words[damaged * 4] = number  # that record's number scribbled over
         ledger.close()
         reopened_and_folded(path, conn)
-    assert counted(engine, tenant.token_id, DAY) == 4  # the ones after it are not lost
-    assert [r.getMessage() for r in caplog.records] == [
-        f"{ledger_path(path).name}: 1 damaged charge records are not counted"
-    ]
-
-
-def test_damage_past_the_last_whole_record_is_named(
-    database_url: str, engine: Engine, tenant: Tenant, caplog: pytest.LogCaptureFixture
-) -> None:
-    """How many charges damaged records held cannot be known; that there are some can."""
-    path = path_of(database_url)
-    operation_id = operation_of(engine, tenant.token_id)
-    caplog.set_level(logging.WARNING, logger="routing_points.store")
-    with connection(path) as conn:
-        ledger = open_ledger(path, conn, capacity=8)
-        for _ in range(3):
-            assert ledger.append(tenant.token_id, DAY, operation_id, 1)
-        ledger._words[3 * 4] = -1  # the last record's number: 0xff bytes
-        ledger.close()
-        reopened_and_folded(path, conn)
-    assert counted(engine, tenant.token_id, DAY) == 2
-    assert [r.getMessage() for r in caplog.records] == [
-        f"{ledger_path(path).name}: 1 records are damaged; charges they held, if any, "
-        "are not counted"
-    ]
+    assert counted(engine, tenant.token_id, DAY) == left
+    assert [r.getMessage() for r in caplog.records] == [f"{ledger_path(path).name}: {said}"]
 
 
 def test_damage_to_the_file_while_the_server_runs_costs_no_charge(
