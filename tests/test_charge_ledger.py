@@ -23,7 +23,7 @@ from routing_points.limits.backend import AdmitRequest, Outcome
 from routing_points.limits.local import LocalLimits
 from routing_points.store import ledger as ledger_module
 from routing_points.store.engine import configure_sqlite_connection
-from routing_points.store.ledger import ledger_path, open_ledger
+from routing_points.store.ledger import ChargeLedger, ledger_path, open_ledger
 from routing_points.store.reader import StoreUnavailable
 from routing_points.store.sqlite import SqliteReader
 from tests.support.limits import admit_request
@@ -92,6 +92,16 @@ def test_a_server_killed_right_after_answering_counts_every_answer_at_its_next_s
     assert counted(engine, tenant.token_id) == 41
 
 
+def recorded(
+    path: Path, conn: sqlite3.Connection, tenant: Tenant, operation_id: int, charges: int
+) -> ChargeLedger:
+    """A new ledger of 8 records with this many charges of one call each on DAY."""
+    ledger = open_ledger(path, conn, capacity=8)
+    for _ in range(charges):
+        assert ledger.append(tenant.token_id, DAY, operation_id, 1)
+    return ledger
+
+
 def reopened_and_folded(path: Path, conn: sqlite3.Connection) -> None:
     """A restart: the ledger opened (a dead server's records taken back), then folded."""
     ledger = open_ledger(path, conn)
@@ -105,9 +115,7 @@ def test_a_record_cut_short_is_never_counted_and_a_whole_one_is_counted_once(
     path = path_of(database_url)
     operation_id = operation_of(engine, tenant.token_id)
     with connection(path) as conn:
-        ledger = open_ledger(path, conn, capacity=8)
-        for _ in range(3):
-            assert ledger.append(tenant.token_id, DAY, operation_id, 1)
+        ledger = recorded(path, conn, tenant, operation_id, 3)
         # The fourth record's fields are written, its number is not: the process died there.
         words = ledger._words[4 * 4 : 5 * 4]
         words[1], words[2], words[3] = tenant.token_id, operation_id, 20261120 | 1 << 32
@@ -142,9 +150,7 @@ def test_a_damaged_record_is_lost_alone_and_named(
     operation_id = operation_of(engine, tenant.token_id)
     caplog.set_level(logging.WARNING, logger="routing_points.store")
     with connection(path) as conn:
-        ledger = open_ledger(path, conn, capacity=8)
-        for _ in range(5):
-            assert ledger.append(tenant.token_id, DAY, operation_id, 1)
+        ledger = recorded(path, conn, tenant, operation_id, 5)
         ledger._words[damaged * 4] = number  # that record's number scribbled over
         ledger.close()
         reopened_and_folded(path, conn)
@@ -159,9 +165,7 @@ def test_damage_to_the_file_while_the_server_runs_costs_no_charge(
     path = path_of(database_url)
     operation_id = operation_of(engine, tenant.token_id)
     with connection(path) as conn:
-        ledger = open_ledger(path, conn, capacity=8)
-        for _ in range(5):
-            assert ledger.append(tenant.token_id, DAY, operation_id, 1)
+        ledger = recorded(path, conn, tenant, operation_id, 5)
         ledger._map[ledger_module.HEADER_BYTES :] = bytes(8 * ledger_module.RECORD_BYTES)
         ledger.fold_alone(conn, *ledger.take())
         ledger.close()
