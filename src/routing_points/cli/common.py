@@ -37,7 +37,7 @@ from routing_points.store.factory import (
     LOCAL_LIMITS_LOCK,
     sole_process,
 )
-from routing_points.store.ledger import ledger_path, open_ledger
+from routing_points.store.ledger import ensure_ledger, ledger_path
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -173,7 +173,7 @@ def check_store_free(settings: Settings) -> None:
 
 def check_ledger(database: Path) -> None:
     """The embedded store's charge ledger (store/ledger.py) must be a file the server can
-    write, made (or its records read back) here, where a fault is one line."""
+    write, made here if there is none, where a fault is one line."""
     from routing_points.store.sqlite import connect
 
     path = ledger_path(database)
@@ -182,7 +182,7 @@ def check_ledger(database: Path) -> None:
             with path.open("r+b"):
                 pass
         with contextlib.closing(connect(database)) as connection:
-            open_ledger(database, connection).close()
+            ensure_ledger(database, connection)
     except OSError as exc:
         reason = exc.strerror or type(exc).__name__
         raise click.ClickException(

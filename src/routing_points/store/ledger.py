@@ -48,7 +48,7 @@ RECORD = struct.Struct("=qqqq")
 SEQ = struct.Struct("=q")
 RECORD_BYTES = RECORD.size
 # Charges the ledger holds unfolded: about 3 s of the hot path's top rate. A full ledger
-# (its folds failing: a store that cannot be written) sends charges back to SQLite commits.
+# (its folds failing: a store that cannot be written) refuses further charges (a 503).
 CAPACITY = 65_536
 # The most often a busy server folds: the ledger's records reach `usage_counters`, what
 # other processes read, within this (plus the fold itself); an idle one folds at once.
@@ -110,7 +110,6 @@ class ChargeLedger:
         self._pending: Totals = {}  # the records after `folded`, added up
         # A fold under way: the last record it counts, and its totals.
         self._taken: tuple[int, Totals] | None = None
-        self.damaged_slots = 0  # found by `recover`
 
     def full(self) -> bool:
         return self.head - self.folded >= self.capacity
@@ -193,10 +192,12 @@ class ChargeLedger:
         self.fold(connection, upto, totals)
         connection.execute("COMMIT")
 
-    def recover(self) -> int:
+    def recover(self) -> tuple[int, int]:
         """Take every whole record after the mark still in the file as not yet counted (a
-        dead server's); return how many between them were damaged, and are lost. A record
-        cut short by its writer's death carries a stale number: it is not one of them."""
+        dead server's). Return how many records between them were damaged, and are lost,
+        and how many slots hold no record this ledger could have written (damage past the
+        last whole record among them). A record cut short by its writer's death carries a
+        stale number: it is neither."""
         words, capacity, folded = self._words, self.capacity, self.folded
         numbers = words[0::4].tolist()
         found = [
@@ -204,7 +205,7 @@ class ChargeLedger:
             for slot, seq in enumerate(numbers)
             if folded < seq <= folded + capacity and seq % capacity == slot
         ]
-        self.damaged_slots = sum(
+        damaged_slots = sum(
             1
             for slot, seq in enumerate(numbers)
             if seq < 0 or seq > folded + capacity or (seq and seq % capacity != slot)
@@ -219,7 +220,7 @@ class ChargeLedger:
             self._pending[key] = self._pending.get(key, 0) + cost
             whole += 1
         self.head = max((seq for _slot, seq in found), default=folded)
-        return self.head - folded - whole
+        return self.head - folded - whole, damaged_slots
 
     def close(self) -> None:
         self._words.release()
@@ -319,6 +320,34 @@ def _create(path: Path, capacity: int) -> int:
     return epoch
 
 
+def _made_or_found(
+    database: Path, connection: sqlite3.Connection, capacity: int
+) -> tuple[Path, int, int, int]:
+    """(path, epoch, capacity, mark) of the database's ledger: the one there if it belongs
+    to the database, else a new one, marked in it (the one write opening may do)."""
+    path = ledger_path(database)
+    row = connection.execute(MARK_SQL, (META_KEY,)).fetchone()
+    epoch, folded = _parse_mark(None if row is None else row[0])
+    header = _read_header(path)
+    if epoch is not None and header is not None and header[0] == epoch:
+        return path, epoch, header[1], folded
+    if epoch is not None:
+        logger.warning(
+            "%s is missing or belongs to another database: a new one is started "
+            "(charges it held unfolded, if any, are not counted)",
+            path.name,
+        )
+    epoch = _create(path, capacity)
+    connection.execute(_SET_MARK_SQL, (META_KEY, f"{epoch}:0"))
+    return path, epoch, capacity, 0
+
+
+def ensure_ledger(database: Path, connection: sqlite3.Connection) -> None:
+    """Make the database's ledger if it has none: what `serve` checks before it starts,
+    where a fault is one line. Its records are read back only by the server, once."""
+    _made_or_found(database, connection, CAPACITY)
+
+
 def open_ledger(
     database: Path, connection: sqlite3.Connection, capacity: int = CAPACITY
 ) -> ChargeLedger:
@@ -326,31 +355,17 @@ def open_ledger(
     first fold: opening writes nothing, so a locked or read-only database does not stop a
     start); a new one, marked in the database, when there is none that belongs to it.
     `capacity` is a new ledger's."""
-    path = ledger_path(database)
-    row = connection.execute(MARK_SQL, (META_KEY,)).fetchone()
-    epoch, folded = _parse_mark(None if row is None else row[0])
-    header = _read_header(path)
-    if epoch is None or header is None or header[0] != epoch:
-        if epoch is not None:
-            logger.warning(
-                "%s is missing or belongs to another database: a new one is started "
-                "(charges it held unfolded, if any, are not counted)",
-                path.name,
-            )
-        epoch = _create(path, capacity)
-        connection.execute(_SET_MARK_SQL, (META_KEY, f"{epoch}:0"))
-        return ChargeLedger(path, epoch, capacity, 0)
-    ledger = ChargeLedger(path, epoch, header[1], folded)
-    damaged = ledger.recover()
-    if damaged:
-        logger.warning("%s: %d damaged charge records are not counted", path.name, damaged)
-    elif ledger.damaged_slots:
+    ledger = ChargeLedger(*_made_or_found(database, connection, capacity))
+    lost, damaged_slots = ledger.recover()
+    if lost:
+        logger.warning("%s: %d damaged charge records are not counted", ledger.path.name, lost)
+    elif damaged_slots:
         # Past the last whole record, or in place of every one: how many charges they
         # held, if any, cannot be known.
         logger.warning(
             "%s: %d records are damaged; charges they held, if any, are not counted",
-            path.name,
-            ledger.damaged_slots,
+            ledger.path.name,
+            damaged_slots,
         )
     return ledger
 
