@@ -114,6 +114,11 @@ class Refusal:
 Decision = Ticket | Refusal
 
 
+def token_limit_of(operation_limit: int, own_limit: int | None) -> int:
+    """The most one token may use today: its own daily limit, within the operation's."""
+    return operation_limit if own_limit is None else min(own_limit, operation_limit)
+
+
 class LimitPolicy:
     def __init__(self, settings: Settings, backend: LimitBackend, clock: Clock) -> None:
         self.settings = settings
@@ -172,8 +177,7 @@ class LimitPolicy:
     def _unlimited(self, principal: Principal, cost: int, *, degraded: bool = False) -> Ticket:
         """Admitted without counting: limits off, or a limits service failed open."""
         operation_limit = principal.licenses * self._calls_per_license
-        own = principal.daily_limit
-        token_limit = operation_limit if own is None else min(own, operation_limit)
+        token_limit = token_limit_of(operation_limit, principal.daily_limit)
         usage = Usage(operation_limit, token_limit, counted=False, degraded=degraded)
         return Ticket(principal, usage, cost=cost)
 
@@ -210,7 +214,7 @@ class LimitPolicy:
             # open serves without them meanwhile, as it does while Redis is away.
             return self._unlimited(principal, request.cost, degraded=True)
         operation_limit, own = request.operation_limit, request.token_limit
-        token_limit = operation_limit if own is None else min(own, operation_limit)
+        token_limit = token_limit_of(operation_limit, own)
         usage = Usage(
             operation_limit, token_limit, own, result.token_used, result.operation_used, reset
         )
