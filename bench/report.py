@@ -29,9 +29,14 @@ HOW = """\
   after the server starts reads the page whole (its records were all just kept); later ones
   splice the change in. **B2 6 concurrent cold** changes a point, then six clients ask at once:
   the server's CPU for them, over its CPU for one client after a change, each summed over 5
-  changes (one render is under the kernel's 10 ms CPU tick). Sending six 9.8 MB answers costs
-  about six times one even when the page is shared, so two references stand beside it: the same
-  six asking again at once (warm: only the render differs), and the bare app's six over one.
+  changes and read per thread in nanoseconds (/proc/PID/task/TID/schedstat: one render is a
+  few ms, under the 10 ms tick of the user+system times). It is taken twice: uncompressed
+  (`Accept-Encoding: identity`), and with gzip, which httpx, requests and browsers ask for by
+  default. Uncompressed, sending six 9.8 MB answers costs about six times one even when the
+  page is shared (about 3 ms of the server's CPU each on loopback, even with sendfile), so two
+  references stand beside it: the same six asking again at once (warm: only the render
+  differs), and the bare app's six over one. With gzip the answer is 0.6 MB and the shared
+  compression is most of the cost.
 - **B5** alternates the two steps in one process, with a garbage collection before each.
 """
 

@@ -53,7 +53,8 @@ def test_every_benchmark_case_runs(tmp_path: Path) -> None:
         "B3 limits on / limits off (CPU per request)",
         "B4 PG+Redis 1 worker / embedded (CPU per request)",
         "B2 cold / same-bytes floor",
-        "B2 6 concurrent cold / 1 cold (server CPU)",
+        "B2 6 concurrent cold / 1 cold, identity (server CPU)",
+        "B2 6 concurrent cold / 1 cold, gzip (server CPU)",
     ):
         row = next(line for line in report.splitlines() if line.startswith(f"| {ratio} |"))
         median, spread = (cell.strip() for cell in row.split("|")[2:4])

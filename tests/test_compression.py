@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 
 import httpx
@@ -9,6 +10,7 @@ import orjson
 import pytest
 
 from routing_points.client import Client
+from routing_points.server.pages import GZIP_INLINE_BYTES, Page, gzipped
 from tests.support.seed import Tenant
 from tests.support.servers import LiveServer
 from tests.support.wire import ENDPOINT
@@ -82,6 +84,43 @@ def test_compressed_once_per_page_version(live: LiveServer, tenant: Tenant) -> N
     second = get(live, tenant.token, **{"accept-encoding": "gzip"})
     assert page.gzipped is kept  # the same bytes object: not compressed again
     assert first.wire == second.wire == kept
+
+
+@pytest.mark.anyio
+async def test_clients_asking_at_once_share_one_compression() -> None:
+    body = orjson.dumps({"records": [str(i) for i in range(40_000)]})
+    assert len(body) > GZIP_INLINE_BYTES  # compressed in a thread, where a race can happen
+    page = Page(body, 40_000, None)
+    waiters = [asyncio.ensure_future(gzipped(page)) for _ in range(6)]
+    await asyncio.sleep(0)
+    waiters[0].cancel()  # one client gives up: the compression goes on for the others
+    results = await asyncio.gather(*waiters[1:])
+    assert waiters[0].cancelled()
+    # One compression: five answers carry the very same bytes object, kept on the page.
+    assert {id(result) for result in results} == {id(page.gzipped)}
+    assert gzip.decompress(results[0]) == body
+    assert page.gzipping is None
+
+
+@pytest.mark.anyio
+async def test_a_failed_compression_is_tried_again() -> None:
+    page = Page(b"[]", 0, None)
+    page.body = _Unreadable(GZIP_INLINE_BYTES + 1)  # type: ignore[assignment]
+    results = await asyncio.gather(*(gzipped(page) for _ in range(3)), return_exceptions=True)
+    assert [type(result) for result in results] == [TypeError] * 3
+    assert page.gzipped is None and page.gzipping is None
+    page.body = b"x" * (GZIP_INLINE_BYTES + 1)
+    assert gzip.decompress(await gzipped(page)) == page.body
+
+
+class _Unreadable:
+    """A body of some length that gzip cannot read."""
+
+    def __init__(self, length: int) -> None:
+        self.length = length
+
+    def __len__(self) -> int:
+        return self.length
 
 
 class RecordingTransport(httpx.HTTPTransport):

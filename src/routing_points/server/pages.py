@@ -13,7 +13,7 @@ import gzip
 import hashlib
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Coroutine
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -49,6 +49,8 @@ class Page:
     next_after: int | None
     # The body gzip-compressed, made on the first request that accepts it, then kept.
     gzipped: bytes | None = None
+    # The compression under way, shared by every request that asks while it runs.
+    gzipping: asyncio.Future[bytes] | None = field(default=None, repr=False, compare=False)
 
 
 # Level 6 (zlib's default): the 60,000-point answer, 9.8 MB, is 0.61 MB in 0.38 s once;
@@ -60,13 +62,29 @@ GZIP_INLINE_BYTES = 64 * 1024
 
 async def gzipped(page: Page) -> bytes:
     """The page's gzip body, compressed once per page version. mtime=0 makes the bytes
-    depend on the body alone, so every worker sends the same ones under the same ETag."""
-    if page.gzipped is None:
-        if len(page.body) <= GZIP_INLINE_BYTES:
-            page.gzipped = gzip.compress(page.body, GZIP_LEVEL, mtime=0)
-        else:
-            page.gzipped = await asyncio.to_thread(gzip.compress, page.body, GZIP_LEVEL, mtime=0)
-    return page.gzipped
+    depend on the body alone, so every worker sends the same ones under the same ETag.
+
+    Right after a change every client asks at once: the first starts the compression, the
+    others await the same one (six compressions of the 60,000-point answer cost six times
+    one). It runs as a task of its own, so a client that gives up does not cancel it."""
+    if page.gzipped is not None:
+        return page.gzipped
+    if len(page.body) <= GZIP_INLINE_BYTES:
+        page.gzipped = gzip.compress(page.body, GZIP_LEVEL, mtime=0)
+        return page.gzipped
+    if page.gzipping is None:
+        page.gzipping = asyncio.ensure_future(
+            asyncio.to_thread(gzip.compress, page.body, GZIP_LEVEL, mtime=0)
+        )
+        page.gzipping.add_done_callback(lambda done: _keep_gzipped(page, done))
+    return await asyncio.shield(page.gzipping)
+
+
+def _keep_gzipped(page: Page, done: asyncio.Future[bytes]) -> None:
+    """Keep a finished compression; after a failure the next request tries again."""
+    page.gzipping = None
+    if not done.cancelled() and done.exception() is None:
+        page.gzipped = done.result()
 
 
 def gzip_etag(etag: str) -> str:
