@@ -108,7 +108,8 @@ async def test_a_failed_compression_is_tried_again() -> None:
     page.body = _Unreadable(GZIP_INLINE_BYTES + 1)  # type: ignore[assignment]
     results = await asyncio.gather(*(gzipped(page) for _ in range(3)), return_exceptions=True)
     assert [type(result) for result in results] == [TypeError] * 3
-    assert page.gzipped is None and page.gzipping is None
+    assert page.gzipped is None
+    assert page.gzipping is None
     page.body = b"x" * (GZIP_INLINE_BYTES + 1)
     assert gzip.decompress(await gzipped(page)) == page.body
 

@@ -15,8 +15,8 @@ import pytest
 from sqlalchemy import Engine
 
 from routing_points.clock import ManualClock
+from routing_points.store import access, tenants
 from routing_points.store import points as point_store
-from routing_points.store import tenants
 from tests.support.seed import Tenant, add_tenant, point
 from tests.support.servers import (
     LiveServer,
@@ -185,10 +185,29 @@ async def test_the_budget_rolls_over_at_local_midnight(server_factory: Any, engi
         clock.now = datetime(2026, 11, 28, 0, 0, 5, tzinfo=ZoneInfo("UTC")).timestamp()
         assert (await http.get(POINTS, headers=headers(bogota.token))).status_code == 403
         clock.now = bogota_clock(28, 0, 0, 1).now
+        # The same call as just before midnight: counted on the new day all the same.
+        again = await http.get(POINTS, headers=headers(bogota.token))
+        assert again.status_code == 200
         fresh = await http.get(TOKEN_INFO, headers=headers(bogota.token))
     assert fresh.status_code == 200
-    assert fresh.json()["data"][0]["token_use_today"] == "1"
+    assert fresh.json()["data"][0]["token_use_today"] == "2"
     assert structured_list(fresh.headers["ratelimit"])["daily"]["t"] == 86_399
+
+
+async def test_licenses_changed_while_serving_apply_to_the_next_call(
+    server_factory: Any, engine: Engine
+) -> None:
+    tenant = add_tenant(engine, "0058", [point(1)], licenses=2)
+    server = server_factory(daily_calls_per_license=3)
+    async with httpx.AsyncClient(base_url=server.url) as http:
+        for _ in range(6):
+            assert (await http.get(POINTS, headers=headers(tenant.token))).status_code == 200
+        assert (await http.get(POINTS, headers=headers(tenant.token))).status_code == 403
+        access.set_operation(engine, "0058", licenses=3)  # as `operations set` does
+        raised = await http.get(POINTS, headers=headers(tenant.token))
+    assert raised.status_code == 200
+    assert structured_list(raised.headers["ratelimit-policy"])["daily"]["q"] == 9
+    assert structured_list(raised.headers["ratelimit"])["daily"]["r"] == 2
 
 
 async def test_a_tokens_own_daily_limit(server_factory: Any, engine: Engine) -> None:
