@@ -10,6 +10,7 @@ import orjson
 import pytest
 
 from routing_points.client import Client
+from routing_points.server.incoming import scan
 from routing_points.server.pages import GZIP_INLINE_BYTES, Page, gzipped
 from tests.support.seed import Tenant
 from tests.support.servers import LiveServer
@@ -86,11 +87,41 @@ def test_compressed_once_per_page_version(live: LiveServer, tenant: Tenant) -> N
     assert first.wire == second.wire == kept
 
 
+@pytest.mark.parametrize(
+    ("values", "gzip_accepted"),
+    [
+        ([b"gzip"], True),
+        ([b"x-gzip"], True),
+        ([b"*"], True),
+        ([b"deflate, br"], False),
+        ([b"gzip;q=0"], False),
+        ([b"GZIP ; q = 0.000"], False),
+        ([b"gzip;q=nan"], False),
+        ([b"gzip;q=-1"], False),
+        ([b'gzip;q="0"'], False),
+        ([b"gzip;level=9;q=0"], False),  # q is not always the first parameter
+        ([b"gzip;q=0.5, identity;q=1"], True),
+        # `*` stands for the codings not listed: a listed gzip speaks for itself.
+        ([b"*;q=1, gzip;q=0"], False),
+        ([b"gzip;q=0, *"], False),
+        ([b"*;q=0, gzip"], True),
+        ([b"identity, *;q=0"], False),
+        # Several lines are one list, whatever their order.
+        ([b"gzip;q=0", b"*"], False),
+        ([b"*", b"gzip;q=0"], False),
+        ([b"identity", b"gzip"], True),
+    ],
+)
+def test_accept_encoding_is_read_as_rfc_9110_says(values: list[bytes], gzip_accepted: bool) -> None:
+    incoming = scan([(b"accept-encoding", value) for value in values])
+    assert incoming.accepts_gzip is gzip_accepted
+
+
 @pytest.mark.anyio
 async def test_clients_asking_at_once_share_one_compression() -> None:
     body = orjson.dumps({"records": [str(i) for i in range(40_000)]})
     assert len(body) > GZIP_INLINE_BYTES  # compressed in a thread, where a race can happen
-    page = Page(body, 40_000, None)
+    page = Page(body, 40_000, None, 1)
     waiters = [asyncio.ensure_future(gzipped(page)) for _ in range(6)]
     await asyncio.sleep(0)
     waiters[0].cancel()  # one client gives up: the compression goes on for the others
@@ -104,7 +135,7 @@ async def test_clients_asking_at_once_share_one_compression() -> None:
 
 @pytest.mark.anyio
 async def test_a_failed_compression_is_tried_again() -> None:
-    page = Page(b"[]", 0, None)
+    page = Page(b"[]", 0, None, 1)
     page.body = _Unreadable(GZIP_INLINE_BYTES + 1)  # type: ignore[assignment]
     results = await asyncio.gather(*(gzipped(page) for _ in range(3)), return_exceptions=True)
     assert [type(result) for result in results] == [TypeError] * 3

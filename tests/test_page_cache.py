@@ -1,12 +1,21 @@
-"""Rendered pages: bounded in bytes, and one version per query (the newest)."""
+"""Rendered pages: bounded in bytes, one version per query (the newest), each under its
+own version's ETag."""
 
 from __future__ import annotations
 
+import httpx
+import pytest
+from sqlalchemy import Engine
+
 from routing_points.server.pages import Page, PageCache
+from routing_points.store import points as point_store
+from tests.support.seed import Tenant
+from tests.support.servers import LiveServer
+from tests.support.wire import ENDPOINT
 
 
 def page(size: int) -> Page:
-    return Page(b"x" * size, 1, None)
+    return Page(b"x" * size, 1, None, 1)
 
 
 def test_a_newer_version_replaces_the_older_page_of_the_same_query() -> None:
@@ -41,3 +50,54 @@ def test_the_least_recently_used_pages_go_first_over_the_bound() -> None:
     assert cache.get((4, 1, None, 0)) is not None
     cache.put((5, 1, None, 0), page(300))  # bigger than the whole cache: never kept
     assert cache.get((5, 1, None, 0)) is None
+
+
+def test_gzip_copies_count_within_the_bound() -> None:
+    cache = PageCache(max_bytes=350)
+    for operation in (1, 2, 3):
+        cache.put((operation, 1, None, 0), page(100))
+    packed = cache.get((2, 1, None, 0))
+    assert packed is not None
+    packed.gzipped = b"z" * 60
+    cache.grew((2, 1, None, 0), packed)  # 360 bytes: the least recently used goes
+    assert len(cache) == 2
+    assert cache.get((1, 1, None, 0)) is None
+    cache.put((4, 1, None, 0), page(100))  # 360 again: 3 goes, the grown page stays
+    assert cache.get((3, 1, None, 0)) is None
+    assert cache.get((2, 1, None, 0)) is packed
+    alone = PageCache(max_bytes=150)
+    big = page(100)
+    alone.put((1, 1, None, 0), big)
+    big.gzipped = b"z" * 80
+    alone.grew((1, 1, None, 0), big)  # over the bound alone: kept, being sent
+    assert alone.get((1, 1, None, 0)) is big
+    alone.put((1, 2, None, 0), page(100))  # its next version replaces it, and its bytes
+    alone.put((2, 1, None, 0), page(40))
+    assert len(alone) == 2
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_page_read_newer_than_the_tokens_lookup_carries_its_own_etag(
+    live: LiveServer, tenant: Tenant, engine: Engine
+) -> None:
+    reader = live.app.state.services.reader
+    url = f"{live.url}{ENDPOINT}?api=routing_points"
+
+    def get(**extra: str) -> httpx.Response:
+        return httpx.get(url, headers={"wolkvox-token": tenant.token, **extra}, timeout=30)
+
+    # The token is looked up (another page: the whole one is not rendered yet), then its
+    # lookup stays as it was (the store's check for changes held off) while the points
+    # change: the render reads a newer version than the token says.
+    assert httpx.get(f"{url}&routing=101", headers={"wolkvox-token": tenant.token}).is_success
+    reader._checked_at = float("inf")
+    point_store.set_point(engine, "0032", 1000, {"rp_name": "Changed"})
+    plain = get(**{"accept-encoding": "identity"})
+    packed = get(**{"accept-encoding": "gzip"})
+    reader._checked_at = float("-inf")  # the lookup catches up with the change
+    caught_up = get(**{"accept-encoding": "identity"})
+    assert b'"Changed"' in plain.content
+    assert packed.content == plain.content  # httpx decoded it
+    assert plain.headers["etag"] == caught_up.headers["etag"]
+    assert packed.headers["etag"] == caught_up.headers["etag"][:-1] + '-gz"'
+    assert caught_up.content == plain.content

@@ -27,7 +27,7 @@ async def test_waiters_share_one_render_and_outlive_a_cancelled_one() -> None:
         nonlocal started
         started += 1
         await release.wait()
-        return Page(b"{}", 0, None)
+        return Page(b"{}", 0, None, 7)
 
     key = (1, 7, None, 0)
     waiters = [asyncio.ensure_future(renders.get(key, render)) for _ in range(6)]

@@ -40,6 +40,7 @@ def _nomenclature(value: bytes) -> str:
 
 def scan(headers: Iterable[tuple[bytes, bytes]]) -> Incoming:
     incoming = Incoming()
+    accept_encoding: bytes | None = None
     for name, value in headers:
         if name == b"wolkvox-token":
             incoming.token = value.decode("latin-1").strip()
@@ -55,30 +56,45 @@ def scan(headers: Iterable[tuple[bytes, bytes]]) -> Incoming:
         elif name == b"if-none-match":
             incoming.if_none_match = value.decode("latin-1")
         elif name == b"accept-encoding":
-            incoming.accepts_gzip = accepts_gzip(value)
+            # Several lines are one list (RFC 9110 5.3), not "the last one wins".
+            accept_encoding = value if accept_encoding is None else accept_encoding + b"," + value
         elif name == b"x-forwarded-for":
             incoming.forwarded_for = value.decode("latin-1")
+    if accept_encoding is not None:
+        incoming.accepts_gzip = accepts_gzip(accept_encoding)
     return incoming
 
 
 @functools.lru_cache(maxsize=256)
 def accepts_gzip(value: bytes) -> bool:
-    """Whether an Accept-Encoding value accepts gzip (RFC 9110 12.5.3): `gzip`, `x-gzip`
-    or `*`, with a q above 0. A q that is not a number refuses: identity is always safe."""
+    """Whether an Accept-Encoding value accepts gzip (RFC 9110 12.5.3): `gzip` or `x-gzip`
+    with a q above 0, or, when neither is listed, `*` with a q above 0 (`*` stands only for
+    the codings not listed: `*, gzip;q=0` refuses gzip). A q that is not a number refuses:
+    identity is always safe."""
+    named: float | None = None
+    anything: float | None = None
     for item in value.lower().split(b","):
         coding, _, params = item.partition(b";")
-        if coding.strip() not in (b"gzip", b"x-gzip", b"*"):
-            continue
-        name, _, q = params.partition(b"=")
-        if not name.strip():
-            return True
-        if name.strip() != b"q":
-            continue
-        try:
-            return float(q.strip()) > 0
-        except ValueError:
-            return False
-    return False
+        coding = coding.strip()
+        if coding in (b"gzip", b"x-gzip"):
+            named = max(named or 0.0, _quality(params))
+        elif coding == b"*":
+            anything = max(anything or 0.0, _quality(params))
+    chosen = named if named is not None else anything
+    return chosen is not None and chosen > 0
+
+
+def _quality(params: bytes) -> float:
+    """The q of one Accept-Encoding item's parameters: 1 when absent, 0 when unreadable."""
+    for param in params.split(b";"):
+        name, _, value = param.partition(b"=")
+        if name.strip() == b"q":
+            try:
+                quality = float(value.strip())
+            except ValueError:
+                return 0.0
+            return quality if quality > 0 else 0.0  # NaN and negatives refuse
+    return 1.0
 
 
 # Pollers repeat short query strings; long ones are parsed every time, never kept.

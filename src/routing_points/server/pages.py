@@ -47,6 +47,9 @@ class Page:
     count: int
     # The rp_id to continue after, when the cap cut the answer short.
     next_after: int | None
+    # The operation's version the body shows: the store's when it was read, which may be
+    # newer than the one the request's token was looked up with.
+    version: int
     # The body gzip-compressed, made on the first request that accepts it, then kept.
     gzipped: bytes | None = None
     # The compression under way, shared by every request that asks while it runs.
@@ -93,8 +96,8 @@ def gzip_etag(etag: str) -> str:
     return etag[:-1] + '-gz"'
 
 
-def page_etag(principal: Principal, routing: int | None, after: int, cap: int) -> str:
-    seed = f"{principal.etag_salt}:{principal.version}:{routing}:{after}:{cap}"
+def page_etag(salt: str, version: int, routing: int | None, after: int, cap: int) -> str:
+    seed = f"{salt}:{version}:{routing}:{after}:{cap}"
     return '"' + hashlib.blake2b(seed.encode(), digest_size=10).hexdigest() + '"'
 
 
@@ -108,7 +111,8 @@ def etag_matches(if_none_match: str, etag: str) -> bool:
 
 
 class PageCache:
-    """Least-recently-used rendered pages, bounded by their total size in bytes.
+    """Least-recently-used rendered pages, bounded by their total size in bytes: bodies and
+    the gzip copies made of them later (`grew`).
 
     A page of a newer version of its operation replaces the older one of the same query: an
     operation's version only moves forward, so the old one would never be asked for again
@@ -117,6 +121,7 @@ class PageCache:
     def __init__(self, max_bytes: int) -> None:
         self.max_bytes = max_bytes
         self._pages: OrderedDict[PageKey, Page] = OrderedDict()
+        self._sizes: dict[PageKey, int] = {}
         self._bytes = 0
         # (operation, routing, after) -> the key of its newest cached version.
         self._newest: dict[tuple[int, int | None, int], PageKey] = {}
@@ -128,7 +133,7 @@ class PageCache:
         return page
 
     def put(self, key: PageKey, page: Page) -> None:
-        size = len(page.body)
+        size = _bytes_of(page)
         if size > self.max_bytes:
             return
         operation, version, routing, after = key
@@ -140,23 +145,45 @@ class PageCache:
             self._drop(newest)
         self._drop(key)
         self._pages[key] = page
+        self._sizes[key] = size
         self._newest[query] = key
         self._bytes += size
+        self._evict(keep=None)
+
+    def grew(self, key: PageKey, page: Page) -> None:
+        """The page cached under `key` gained its gzip copy: count it within the bound,
+        making room from the least recently used others (never from this page, which a
+        client is being sent: dropping it would mean rendering and compressing again)."""
+        if self._pages.get(key) is not page:
+            return  # replaced or dropped meanwhile: not counted
+        size = _bytes_of(page)
+        self._bytes += size - self._sizes[key]
+        self._sizes[key] = size
+        self._pages.move_to_end(key)
+        self._evict(keep=key)
+
+    def _evict(self, keep: PageKey | None) -> None:
         while self._bytes > self.max_bytes:
-            evicted_key, _ = next(iter(self._pages.items()))
-            self._drop(evicted_key)
+            oldest = next(iter(self._pages))
+            if oldest == keep:
+                return  # alone over the bound: kept until a newer version replaces it
+            self._drop(oldest)
 
     def _drop(self, key: PageKey) -> None:
         page = self._pages.pop(key, None)
         if page is None:
             return
-        self._bytes -= len(page.body)
+        self._bytes -= self._sizes.pop(key)
         query = (key[0], key[2], key[3])
         if self._newest.get(query) == key:
             del self._newest[query]
 
     def __len__(self) -> int:
         return len(self._pages)
+
+
+def _bytes_of(page: Page) -> int:
+    return len(page.body) + (0 if page.gzipped is None else len(page.gzipped))
 
 
 class SharedRenders:
@@ -222,7 +249,7 @@ class PageRenderer:
             raise ResultTooLarge(self.max_bytes)
         if whole and next_after is None and stored.found > HOLD_FROM_RECORDS:
             self._remember(principal, stored.version, body)
-        return Page(body, stored.found, next_after)
+        return Page(body, stored.found, next_after, stored.version)
 
     async def _spliced(self, principal: Principal) -> Page | None:
         """The whole page from the one held and what changed since, if it can be."""
@@ -250,7 +277,7 @@ class PageRenderer:
             self._keep(principal, rendered)
         if len(page.body) > self.max_bytes:
             raise ResultTooLarge(self.max_bytes)
-        return Page(page.body, len(page.ids), None)
+        return Page(page.body, len(page.ids), None, changes.version)
 
     @staticmethod
     def _build(

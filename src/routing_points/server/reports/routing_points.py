@@ -55,7 +55,7 @@ class RoutingPointsReport:
         self, principal: Principal, params: Mapping[str, str], incoming: Incoming
     ) -> PointsCall:
         routing, after = _integer(params, "routing"), _integer(params, "after") or 0
-        identity_etag = self._etag(principal, routing, after)
+        identity_etag = self.etag(principal, principal.version, routing, after)
         compress = incoming.accepts_gzip
         etag = gzip_etag(identity_etag) if compress else identity_etag
         if_none_match = incoming.if_none_match
@@ -66,26 +66,33 @@ class RoutingPointsReport:
         )
         return PointsCall(self, principal, routing, after, etag, compress, 0 if matches else 1)
 
-    def _etag(self, principal: Principal, routing: int | None, after: int) -> str:
-        key = (principal.etag_salt, principal.version, routing, after)
+    def etag(self, principal: Principal, version: int, routing: int | None, after: int) -> str:
+        """The identity ETag of the page of `version` of the principal's operation."""
+        salt = principal.etag_salt
+        key = (salt, version, routing, after)
         etag = self._etags.get(key)
         if etag is None:
             if len(self._etags) > ETAG_CACHE_SIZE:
                 self._etags.clear()
-            etag = self._etags[key] = page_etag(principal, routing, after, self.renderer.cap)
+            etag = self._etags[key] = page_etag(salt, version, routing, after, self.renderer.cap)
         return etag
 
     async def render(
         self, key: PageKey, principal: Principal, routing: int | None, after: int
     ) -> Page:
-        """The page, rendered once however many requests ask for it meanwhile."""
+        """The page, rendered once however many requests ask for it meanwhile.
+
+        The store may have moved past the key's version since the token was looked up:
+        the page is then the newer one, kept under its own version, never under the key's
+        (a strong ETag names one body)."""
         cached = self.cache.get(key)
         if cached is not None:  # a render finished since this call missed the cache
             return cached
 
         async def render() -> Page:
             page = await self.renderer.render(principal, routing, after)
-            self.cache.put(key, page)
+            operation, _version, routing_key, after_key = key
+            self.cache.put((operation, page.version, routing_key, after_key), page)
             return page
 
         return await self._renders.get(key, render)
@@ -138,12 +145,21 @@ class PointsCall(WithoutBody):
         page = self.page
         if page is None:
             page = await self.report.render(self.key, self.principal, self.routing, self.after)
+        etag = self.etag
+        if page.version != self.principal.version:  # the store moved on: tag what is sent
+            etag = self.report.etag(self.principal, page.version, self.routing, self.after)
+            etag = gzip_etag(etag) if self.compress else etag
         if self.compress:
-            response = json_response(await gzipped(page), ticket)
+            body = page.gzipped
+            if body is None:  # compressed now: the cache counts the copy
+                body = await gzipped(page)
+                key = (self.principal.operation_id, page.version, self.routing, self.after)
+                self.report.cache.grew(key, page)
+            response = json_response(body, ticket)
             response.raw_headers.append((b"content-encoding", b"gzip"))
         else:
             response = json_response(page.body, ticket)
-        response.raw_headers += [(b"etag", self.etag.encode()), VARY]
+        response.raw_headers += [(b"etag", etag.encode()), VARY]
         if page.next_after is not None:
             _add_continuation(response, page.next_after)
         return response
