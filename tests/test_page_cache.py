@@ -1,5 +1,5 @@
 """Rendered pages: bounded in bytes, one version per query (the newest), each under its
-own version's ETag."""
+own version's ETag, and a client's own write seen by its next request."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ from sqlalchemy import Engine
 
 from routing_points.server.pages import Page, PageCache
 from routing_points.store import points as point_store
-from tests.support.seed import Tenant
-from tests.support.servers import LiveServer
+from routing_points.store import tenants
+from tests.support.seed import Tenant, add_tenant, point
+from tests.support.servers import LiveServer, make_settings
 from tests.support.wire import ENDPOINT
 
 
@@ -101,3 +102,28 @@ def test_a_page_read_newer_than_the_tokens_lookup_carries_its_own_etag(
     assert plain.headers["etag"] == caught_up.headers["etag"]
     assert packed.headers["etag"] == caught_up.headers["etag"][:-1] + '-gz"'
     assert caught_up.content == plain.content
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_client_reads_its_own_write_at_once(database_url: str, engine: Engine) -> None:
+    add_tenant(engine, "0032", [point(101), point(102)])
+    admin = tenants.add_token(engine, "0032", "ops", scope="admin").secret
+    server = LiveServer(make_settings(database_url)).start()
+    token = {"wolkvox-token": admin}
+    try:
+        with httpx.Client(base_url=server.url, timeout=60) as http:
+            before = http.get(f"{ENDPOINT}?api=routing_points", headers=token)
+            # The store's own notice of changes held off (SQLite's data_version check;
+            # PostgreSQL's notification can likewise arrive after the next request).
+            server.app.state.services.reader._checked_at = float("inf")
+            created = http.post(
+                "/api/v2/admin/routing_points",
+                headers=token,
+                json={"rp_id": "200", "rp_name": "Claims"},
+            )
+            after = http.get(f"{ENDPOINT}?api=routing_points", headers=token)
+    finally:
+        server.stop()
+    assert created.status_code == 201
+    assert after.headers["etag"] != before.headers["etag"]
+    assert [record["rp_id"] for record in after.json()["data"]] == ["101", "102", "200"]

@@ -178,8 +178,13 @@ class AdminApi:
         )
 
     async def store(self, work: Callable[[], T]) -> T:
-        """Store work in a thread; its refusals become the API's."""
+        """Store work in a thread; its refusals become the API's. The client's next request
+        sees what it changed, whichever worker it reaches after the store's notice; this
+        one at once."""
         try:
             return await asyncio.to_thread(work)
         except store_errors.StoreError as exc:
             raise _store_error(exc) from None
+        finally:
+            if self._admission is not None:
+                self._admission.reader.forget_principals()

@@ -174,6 +174,9 @@ class PostgresReader:
         change notifications reach it (store/principals.py), else from the database."""
         return await self.principals.get(secret_hash)
 
+    def forget_principals(self) -> None:
+        self.principals.invalidate()
+
     async def _principal(self, secret_hash: str) -> Principal | None:
         rows = await self._fetch(_PRINCIPAL_SQL, secret_hash)
         return Principal(*rows[0]) if rows else None

@@ -159,6 +159,12 @@ class Reader(Protocol):
         """The live (not revoked) token with this secret digest, if any."""
         ...
 
+    def forget_principals(self) -> None:
+        """This process has just committed a change: look tokens up again from the next
+        request, not from when the store notices (PostgreSQL's notification, SQLite's
+        data_version check), so a client reads its own write at once."""
+        ...
+
     async def page(
         self, operation_id: int, after: int, routing: int | None, limit: int
     ) -> StoredPage:

@@ -193,6 +193,9 @@ class SqliteReader:
         principal = self._principals[secret_hash] = Principal(*row)
         return principal
 
+    def forget_principals(self) -> None:
+        self._checked_at = float("-inf")  # the next lookup reads data_version
+
     async def load_counters(self, operation_id: int, day: str) -> list[tuple[int, int]]:
         """The day's counters, with what the ledger holds that they do not count yet (a
         dead server's, taken back at start; a fold's still under way): read on the loop,
