@@ -43,6 +43,8 @@ from routing_points.store.reader import Principal
 
 T = TypeVar("T")
 ADMIN_API = "admin"
+# Admin calls that change nothing: the others make this worker look tokens up afresh.
+READS = frozenset({"GET", "HEAD"})
 # An admin endpoint's work: the caller and its parsed JSON body (None without one).
 Work = Callable[[Principal, Any], Awaitable[Response]]
 
@@ -119,9 +121,15 @@ class AdminApi:
             raise NotStarted("the app's lifespan has not started")
         call = AdminCall(self, request, work, with_body)
         handle = partial(admission.handle, request.scope, request.receive, call.prepare)
-        if self.metrics is None:
-            return await handle()
-        return await measured(self.metrics, ADMIN_API, handle)
+        try:
+            if self.metrics is None:
+                return await handle()
+            return await measured(self.metrics, ADMIN_API, handle)
+        finally:
+            if request.method not in READS:
+                # The client's next request sees what it changed: on this worker at once
+                # (before its answer goes out), on the others at the store's notice.
+                admission.reader.forget_principals()
 
     async def read_json(self, request: Request) -> Any:
         limit = self.settings.max_upload_bytes
@@ -178,13 +186,8 @@ class AdminApi:
         )
 
     async def store(self, work: Callable[[], T]) -> T:
-        """Store work in a thread; its refusals become the API's. The client's next request
-        sees what it changed, whichever worker it reaches after the store's notice; this
-        one at once."""
+        """Store work in a thread; its refusals become the API's."""
         try:
             return await asyncio.to_thread(work)
         except store_errors.StoreError as exc:
             raise _store_error(exc) from None
-        finally:
-            if self._admission is not None:
-                self._admission.reader.forget_principals()
