@@ -11,7 +11,7 @@ import pytest
 
 from routing_points.client import Client
 from routing_points.server.incoming import scan
-from routing_points.server.pages import GZIP_INLINE_BYTES, Page, gzipped
+from routing_points.server.pages import GZIP_INLINE_BYTES, Page, etag_matches, gzipped
 from tests.support.seed import Tenant
 from tests.support.servers import LiveServer
 from tests.support.wire import ENDPOINT
@@ -100,6 +100,13 @@ def test_compressed_once_per_page_version(live: LiveServer, tenant: Tenant) -> N
         ([b"gzip;q=-1"], False),
         ([b'gzip;q="0"'], False),
         ([b"gzip;level=9;q=0"], False),  # q is not always the first parameter
+        ([b"gzip;q=0.001"], True),
+        ([b"gzip;q=1.000"], True),
+        # Not RFC 9110 qvalues, though Python's float reads them: refused.
+        ([b"gzip;q=inf"], False),
+        ([b"gzip;q=1e-9"], False),
+        ([b"gzip;q=0_1"], False),
+        ([b"gzip;q=0.0001"], False),
         ([b"gzip;q=0.5, identity;q=1"], True),
         # `*` stands for the codings not listed: a listed gzip speaks for itself.
         ([b"*;q=1, gzip;q=0"], False),
@@ -115,6 +122,13 @@ def test_compressed_once_per_page_version(live: LiveServer, tenant: Tenant) -> N
 def test_accept_encoding_is_read_as_rfc_9110_says(values: list[bytes], gzip_accepted: bool) -> None:
     incoming = scan([(b"accept-encoding", value) for value in values])
     assert incoming.accepts_gzip is gzip_accepted
+
+
+def test_several_if_none_match_lines_are_one_list() -> None:
+    for lines in ([b'"current"', b'"old"'], [b'"old"', b'"current"']):
+        incoming = scan([(b"if-none-match", line) for line in lines])
+        assert incoming.if_none_match is not None
+        assert etag_matches(incoming.if_none_match, '"current"')
 
 
 @pytest.mark.anyio

@@ -3,13 +3,15 @@ own version's ETag, and a client's own write seen by its next request."""
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
+
 import httpx
 import pytest
 from sqlalchemy import Engine
 
 from routing_points.server.pages import Page, PageCache
+from routing_points.store import access, tenants
 from routing_points.store import points as point_store
-from routing_points.store import tenants
 from tests.support.seed import Tenant, add_tenant, point
 from tests.support.servers import LiveServer, make_settings
 from tests.support.wire import ENDPOINT
@@ -127,3 +129,24 @@ def test_a_client_reads_its_own_write_at_once(database_url: str, engine: Engine)
     assert created.status_code == 201
     assert after.headers["etag"] != before.headers["etag"]
     assert [record["rp_id"] for record in after.json()["data"]] == ["101", "102", "200"]
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_zone_changed_after_the_tokens_lookup_is_shown_as_its_version_says(
+    live: LiveServer, tenant: Tenant, engine: Engine
+) -> None:
+    reader = live.app.state.services.reader
+    url = f"{live.url}{ENDPOINT}?api=routing_points"
+    token = {"wolkvox-token": tenant.token}
+    (before,) = httpx.get(f"{url}&routing=101", headers=token).json()["data"]
+    # The token's lookup held at Bogota while the operation moves to UTC (a new version).
+    reader._checked_at = float("inf")
+    access.set_operation(engine, "0032", timezone="UTC")
+    during = httpx.get(url, headers=token)
+    reader._checked_at = float("-inf")
+    caught_up = httpx.get(url, headers=token)
+    (shown,) = [record for record in during.json()["data"] if record["rp_id"] == "101"]
+    shift = datetime.fromisoformat(shown["last_use"]) - datetime.fromisoformat(before["last_use"])
+    assert shift == timedelta(hours=5)  # Bogota is UTC-5: the body shows the new zone
+    assert during.headers["etag"] == caught_up.headers["etag"]
+    assert during.content == caught_up.content

@@ -181,7 +181,7 @@ def test_rendered_records_take_their_size_not_a_buffer() -> None:
     """orjson's result keeps its 4 KB work buffer: 60,000 of them held took 250 MB."""
     rows = [(rp_id, f"Point {rp_id}", 1, 0, 1, 0, None) for rp_id in range(1, 1_001)]
     joined = b",".join(b"\x01%d\x01" % row[0] for row in rows)
-    stale = StoredPage(1, len(rows), 1_000, False, joined, rows)
+    stale = StoredPage(1, "UTC", len(rows), 1_000, False, joined, rows)
     tracemalloc.start()
     try:
         filled, rendered = fill_stale(stale, LocalTimes(ZoneInfo("UTC")))
@@ -202,7 +202,7 @@ def test_marks_and_stale_rows_that_disagree_are_a_bug_not_a_wrong_page() -> None
         (b'{"a":1}', [row]),  # a row without its mark
     ]:
         with pytest.raises(StaleMismatch):
-            fill_stale(StoredPage(1, 2, 7, False, joined, stale), times)
+            fill_stale(StoredPage(1, "UTC", 2, 7, False, joined, stale), times)
 
 
 class CountingReader:

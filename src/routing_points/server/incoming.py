@@ -54,7 +54,9 @@ def scan(headers: Iterable[tuple[bytes, bytes]]) -> Incoming:
                 if match is not None:
                     incoming.named.append(match.group(1).decode())
         elif name == b"if-none-match":
-            incoming.if_none_match = value.decode("latin-1")
+            tags = value.decode("latin-1")
+            previous = incoming.if_none_match  # several lines are one list, as below
+            incoming.if_none_match = tags if previous is None else f"{previous}, {tags}"
         elif name == b"accept-encoding":
             # Several lines are one list (RFC 9110 5.3), not "the last one wins".
             accept_encoding = value if accept_encoding is None else accept_encoding + b"," + value
@@ -85,16 +87,17 @@ def accepts_gzip(value: bytes) -> bool:
 
 
 def _quality(params: bytes) -> float:
-    """The q of one Accept-Encoding item's parameters: 1 when absent, 0 when unreadable."""
+    """The q of one Accept-Encoding item's parameters: 1 when absent, 0 when it is not
+    RFC 9110's qvalue (0 to 1, three decimals at most: no `inf`, `1e-9` or `0_1`)."""
     for param in params.split(b";"):
         name, _, value = param.partition(b"=")
         if name.strip() == b"q":
-            try:
-                quality = float(value.strip())
-            except ValueError:
-                return 0.0
-            return quality if quality > 0 else 0.0  # NaN and negatives refuse
+            value = value.strip()
+            return float(value) if _QVALUE.fullmatch(value) else 0.0
     return 1.0
+
+
+_QVALUE = re.compile(rb"0(\.[0-9]{0,3})?|1(\.0{0,3})?")
 
 
 # Pollers repeat short query strings; long ones are parsed every time, never kept.

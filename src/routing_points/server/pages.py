@@ -238,17 +238,19 @@ class PageRenderer:
         msg = records_found(stored.found)
         if next_after is not None:
             msg += f" (truncated at {self.cap}: more records follow after rp_id {next_after})"
-        local_times = self.local_times(principal.timezone)
+        # The snapshot's time zone, not the token's lookup's: a change of zone may have
+        # landed between them, and the body must be the one of the version it is tagged with.
+        local_times = self.local_times(stored.timezone)
         if len(stored.joined) > BUILD_OFF_LOOP_BYTES or len(stored.stale) > BUILD_OFF_LOOP_ROWS:
             body, rendered = await asyncio.to_thread(self._build, msg, stored, local_times)
         else:
             body, rendered = self._build(msg, stored, local_times)
         if rendered:
-            self._keep(principal, rendered)
+            self._keep(principal.operation_id, stored.timezone, rendered)
         if len(body) > self.max_bytes:
             raise ResultTooLarge(self.max_bytes)
         if whole and next_after is None and stored.found > HOLD_FROM_RECORDS:
-            self._remember(principal, stored.version, body)
+            self._remember(principal.operation_id, stored.timezone, stored.version, body)
         return Page(body, stored.found, next_after, stored.version)
 
     async def _spliced(self, principal: Principal) -> Page | None:
@@ -257,10 +259,12 @@ class PageRenderer:
         if held is None or held.timezone != principal.timezone:
             return None
         changes = await self.reader.changes(principal.operation_id, held.version, MAX_SPLICED)
+        if changes.timezone != held.timezone:
+            return None  # the zone changed since the token's lookup: every record did
         positions = held.positions(changes)
         if positions is None:
             return None
-        local_times = self.local_times(principal.timezone)
+        local_times = self.local_times(changes.timezone)
         records: list[bytes] = []
         rendered: list[RenderedRecord] = []
         for row, kept in changes.points:
@@ -274,7 +278,7 @@ class PageRenderer:
             page = held.spliced(changes.version, positions, records)
         self.joined.put(principal.operation_id, page)
         if rendered:
-            self._keep(principal, rendered)
+            self._keep(principal.operation_id, changes.timezone, rendered)
         if len(page.body) > self.max_bytes:
             raise ResultTooLarge(self.max_bytes)
         return Page(page.body, len(page.ids), None, changes.version)
@@ -286,15 +290,12 @@ class PageRenderer:
         joined, rendered = fill_stale(stored, local_times)
         return records_body(msg, joined), rendered
 
-    def _keep(self, principal: Principal, rendered: list[RenderedRecord]) -> None:
+    def _keep(self, operation_id: int, timezone: str, rendered: list[RenderedRecord]) -> None:
         """Hand the records rendered here to the store, without waiting for it."""
-        self._after_answer(
-            self.reader.keep_records(principal.operation_id, principal.timezone, rendered)
-        )
+        self._after_answer(self.reader.keep_records(operation_id, timezone, rendered))
 
-    def _remember(self, principal: Principal, version: int, body: bytes) -> None:
+    def _remember(self, operation_id: int, timezone: str, version: int, body: bytes) -> None:
         """Find where the records of a whole page lie, after the answer, to splice it next."""
-        operation_id, timezone = principal.operation_id, principal.timezone
 
         async def remember() -> None:
             page = await asyncio.to_thread(JoinedPage.of, version, timezone, body)

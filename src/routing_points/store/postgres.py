@@ -190,7 +190,7 @@ class PostgresReader:
         async def read(connection: Any) -> StoredPage:
             # One snapshot for the joined records, whether more follow, and the stale rows.
             async with connection.transaction(isolation="repeatable_read", readonly=True):
-                version = await connection.fetchval(_VERSION_SQL, operation_id)
+                version, timezone = await connection.fetchrow(_VERSION_SQL, operation_id)
                 count, fresh, last, joined = await connection.fetchrow(
                     _PAGE_SQL.format(routing=routing_sql), operation_id, after, limit, *extra
                 )
@@ -213,18 +213,18 @@ class PostgresReader:
                     if fresh < count
                     else []
                 )
-            return StoredPage(version, count, last, more, joined or b"", stale)
+            return StoredPage(version, timezone, count, last, more, joined or b"", stale)
 
         return await self._on_connection(read)
 
     async def changes(self, operation_id: int, since_version: int, limit: int) -> Changes:
         async def read(connection: Any) -> Changes:
             async with connection.transaction(isolation="repeatable_read", readonly=True):
-                version = await connection.fetchval(_VERSION_SQL, operation_id)
+                version, timezone = await connection.fetchrow(_VERSION_SQL, operation_id)
                 total = await connection.fetchval(_COUNT_SQL, operation_id)
                 rows = await connection.fetch(_CHANGES_SQL, operation_id, since_version, limit + 1)
             points = sorted(((tuple(row[:-1]), row[-1]) for row in rows), key=by_rp_id)
-            return Changes(version, total, points)
+            return Changes(version, timezone, total, points)
 
         return await self._on_connection(read)
 

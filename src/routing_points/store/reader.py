@@ -21,7 +21,7 @@ PointRow = tuple[int, str, int, int, int, int, int | None]
 
 # Statements both stores run in a page's snapshot; `{p}` takes the driver's placeholder
 # mark ("?" for sqlite3, "$" for asyncpg), and a page query's `{routing}` stays to fill.
-VERSION_SQL = "SELECT version FROM operations WHERE id = {p}1"
+VERSION_SQL = "SELECT version, timezone FROM operations WHERE id = {p}1"
 COUNT_SQL = "SELECT count(*) FROM routing_points WHERE operation_id = {p}1"
 # The rows of a page's stale records (the partial page is rp_id in (after, last]).
 STALE_SQL = (
@@ -51,8 +51,9 @@ class StoredPage(NamedTuple):
     """A page's records as the database keeps them: their JSON joined by commas in rp_id
     order, read in one snapshot, so the server copies bytes instead of building objects."""
 
-    # The operation's version in that snapshot.
+    # The operation's version in that snapshot, and the time zone its records show.
     version: int
+    timezone: str
     found: int
     # The rp_id of the last record, and whether more records follow it (the cap cut it).
     last_rp_id: int | None
@@ -67,6 +68,7 @@ class Changes(NamedTuple):
     """What changed in an operation's points since a version, read in one snapshot."""
 
     version: int
+    timezone: str
     total: int  # the operation's points now
     # The points stale or kept since that version (at most the limit asked, plus one), in
     # rp_id order, with their kept JSON (None: stale).

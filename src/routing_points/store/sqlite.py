@@ -386,7 +386,7 @@ class SqliteReader:
         connection = self._page_connection
 
         def fetch() -> StoredPage:
-            (version,) = connection.execute(VERSION_SQL, (operation_id,)).fetchone()
+            version, timezone = connection.execute(VERSION_SQL, (operation_id,)).fetchone()
             past_cap = connection.execute(
                 NEXT_SQL.format(routing=routing_sql), (operation_id, after, limit, routing)
             ).fetchone()
@@ -402,7 +402,8 @@ class SqliteReader:
                 if fresh < count
                 else []
             )
-            return StoredPage(version, count, last, past_cap is not None, joined or b"", stale)
+            more = past_cap is not None
+            return StoredPage(version, timezone, count, last, more, joined or b"", stale)
 
         return await self._on_page_thread(fetch, connection)
 
@@ -410,11 +411,11 @@ class SqliteReader:
         connection = self._page_connection
 
         def fetch() -> Changes:
-            (version,) = connection.execute(VERSION_SQL, (operation_id,)).fetchone()
+            version, timezone = connection.execute(VERSION_SQL, (operation_id,)).fetchone()
             (total,) = connection.execute(COUNT_SQL, (operation_id,)).fetchone()
             rows = connection.execute(CHANGES_SQL, (operation_id, since_version, limit + 1))
             points = sorted(((row[:-1], row[-1]) for row in rows), key=by_rp_id)
-            return Changes(version, total, points)
+            return Changes(version, timezone, total, points)
 
         return await self._on_page_thread(fetch, connection)
 
