@@ -353,3 +353,24 @@ async def test_nothing_is_kept_on_the_clock_of_a_zone_being_left(
         changing.commit()
     assert stale_records(engine) == 1
     assert (await render(store, engine)).body == expected(engine)
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_a_bulk_write_refreshes_postgresqls_statistics_of_the_points(engine: Engine) -> None:
+    def analyzed() -> int:
+        with engine.connect() as conn:
+            return int(
+                conn.execute(
+                    text(
+                        "SELECT analyze_count FROM pg_stat_user_tables "
+                        "WHERE relname = 'routing_points'"
+                    )
+                ).scalar_one()
+            )
+
+    add_tenant(engine, "0032", [point(i) for i in range(1, 11)])
+    assert analyzed() == 0  # a few rows: left to autovacuum
+    point_store.upsert_points(engine, "0032", [point(i) for i in range(1, 2_001)])
+    after_upsert = analyzed()
+    replace.replace_points(engine, "0032", [point(i, "Renamed") for i in range(1, 1_501)])
+    assert (after_upsert, analyzed()) == (1, 2)

@@ -45,3 +45,19 @@ def create_sync_engine(database_url: str) -> Engine:
 def dialect_insert(conn: Connection) -> Any:
     """INSERT with ON CONFLICT support, for the dialect at hand."""
     return postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+
+
+# Rows a bulk write must touch before PostgreSQL's statistics of the points are refreshed.
+ANALYZE_FROM_ROWS = 1_000
+
+
+def refresh_point_statistics(engine: Engine, rows: int) -> None:
+    """After a bulk write to PostgreSQL, ANALYZE the points at once instead of waiting for
+    autovacuum (a minute, or never where it is off). Without statistics the planner took
+    134 s for a keep of 1,000 rendered records into 150,000 fresh points (1.4 s after):
+    every keep timed out, and every version rendered every record again."""
+    if rows < ANALYZE_FROM_ROWS or engine.dialect.name != "postgresql":
+        return
+    with engine.connect() as conn:
+        conn.exec_driver_sql("ANALYZE routing_points")
+        conn.commit()

@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Connection, Engine, and_, bindparam, delete, func, insert, select, update
 
 from routing_points.store import records
-from routing_points.store.engine import dialect_insert
+from routing_points.store.engine import dialect_insert, refresh_point_statistics
 from routing_points.store.errors import Conflict, Invalid, NotFound
 from routing_points.store.reader import PointRow
 from routing_points.store.schema import routing_points
@@ -107,6 +107,7 @@ def upsert_points(
                 .where(routing_points.c.rp_id.not_in(seen))
             ).rowcount
         bump_version(conn, operation.id)
+    refresh_point_statistics(engine, len(seen) + deleted)
     return UpsertResult(len(seen), deleted)
 
 

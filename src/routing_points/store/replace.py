@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Connection, Engine, bindparam, delete, insert, select, update
 
 from routing_points.store import records
-from routing_points.store.engine import dialect_insert
+from routing_points.store.engine import dialect_insert, refresh_point_statistics
 from routing_points.store.errors import Invalid
 from routing_points.store.schema import meta, routing_points
 from routing_points.store.tenants import bump_version, operation_row
@@ -106,6 +106,7 @@ def replace_points(
             version += 1
         if meta_values is not None:
             _write_meta(conn, meta_values(version))
+    refresh_point_statistics(engine, len(added) + len(changed) + len(gone))
     return ReplaceResult(len(wanted), len(added), len(changed), len(gone), version)
 
 
