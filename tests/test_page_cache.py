@@ -3,6 +3,8 @@ own version's ETag, and a client's own write seen by its next request."""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from datetime import datetime, timedelta
 
 import httpx
@@ -79,25 +81,35 @@ def test_gzip_copies_count_within_the_bound() -> None:
     assert len(alone) == 2
 
 
+@contextlib.contextmanager
+def token_lookups_held(server: LiveServer) -> Iterator[None]:
+    """The server's tokens stay as last looked up (its store's check for changes held off,
+    as when PostgreSQL's notification is late), then catch up."""
+    reader = server.app.state.services.reader
+    reader._checked_at = float("inf")
+    try:
+        yield
+    finally:
+        reader._checked_at = float("-inf")
+
+
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_a_page_read_newer_than_the_tokens_lookup_carries_its_own_etag(
     live: LiveServer, tenant: Tenant, engine: Engine
 ) -> None:
-    reader = live.app.state.services.reader
     url = f"{live.url}{ENDPOINT}?api=routing_points"
 
     def get(**extra: str) -> httpx.Response:
         return httpx.get(url, headers={"wolkvox-token": tenant.token, **extra}, timeout=30)
 
     # The token is looked up (another page: the whole one is not rendered yet), then its
-    # lookup stays as it was (the store's check for changes held off) while the points
-    # change: the render reads a newer version than the token says.
+    # lookup stays as it was while the points change: the render reads a newer version
+    # than the token says.
     assert httpx.get(f"{url}&routing=101", headers={"wolkvox-token": tenant.token}).is_success
-    reader._checked_at = float("inf")
-    point_store.set_point(engine, "0032", 1000, {"rp_name": "Changed"})
-    plain = get(**{"accept-encoding": "identity"})
-    packed = get(**{"accept-encoding": "gzip"})
-    reader._checked_at = float("-inf")  # the lookup catches up with the change
+    with token_lookups_held(live):
+        point_store.set_point(engine, "0032", 1000, {"rp_name": "Changed"})
+        plain = get(**{"accept-encoding": "identity"})
+        packed = get(**{"accept-encoding": "gzip"})
     caught_up = get(**{"accept-encoding": "identity"})
     assert b'"Changed"' in plain.content
     assert packed.content == plain.content  # httpx decoded it
@@ -115,15 +127,13 @@ def test_a_client_reads_its_own_write_at_once(database_url: str, engine: Engine)
     try:
         with httpx.Client(base_url=server.url, timeout=60) as http:
             before = http.get(f"{ENDPOINT}?api=routing_points", headers=token)
-            # The store's own notice of changes held off (SQLite's data_version check;
-            # PostgreSQL's notification can likewise arrive after the next request).
-            server.app.state.services.reader._checked_at = float("inf")
-            created = http.post(
-                "/api/v2/admin/routing_points",
-                headers=token,
-                json={"rp_id": "200", "rp_name": "Claims"},
-            )
-            after = http.get(f"{ENDPOINT}?api=routing_points", headers=token)
+            with token_lookups_held(server):
+                created = http.post(
+                    "/api/v2/admin/routing_points",
+                    headers=token,
+                    json={"rp_id": "200", "rp_name": "Claims"},
+                )
+                after = http.get(f"{ENDPOINT}?api=routing_points", headers=token)
     finally:
         server.stop()
     assert created.status_code == 201
@@ -135,15 +145,13 @@ def test_a_client_reads_its_own_write_at_once(database_url: str, engine: Engine)
 def test_a_zone_changed_after_the_tokens_lookup_is_shown_as_its_version_says(
     live: LiveServer, tenant: Tenant, engine: Engine
 ) -> None:
-    reader = live.app.state.services.reader
     url = f"{live.url}{ENDPOINT}?api=routing_points"
     token = {"wolkvox-token": tenant.token}
     (before,) = httpx.get(f"{url}&routing=101", headers=token).json()["data"]
     # The token's lookup held at Bogota while the operation moves to UTC (a new version).
-    reader._checked_at = float("inf")
-    access.set_operation(engine, "0032", timezone="UTC")
-    during = httpx.get(url, headers=token)
-    reader._checked_at = float("-inf")
+    with token_lookups_held(live):
+        access.set_operation(engine, "0032", timezone="UTC")
+        during = httpx.get(url, headers=token)
     caught_up = httpx.get(url, headers=token)
     (shown,) = [record for record in during.json()["data"] if record["rp_id"] == "101"]
     shift = datetime.fromisoformat(shown["last_use"]) - datetime.fromisoformat(before["last_use"])
