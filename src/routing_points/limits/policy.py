@@ -211,7 +211,7 @@ class LimitPolicy:
         if len(prepared) >= PREPARED_MAX:
             prepared.clear()
         quota_day = self.calendar.day(principal.timezone, now)
-        request = self._new_request(principal, api, 0, now, quota_day)
+        request = self._new_request(principal, api, 0, now, quota_day.day, 0)  # set per call
         entry = prepared[principal.token_id] = _Prepared(principal, api, quota_day, request)
         return entry
 
@@ -226,16 +226,17 @@ class LimitPolicy:
         """What the backend decides on, and the seconds left in the operation's day."""
         now = self.clock()
         quota_day = self.calendar.day(principal.timezone, now)
-        return self._new_request(principal, api, cost, now, quota_day), quota_day.seconds_left(now)
+        reset = quota_day.seconds_left(now)
+        return self._new_request(principal, api, cost, now, quota_day.day, reset), reset
 
     def _new_request(
-        self, principal: Principal, api: str, cost: int, now: float, quota_day: QuotaDay
+        self, principal: Principal, api: str, cost: int, now: float, day: str, reset: int
     ) -> AdmitRequest:
         interval = self._min_interval_s
         return AdmitRequest(
             token_id=principal.token_id,
             operation_id=principal.operation_id,
-            day=quota_day.day,
+            day=day,
             cost=cost,
             operation_limit=principal.licenses * self._calls_per_license,
             token_limit=principal.daily_limit,
@@ -244,7 +245,7 @@ class LimitPolicy:
             interval_key=f"{principal.token_id}:{api}" if interval > 0 else None,
             min_interval_s=interval,
             now=now,
-            day_ttl_s=quota_day.seconds_left(now) + DAY_COUNTERS_MARGIN_S,
+            day_ttl_s=reset + DAY_COUNTERS_MARGIN_S,
         )
 
     def _decision(
