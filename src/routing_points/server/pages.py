@@ -182,6 +182,13 @@ class PageCache:
         return len(self._pages)
 
 
+def cached_under(key: PageKey, page: Page) -> PageKey:
+    """The key a page rendered for `key` is cached under: its own version's, which may be
+    newer than the key's (the store moved on after the token's lookup)."""
+    operation, _version, routing, after = key
+    return (operation, page.version, routing, after)
+
+
 def _bytes_of(page: Page) -> int:
     return len(page.body) + (0 if page.gzipped is None else len(page.gzipped))
 

@@ -20,6 +20,7 @@ from routing_points.server.pages import (
     Page,
     PageKey,
     SharedRenders,
+    cached_under,
     etag_matches,
     gzip_etag,
     gzipped,
@@ -91,8 +92,7 @@ class RoutingPointsReport:
 
         async def render() -> Page:
             page = await self.renderer.render(principal, routing, after)
-            operation, _version, routing_key, after_key = key
-            self.cache.put((operation, page.version, routing_key, after_key), page)
+            self.cache.put(cached_under(key, page), page)
             return page
 
         return await self._renders.get(key, render)
@@ -153,8 +153,7 @@ class PointsCall(WithoutBody):
             body = page.gzipped
             if body is None:  # compressed now: the cache counts the copy
                 body = await gzipped(page)
-                key = (self.principal.operation_id, page.version, self.routing, self.after)
-                self.report.cache.grew(key, page)
+                self.report.cache.grew(cached_under(self.key, page), page)
             response = json_response(body, ticket)
             response.raw_headers.append((b"content-encoding", b"gzip"))
         else:
