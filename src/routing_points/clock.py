@@ -12,8 +12,9 @@ class Clock(Protocol):
         ...
 
 
-def system_clock() -> float:
-    return time.time()
+# The system's clock is `time.time` itself, not a function around it: every admission
+# reads it, and a Python call more per request is not free on the hot path.
+system_clock: Clock = time.time
 
 
 class ManualClock:

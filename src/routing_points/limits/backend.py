@@ -59,6 +59,11 @@ class AdmitResult:
     retry_after_s: float = 0.0
 
 
+# What an admitted call took, from a backend that admits without waiting (`admit_now`):
+# the token's and the operation's counts after it, and its lease.
+Taken = tuple[int, int, str]
+
+
 class LimitBackend(Protocol):
     async def admit(self, request: AdmitRequest) -> AdmitResult: ...
 

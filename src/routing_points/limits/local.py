@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from routing_points.limits.backend import AdmitRequest, AdmitResult, Outcome
+from routing_points.limits.backend import AdmitRequest, AdmitResult, Outcome, Taken
 
 # What release() is given back: one process holds every slot, so nothing to name.
 LEASE = "local"
@@ -72,18 +72,45 @@ class LocalLimits:
             await self._commit(counters, request)
         return result
 
-    def admit_now(self, request: AdmitRequest) -> AdmitResult | None:
-        """`admit` without a coroutine, when nothing needs a wait: None when the day's
-        counters must be loaded or the charge committed through the store (the ledger
-        full), with nothing taken; `admit` then."""
+    def admit_now(self, request: AdmitRequest) -> Taken | None:
+        """Admit at once a call that nothing refuses or holds up: what it took. None, with
+        nothing taken, for any other: the day's counters to load, the charge to commit
+        through the store (the ledger full), or a refusal; `admit` decides those.
+
+        Every embedded call comes here, so it is one function: its tests for admission
+        are `_reserve`'s, and the charge is recorded before anything is taken in memory
+        (nothing runs in between), so a ledger that cannot take it leaves nothing to undo.
+        Written out, it costs half what the same steps did as calls and a result object."""
         counters = self._days.get(request.operation_id)
-        if counters is None or counters.day != request.day:
+        token_id = request.token_id
+        in_flight = self._in_flight.get(token_id, 0)
+        if counters is None or counters.day != request.day or in_flight >= request.max_in_flight:
             return None
-        result = self._reserve(counters, request)
-        if result.lease is not None and request.cost and not self._recorded(request):
-            self._undo(counters, request)
-            return None
-        return result
+        token_used = counters.token_used.get(token_id, 0)
+        operation_used = counters.operation_used
+        cost = request.cost
+        if cost:
+            token_used += cost
+            operation_used += cost
+            token_limit = request.token_limit
+            if operation_used > request.operation_limit or (
+                token_limit is not None and token_used > token_limit
+            ):
+                return None
+            interval_key = request.interval_key
+            if interval_key is not None:
+                last = self._last_consumption.get(interval_key)
+                if last is not None and request.now - last < request.min_interval_s:
+                    return None
+            record = self._record
+            if record is None or not record(token_id, request.day, request.operation_id, cost):
+                return None
+            if interval_key is not None:
+                self._last_consumption[interval_key] = request.now
+            counters.token_used[token_id] = token_used
+            counters.operation_used = operation_used
+        self._in_flight[token_id] = in_flight + 1
+        return token_used, operation_used, LEASE
 
     def _reserve(self, counters: _OperationDay, request: AdmitRequest) -> AdmitResult:
         """Decide, and for an admitted call take its slot and its charge in memory."""

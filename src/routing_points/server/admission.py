@@ -136,19 +136,23 @@ class Admission:
         client = scope.get("client")
         principal = await self.authenticate(incoming, client[0] if client else None)
         call = prepare(principal, incoming, scope)
-        ticket = await self.admit(principal, call.api, call.cost)
+        # Admitted at once (the embedded limits), or through a wait: no coroutine when not.
+        ticket = self.policy.admit_now(principal, call.api, call.cost)
+        if ticket is None:
+            ticket = await self.admit(principal, call.api, call.cost)
+        else:
+            ticket.headers = self.rate_limits(ticket.usage)
         if call.cost and self.metrics is not None:
             self.metrics.consumed(principal.nomenclature, ticket.operation_used)
         return await self.serve(ticket, call, receive)
 
     async def admit(self, principal: Principal, api: str, cost: int) -> Ticket:
         """Admit the call, or raise the contract's refusal: the limits decide, this answers."""
-        decision = self.policy.admit_now(principal, api, cost)
-        if decision is None:
-            decision = await self.policy.admit(principal, api, cost)
-        if isinstance(decision, Ticket):
-            return self.rate_limits.admitted(decision)
-        raise self.rate_limits.refusal(decision)
+        decision = await self.policy.admit(principal, api, cost)
+        if not isinstance(decision, Ticket):
+            raise self.rate_limits.refusal(decision)
+        decision.headers = self.rate_limits(decision.usage)
+        return decision
 
     async def serve(self, ticket: Ticket, call: Call, receive: Receive) -> Response:
         """Answer an admitted call within what is left of its time limit: its refusals

@@ -7,7 +7,7 @@ spend today, in the IETF draft `RateLimit-Policy` / `RateLimit` fields, with the
 
 from __future__ import annotations
 
-from routing_points.limits.policy import Reason, Refusal, Ticket, Usage
+from routing_points.limits.policy import Reason, Refusal, Usage
 from routing_points.server.errors import (
     ApiError,
     PollTooSoon,
@@ -31,19 +31,24 @@ class RateLimitHeaders:
         if not usage.counted:
             return [self._poll, DEGRADED] if usage.degraded else [self._poll]
         operation_limit, own_limit = usage.operation_limit, usage.own_limit
-        operation_left = max(0, operation_limit - usage.operation_used)
         policy = self._policies.get((operation_limit, own_limit))
         if policy is None:
             policy = self._policy(operation_limit, own_limit)
+        operation_left = operation_limit - usage.operation_used
+        if operation_left < 0:
+            operation_left = 0
+        # Bytes formatted at once: every answer carries this one, so no str to encode.
         if own_limit is None:
-            state = f'"daily";r={operation_left};t={usage.reset_s}'
+            state = b'"daily";r=%d;t=%d' % (operation_left, usage.reset_s)
         else:
             token_left = max(0, min(usage.token_limit - usage.token_used, operation_left))
-            state = (
-                f'"daily";r={operation_left};t={usage.reset_s}, '
-                f'"token";r={token_left};t={usage.reset_s}'
+            state = b'"daily";r=%d;t=%d, "token";r=%d;t=%d' % (
+                operation_left,
+                usage.reset_s,
+                token_left,
+                usage.reset_s,
             )
-        return [self._poll, policy, (b"ratelimit", state.encode())]
+        return [self._poll, policy, (b"ratelimit", state)]
 
     def _policy(self, operation_limit: int, own_limit: int | None) -> tuple[bytes, bytes]:
         """RateLimit-Policy: the same few values for every call, so built once each."""
@@ -55,10 +60,6 @@ class RateLimitHeaders:
                 policy += f', "token";q={own_limit};w={DAY_WINDOW_S}'
             header = self._policies[key] = (b"ratelimit-policy", policy.encode())
         return header
-
-    def admitted(self, ticket: Ticket) -> Ticket:
-        ticket.headers = self(ticket.usage)
-        return ticket
 
     def refusal(self, refusal: Refusal) -> ApiError:
         """The contract's error for a refusal, with the headers that let a client plan."""

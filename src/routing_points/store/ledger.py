@@ -110,12 +110,15 @@ class ChargeLedger:
         self._pending: Totals = {}  # the records after `folded`, added up
         # A fold under way: the last record it counts, and its totals.
         self._taken: tuple[int, Totals] | None = None
+        # Told of the records appended, to fold them in time (a server's; None alone).
+        self.folds: FoldPlan | None = None
 
     def full(self) -> bool:
         return self.head - self.folded >= self.capacity
 
     def append(self, token_id: int, day: str, operation_id: int, cost: int) -> bool:
-        """Record one charge, durable on return; False when the ledger is full."""
+        """Record one charge, durable on return; False when the ledger is full. Every
+        embedded call comes here: its fold is planned here too, not by a caller around it."""
         seq = self.head + 1
         if seq - self.folded > self.capacity:
             return False
@@ -133,6 +136,9 @@ class ChargeLedger:
         key = (token_id, day, operation_id)
         pending = self._pending
         pending[key] = pending.get(key, 0) + cost
+        folds = self.folds
+        if folds is not None and not folds.planned:
+            folds.charged()
         return True
 
     def uncounted(self, operation_id: int, day: str, marked: int) -> dict[int, int]:
@@ -235,13 +241,14 @@ class FoldPlan:
     def __init__(self, ledger: ChargeLedger, fold: Callable[[], Awaitable[None]]) -> None:
         self._ledger = ledger
         self._fold = fold
-        self._planned = False
+        # A fold is planned (or under way): a charge needs no other.
+        self.planned = False
         self._started_at = 0.0
         self._stopped = False
 
     def charged(self) -> None:
         """A charge was recorded: fold it in time."""
-        if not self._planned:
+        if not self.planned:
             self._plan(asyncio.get_running_loop())
 
     def stop(self) -> None:
@@ -249,7 +256,7 @@ class FoldPlan:
         self._stopped = True
 
     def _plan(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._planned = True
+        self.planned = True
         delay = self._started_at + FOLD_EVERY_S - loop.time()
         if delay > 0:
             loop.call_later(delay, self._start, loop)
@@ -263,7 +270,7 @@ class FoldPlan:
         task = asyncio.ensure_future(self._fold())
 
         def done(task: asyncio.Future[None]) -> None:
-            self._planned = False
+            self.planned = False
             if task.cancelled() or task.exception() is not None:
                 # The store logged it as an outage: try again a second later.
                 self._started_at = loop.time() + FOLD_RETRY_S - FOLD_EVERY_S

@@ -157,7 +157,11 @@ class SqliteReader:
         self._loop_commits = 0
         self._checkpointing: asyncio.Future[None] | None = None
         self._folding = asyncio.Lock()
-        self._folds = FoldPlan(self.ledger, self.fold_charges)
+        self._folds = self.ledger.folds = FoldPlan(self.ledger, self.fold_charges)
+        # Record a charge, durable on return (store/ledger.py): no commit, no wait; False
+        # when the ledger is full (its folds have been failing): `charge` then. The
+        # ledger's own append, which plans the fold: no call around it on the hot path.
+        self.record_charge: Callable[[int, str, int, int], bool] = self.ledger.append
         if self.ledger.head > self.ledger.folded:
             with contextlib.suppress(RuntimeError):  # no loop running: the first charge folds
                 self._folds.charged()  # what a dead server left, counted at once
@@ -217,15 +221,6 @@ class SqliteReader:
         for token_id, cost in uncounted.items():
             counts[token_id] = counts.get(token_id, 0) + cost
         return list(counts.items())
-
-    def record_charge(self, token_id: int, day: str, operation_id: int, cost: int) -> bool:
-        """Record a charge, durable on return (store/ledger.py): no commit, no wait.
-
-        False when the ledger is full (its folds have been failing): `charge` then."""
-        if not self.ledger.append(token_id, day, operation_id, cost):
-            return False
-        self._folds.charged()
-        return True
 
     async def fold_charges(self) -> None:
         """Count in `usage_counters` every charge recorded so far; raise if it cannot.
