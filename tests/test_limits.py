@@ -49,6 +49,10 @@ def structured_list(value: str) -> dict[str, dict[str, int]]:
     return items
 
 
+def quota_of(answer: httpx.Response) -> int:
+    return structured_list(answer.headers["ratelimit-policy"])["daily"]["q"]
+
+
 STACKS = ["sqlite", "postgresql", "postgresql+redis"]
 
 
@@ -195,19 +199,39 @@ async def test_the_budget_rolls_over_at_local_midnight(server_factory: Any, engi
 
 
 async def test_licenses_changed_while_serving_apply_to_the_next_call(
-    server_factory: Any, engine: Engine
+    server_factory: Any, engine: Engine, stack: str
 ) -> None:
-    tenant = add_tenant(engine, "0058", [point(1)], licenses=2)
+    """Lowered, then raised: on SQLite the very next call; on PostgreSQL the next once the
+    change's notification has reached the server (the token cache's bound, 1 s)."""
+    tenant = add_tenant(engine, "0058", [point(1)], licenses=3)
     server = server_factory(daily_calls_per_license=3)
+    patience_s = 0 if stack == "sqlite" else 1.0
+    used = 0
     async with httpx.AsyncClient(base_url=server.url) as http:
-        for _ in range(6):
-            assert (await http.get(POINTS, headers=headers(tenant.token))).status_code == 200
-        assert (await http.get(POINTS, headers=headers(tenant.token))).status_code == 403
-        access.set_operation(engine, "0058", licenses=3)  # as `operations set` does
-        raised = await http.get(POINTS, headers=headers(tenant.token))
-    assert raised.status_code == 200
-    assert structured_list(raised.headers["ratelimit-policy"])["daily"]["q"] == 9
-    assert structured_list(raised.headers["ratelimit"])["daily"]["r"] == 2
+
+        async def call() -> httpx.Response:
+            nonlocal used
+            answer = await http.get(POINTS, headers=headers(tenant.token))
+            used += answer.status_code == 200
+            return answer
+
+        async def first_call_told(quota: int) -> httpx.Response:
+            deadline = time.monotonic() + patience_s
+            answer = await call()
+            while quota_of(answer) != quota and time.monotonic() < deadline:
+                await asyncio.sleep(0.01)
+                answer = await call()
+            return answer
+
+        for _ in range(7):
+            assert (await call()).status_code == 200
+        access.set_operation(engine, "0058", licenses=2)  # as `operations set` does
+        lowered = await first_call_told(6)
+        assert (lowered.status_code, quota_of(lowered)) == (403, 6)  # 7 used of 6
+        access.set_operation(engine, "0058", licenses=4)
+        raised = await first_call_told(12)
+    assert (raised.status_code, quota_of(raised)) == (200, 12)
+    assert structured_list(raised.headers["ratelimit"])["daily"]["r"] == 12 - used
 
 
 async def test_a_tokens_own_daily_limit(server_factory: Any, engine: Engine) -> None:

@@ -141,7 +141,7 @@ class Admission:
         if ticket is None:
             ticket = await self.admit(principal, call.api, call.cost)
         else:
-            ticket.headers = self.rate_limits(ticket.usage)
+            ticket.headers = self.rate_limits(ticket)
         if call.cost and self.metrics is not None:
             self.metrics.consumed(principal.nomenclature, ticket.operation_used)
         return await self.serve(ticket, call, receive)
@@ -151,7 +151,7 @@ class Admission:
         decision = await self.policy.admit(principal, api, cost)
         if not isinstance(decision, Ticket):
             raise self.rate_limits.refusal(decision)
-        decision.headers = self.rate_limits(decision.usage)
+        decision.headers = self.rate_limits(decision)
         return decision
 
     async def serve(self, ticket: Ticket, call: Call, receive: Receive) -> Response:
