@@ -13,7 +13,8 @@ from routing_points.server import create_app
 from routing_points.store import access, tenants
 from routing_points.store import points as point_store
 from tests.support.seed import Tenant
-from tests.support.servers import asgi_client, make_settings
+from tests.support.servers import asgi_client, make_settings, token_lookups_held
+from tests.support.wire import ENDPOINT
 
 pytestmark = pytest.mark.anyio
 
@@ -196,3 +197,27 @@ async def test_the_points_page_shows_at_most_its_share_and_says_so(
     assert page.text.count('<tr id="point-') == 500
     assert found.text.count('<tr id="point-') == 1
     assert "Showing the first" not in found.text
+
+
+async def test_an_api_call_right_after_a_console_change_sees_it(
+    database_url: str, engine: Engine, tenant: Tenant
+) -> None:
+    admin = tenants.add_token(engine, "0032", "ops", scope="admin").secret
+    app = create_app(make_settings(database_url))
+    query = {"api": "routing_points"}
+    token = {"wolkvox-token": tenant.token}
+    async with asgi_client(app) as client:
+        before = await client.get(ENDPOINT, params=query, headers=token)
+        await _sign_in(client, admin)
+        page = await client.get("/console/o/0032/points/1000")
+        # As when PostgreSQL's notice of the change is late: only the console's own word.
+        with token_lookups_held(app):
+            changed = await client.post(
+                "/console/o/0032/points/1000",
+                data={"csrf": _csrf(page), "rp_name": "Night shift B", "ivr_active": "yes"},
+            )
+            after = await client.get(ENDPOINT, params=query, headers=token)
+    assert changed.status_code == 303
+    assert after.headers["etag"] != before.headers["etag"]
+    names = {record["rp_id"]: record["rp_name"] for record in after.json()["data"]}
+    assert names["1000"] == "Night shift B"

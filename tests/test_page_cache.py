@@ -3,8 +3,6 @@ own version's ETag, and a client's own write seen by its next request."""
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from datetime import datetime, timedelta
 
 import httpx
@@ -15,7 +13,7 @@ from routing_points.server.pages import Page, PageCache
 from routing_points.store import access, tenants
 from routing_points.store import points as point_store
 from tests.support.seed import Tenant, add_tenant, point
-from tests.support.servers import LiveServer, make_settings
+from tests.support.servers import LiveServer, make_settings, token_lookups_held
 from tests.support.wire import ENDPOINT
 
 
@@ -81,18 +79,6 @@ def test_gzip_copies_count_within_the_bound() -> None:
     assert len(alone) == 2
 
 
-@contextlib.contextmanager
-def token_lookups_held(server: LiveServer) -> Iterator[None]:
-    """The server's tokens stay as last looked up (its store's check for changes held off,
-    as when PostgreSQL's notification is late), then catch up."""
-    reader = server.app.state.services.reader
-    reader._checked_at = float("inf")
-    try:
-        yield
-    finally:
-        reader._checked_at = float("-inf")
-
-
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_a_page_read_newer_than_the_tokens_lookup_carries_its_own_etag(
     live: LiveServer, tenant: Tenant, engine: Engine
@@ -106,7 +92,7 @@ def test_a_page_read_newer_than_the_tokens_lookup_carries_its_own_etag(
     # lookup stays as it was while the points change: the render reads a newer version
     # than the token says.
     assert httpx.get(f"{url}&routing=101", headers={"wolkvox-token": tenant.token}).is_success
-    with token_lookups_held(live):
+    with token_lookups_held(live.app):
         point_store.set_point(engine, "0032", 1000, {"rp_name": "Changed"})
         plain = get(**{"accept-encoding": "identity"})
         packed = get(**{"accept-encoding": "gzip"})
@@ -127,7 +113,7 @@ def test_a_client_reads_its_own_write_at_once(database_url: str, engine: Engine)
     try:
         with httpx.Client(base_url=server.url, timeout=60) as http:
             before = http.get(f"{ENDPOINT}?api=routing_points", headers=token)
-            with token_lookups_held(server):
+            with token_lookups_held(server.app):
                 created = http.post(
                     "/api/v2/admin/routing_points",
                     headers=token,
@@ -149,7 +135,7 @@ def test_a_zone_changed_after_the_tokens_lookup_is_shown_as_its_version_says(
     token = {"wolkvox-token": tenant.token}
     (before,) = httpx.get(f"{url}&routing=101", headers=token).json()["data"]
     # The token's lookup held at Bogota while the operation moves to UTC (a new version).
-    with token_lookups_held(live):
+    with token_lookups_held(live.app):
         access.set_operation(engine, "0032", timezone="UTC")
         during = httpx.get(url, headers=token)
     caught_up = httpx.get(url, headers=token)

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import httpx
@@ -141,6 +141,18 @@ def max_overlap(spans: list[tuple[float, float, int]]) -> int:
         current += step
         peak = max(peak, current)
     return peak
+
+
+@contextlib.contextmanager
+def token_lookups_held(app: Starlette) -> Iterator[None]:
+    """The app's tokens stay as last looked up (its store's check for changes held off,
+    as when PostgreSQL's notification is late), then catch up."""
+    reader = app.state.services.reader
+    reader._checked_at = float("inf")
+    try:
+        yield
+    finally:
+        reader._checked_at = float("-inf")
 
 
 def headers(token: str, **extra: str) -> dict[str, str]:

@@ -91,11 +91,15 @@ class Console:
         settings: Settings,
         engine: Callable[[], Engine | None],
         count_charges: Callable[[], Awaitable[None]],
+        wrote: Callable[[], None],
     ) -> None:
         self.settings = settings
         self._engine = engine
         # Before a page shows usage: every charge made so far counted (server/services.py).
         self.count_charges = count_charges
+        # After a form changed the store: this worker looks tokens up afresh (as after an
+        # admin API write), so an API call right after the change sees it.
+        self.wrote = wrote
         self.cookies = Cookies(settings)
         self.client_address = ClientAddress(settings.trusted_proxies)
         environment = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=True)
@@ -272,6 +276,20 @@ class Console:
 
     # -- routes --------------------------------------------------------------------------
 
+    def writes(
+        self, page: Callable[[Request], Awaitable[Response]]
+    ) -> Callable[[Request], Awaitable[Response]]:
+        """A page whose form changes the store: `wrote` once a POST of it has ended."""
+
+        async def endpoint(request: Request) -> Response:
+            try:
+                return await page(request)
+            finally:
+                if request.method == "POST":
+                    self.wrote()
+
+        return endpoint
+
     def routes(self) -> list[BaseRoute]:
         from routing_points.console.operation import OperationPages
         from routing_points.console.reports import ReportPages
@@ -279,23 +297,28 @@ class Console:
         pages, reports = OperationPages(self), ReportPages(self)
         register_url_convertor("row_id", RowId())  # idempotent
         o = "/console/o/{server:str}"
+        writes = self.writes
         return [
             Route("/console", lambda _r: RedirectResponse("/console/", 308), methods=["GET"]),
             Route("/console/", self.home, methods=["GET"]),
             Route("/console/signin", self.signin, methods=["GET", "POST"]),
             Route("/console/signout", self.signout, methods=["POST"]),
-            Route("/console/operations", pages.operations, methods=["GET", "POST"]),
+            Route("/console/operations", writes(pages.operations), methods=["GET", "POST"]),
             Route(f"{o}/", pages.overview, methods=["GET"]),
-            Route(f"{o}/settings", pages.settings, methods=["POST"]),
-            Route(f"{o}/tokens", pages.tokens, methods=["GET", "POST"]),
-            Route(f"{o}/tokens/{{token_id:row_id}}/{{action:str}}", pages.token, methods=["POST"]),
+            Route(f"{o}/settings", writes(pages.settings), methods=["POST"]),
+            Route(f"{o}/tokens", writes(pages.tokens), methods=["GET", "POST"]),
+            Route(
+                f"{o}/tokens/{{token_id:row_id}}/{{action:str}}",
+                writes(pages.token),
+                methods=["POST"],
+            ),
             Route(f"{o}/points", pages.points, methods=["GET"]),
             Route(f"{o}/points.csv", pages.points_csv, methods=["GET"]),
-            Route(f"{o}/points/import", pages.points_import, methods=["POST"]),
-            Route(f"{o}/points/{{rp_id:row_id}}", pages.point, methods=["GET", "POST"]),
+            Route(f"{o}/points/import", writes(pages.points_import), methods=["POST"]),
+            Route(f"{o}/points/{{rp_id:row_id}}", writes(pages.point), methods=["GET", "POST"]),
             Route(f"{o}/usage", reports.usage, methods=["GET"]),
             Route(f"{o}/usage.csv", reports.usage_csv, methods=["GET"]),
-            Route(f"{o}/allowlist", pages.allowlist, methods=["GET", "POST"]),
+            Route(f"{o}/allowlist", writes(pages.allowlist), methods=["GET", "POST"]),
             Route(f"{o}/audit", reports.audit, methods=["GET"]),
             Mount("/console/static", StaticFiles(directory=HERE / "static"), name="console-static"),
             # Last: any other console address a browser opens is a page, not JSON.

@@ -144,7 +144,9 @@ def create_app(
         finally:
             await services.stop()
 
-    console = Console(settings, lambda: services.engine, services.count_charges)
+    console = Console(
+        settings, lambda: services.engine, services.count_charges, services.forget_principals
+    )
     app = Starlette(
         routes=[
             *console.routes(),

@@ -120,6 +120,12 @@ class Services:
         self.reader = self.limits = self._endpoint = self.engine = self.page_cache = None
         self.store = None
 
+    def forget_principals(self) -> None:
+        """After a write outside the admin API (the console's): this worker's next request
+        looks its token up afresh, so it sees what was changed at once."""
+        if self.reader is not None:
+            self.reader.forget_principals()
+
     async def count_charges(self) -> None:
         """Have the usage counters count every charge made so far, for a reader that must
         see them all (the console): the embedded store folds its ledger within 50 ms
