@@ -256,11 +256,33 @@ def test_points_import_dry_run_writes_nothing(run: Invoke, tmp_path: Path, engin
     version = tenants.get_operation(engine, "0032").version
     result = run("points", "import", "0032", str(file), "--dry-run")
     assert result.exit_code == 0, result.stderr
-    assert "3 routing points would be imported into operation 0032 (1 new, 2 updated)" in (
-        result.stdout
+    assert (
+        "3 routing points would be imported into operation 0032 (1 new, 0 updated, 2 unchanged)"
+        in (result.stdout)
     )
     assert point_store.count_points(engine, "0032") == 2
     assert tenants.get_operation(engine, "0032").version == version
+
+
+@pytest.mark.usefixtures("acme")
+def test_points_import_of_what_is_stored_writes_nothing(
+    run: Invoke, tmp_path: Path, engine: Engine
+) -> None:
+    file = tmp_path / "points.csv"
+    file.write_text(CSV)
+    assert run("points", "import", "0032", str(file)).exit_code == 0
+    version = tenants.get_operation(engine, "0032").version
+    again = run("points", "import", "0032", str(file))
+    assert again.exit_code == 0, again.stderr
+    assert again.stdout.strip() == (
+        f"{file}: the 2 routing points are already so in operation 0032; nothing was written"
+    )
+    assert tenants.get_operation(engine, "0032").version == version  # no client downloads again
+    file.write_text(CSV.replace("Sales line", "Sales line 2") + "103,Third,no,no,no,no,\n")
+    changed = run("points", "import", "0032", str(file))
+    assert changed.stdout.strip() == (
+        "3 routing points imported into operation 0032 (1 new, 1 updated, 1 unchanged)"
+    )
 
 
 @pytest.mark.usefixtures("acme")

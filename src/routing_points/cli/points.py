@@ -73,11 +73,19 @@ def points_import(server: str, file: Path, dry_run: bool, database_url: str | No
         lines = "\n".join(f"  {line}" for line in problem_report(check.problems))
         noun = "problem" if count == 1 else "problems"
         raise click.ClickException(f"{file}: {count} {noun}, nothing was imported:\n{lines}")
-    summary = f"{check.new} new, {check.updated} updated"
+    summary = check.summary()
     if dry_run:
         click.echo(
             f"{file}: {len(found.records)} routing points would be imported into operation "
             f"{server} ({summary}); nothing was written (--dry-run)"
+        )
+        return
+    if not check.new and not check.updated:
+        # Writing them would change nothing but the operation's version, and so every
+        # client's ETag: each would download the whole answer again for nothing.
+        click.echo(
+            f"{file}: the {check.unchanged} routing points are already so in operation "
+            f"{server}; nothing was written"
         )
         return
     result = point_store.upsert_points(engine, server, found.records, describe=f"{file}: record")

@@ -43,6 +43,12 @@ class ImportCheck:
     problems: list[str]
     new: int
     updated: int
+    # Records that would change nothing: every field they give is as stored.
+    unchanged: int = 0
+
+    def summary(self) -> str:
+        counts = f"{self.new} new, {self.updated} updated"
+        return f"{counts}, {self.unchanged} unchanged" if self.unchanged else counts
 
 
 def read_point_file(path: Path) -> PointFile:
@@ -118,14 +124,16 @@ def check_import(engine: Engine, nomenclature: str, found: PointFile) -> ImportC
     """Validate every record against the operation, and count what an import would do."""
     with engine.connect() as conn:
         operation = operation_row(conn, nomenclature)
-        existing = set(
-            conn.execute(
-                select(routing_points.c.rp_id).where(routing_points.c.operation_id == operation.id)
-            ).scalars()
-        )
+        existing = {
+            row.rp_id: row._mapping
+            for row in conn.execute(
+                select(routing_points).where(routing_points.c.operation_id == operation.id)
+            )
+        }
     zone = ZoneInfo(operation.timezone)
     problems = list(found.problems)
     first_seen: dict[int, int] = {}
+    unchanged = 0
     for place, record in zip(found.places, found.records, strict=True):
         try:
             change = values.point_change(record, zone, require_name=False)
@@ -137,11 +145,14 @@ def check_import(engine: Engine, nomenclature: str, found: PointFile) -> ImportC
             problems.append((place, f"rp_id {change.rp_id} appears twice (first at {first})"))
             continue
         first_seen[change.rp_id] = place
-        if change.rp_id not in existing and "rp_name" not in change.values:
+        stored = existing.get(change.rp_id)
+        if stored is None and "rp_name" not in change.values:
             problems.append((place, f"rp_id {change.rp_id} is new, so it needs an rp_name"))
-    new = len(first_seen.keys() - existing)
+        elif stored is not None and all(stored[k] == v for k, v in change.values.items()):
+            unchanged += 1
+    new = len(first_seen.keys() - existing.keys())
     listed = [f"{found.unit} {place}: {problem}" for place, problem in sorted(problems)]
-    return ImportCheck(listed, new, len(first_seen) - new)
+    return ImportCheck(listed, new, len(first_seen) - new - unchanged, unchanged)
 
 
 def problem_report(problems: list[str]) -> list[str]:
