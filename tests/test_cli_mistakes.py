@@ -166,6 +166,21 @@ def test_a_misspelt_setting_is_named_with_the_nearest_one(tmp_path: Path) -> Non
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize(
+    ("typed", "said"),
+    [
+        (["serv"], "No such command 'serv'. Did you mean 'serve'?"),
+        (["points", "lst"], "No such command 'lst'. Did you mean 'list'?"),
+        (["frobnicate"], "No such command 'frobnicate'."),
+    ],
+)
+def test_a_mistyped_command_is_answered_with_the_nearest_one(typed: list[str], said: str) -> None:
+    result = cli(*typed)
+    assert result.returncode == 2
+    line = one_line_error(result)
+    assert line.startswith(f"Error: {said} (see: "), line
+
+
 def test_ctrl_c_is_one_line_and_the_shell_code(tmp_path: Path) -> None:
     """click's own was a blank line, "Aborted!" and 1, like any failure."""
     with socket.socket() as listener:

@@ -17,6 +17,7 @@ import click
 
 from routing_points import __version__
 from routing_points.cli.consume import get, token_info
+from routing_points.cli.help import CommandGroup
 from routing_points.cli.watch import history_command, watch
 from routing_points.entry import interrupted
 
@@ -62,7 +63,7 @@ def needs_server_extra(name: str, missing: str) -> click.Command:
     )
 
 
-class Commands(click.Group):
+class Commands(CommandGroup):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)

@@ -17,11 +17,11 @@ from routing_points.cli.common import (
     store_errors,
     timestamp_text,
 )
-from routing_points.cli.help import example
+from routing_points.cli.help import CommandGroup, example
 from routing_points.store import access, audit
 
 
-@click.group()
+@click.group(cls=CommandGroup)
 def allowlist() -> None:
     """The IP allow-list of an operation (10 entries per license; empty allows everyone)."""
 

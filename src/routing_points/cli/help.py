@@ -4,12 +4,31 @@ server's packages."""
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Callable
 
 import click
 
 from routing_points.client.base import check_url
 from routing_points.client.errors import UsageError
+
+
+class CommandGroup(click.Group):
+    """A group that answers a mistyped command with the nearest one it has."""
+
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        try:
+            return super().resolve_command(ctx, args)
+        except click.UsageError:
+            typed = args[0] if args else ""
+            nearest = difflib.get_close_matches(typed, self.list_commands(ctx), n=1)
+            if not nearest or typed.startswith("-"):
+                raise
+            raise click.UsageError(
+                f"No such command {typed!r}. Did you mean {nearest[0]!r}?", ctx
+            ) from None
 
 
 def example(*lines: str) -> str:

@@ -26,7 +26,7 @@ from routing_points.cli.common import (
     print_table,
     store_errors,
 )
-from routing_points.cli.help import example
+from routing_points.cli.help import CommandGroup, example
 from routing_points.server.render import stored_records
 from routing_points.store import points as point_store
 from routing_points.store.importer import check_import, problem_report, read_point_file
@@ -41,7 +41,7 @@ def _records(database_url: str | None, server: str) -> list[dict[str, str]]:
     return stored_records(operation.timezone, rows)
 
 
-@click.group()
+@click.group(cls=CommandGroup)
 def points() -> None:
     """Routing points of an operation."""
 

@@ -20,7 +20,7 @@ from routing_points.cli.common import (
     store_errors,
     timestamp_text,
 )
-from routing_points.cli.help import example
+from routing_points.cli.help import CommandGroup, example
 from routing_points.store import access, tenants
 
 
@@ -39,7 +39,7 @@ class Duration(click.ParamType[int]):
         return int(match[1]) * self._UNITS[match[2]]
 
 
-@click.group()
+@click.group(cls=CommandGroup)
 def operations() -> None:
     """Operations (tenants), named by their four-digit server nomenclature."""
 
@@ -130,7 +130,7 @@ def operations_list(as_json: bool, database_url: str | None) -> None:
     print_table(table)
 
 
-@click.group()
+@click.group(cls=CommandGroup)
 def tokens() -> None:
     """API tokens: shown once when created, stored only as a hash."""
 
