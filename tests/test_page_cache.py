@@ -144,3 +144,22 @@ def test_a_zone_changed_after_the_tokens_lookup_is_shown_as_its_version_says(
     assert shift == timedelta(hours=5)  # Bogota is UTC-5: the body shows the new zone
     assert during.headers["etag"] == caught_up.headers["etag"]
     assert during.content == caught_up.content
+
+
+def test_the_etag_follows_the_zone_not_the_name_or_the_licenses(
+    live: LiveServer, tenant: Tenant, engine: Engine
+) -> None:
+    """Only the zone is in the answers (`last_use`): a new name or more licenses would make
+    every polling client download the whole answer again for nothing."""
+    url = f"{live.url}{ENDPOINT}?api=routing_points"
+
+    def etag() -> str:
+        answer = httpx.get(url, headers={"wolkvox-token": tenant.token})
+        assert answer.status_code == 200
+        return answer.headers["etag"]
+
+    first = etag()
+    access.set_operation(engine, "0032", licenses=7, name="Renamed", timezone="America/Bogota")
+    kept = etag()
+    access.set_operation(engine, "0032", timezone="UTC")
+    assert (kept, etag() != first) == (first, True)

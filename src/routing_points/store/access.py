@@ -262,12 +262,12 @@ def set_operation(
                     f"licenses: the IP allow-list has more than {allowed} entries; "
                     "remove some first"
                 )
-        conn.execute(
-            update(operations)
-            .where(operations.c.id == operation.id)
-            # A new version: its answers and ETags follow at once.
-            .values(version=operations.c.version + 1, **values)
-        )
+        if values.get("timezone", operation.timezone) != operation.timezone:
+            # Answers show `last_use` in the operation's zone: a new zone is a new version,
+            # and its answers and ETags follow at once. The name and the licenses are in
+            # no answer, so the clients' ETags stay (a change would cost each a download).
+            values["version"] = operations.c.version + 1
+        conn.execute(update(operations).where(operations.c.id == operation.id).values(**values))
         return operation_row(conn, nomenclature)
 
 
