@@ -423,3 +423,28 @@ def test_every_command_shows_an_example(name: str) -> None:
     assert result.exit_code == 0
     _, examples = result.stdout.split("\n  Examples:\n")
     assert f"    routing-points {name} " in examples
+
+
+HUGE = "99999999999999999999"  # past any integer the store keeps
+
+
+@pytest.mark.usefixtures("acme")
+@pytest.mark.parametrize(
+    ("command", "said"),
+    [
+        (["tokens", "add", "0032", "--daily-limit", HUGE], "daily limit: must be at most"),
+        (["operations", "set", "0032", "--licenses", HUGE], "licenses: must be at most 100000"),
+        (
+            ["operations", "add", "0044", "--name", "B", "--licenses", HUGE, "--timezone", "UTC"],
+            "licenses: must be at most 100000",
+        ),
+        (["points", "set", "0032", HUGE, "--ivr", "no"], f"{HUGE} is not in the range"),
+        (["points", "delete", "0032", HUGE], f"{HUGE} is not in the range"),
+        (["tokens", "revoke", HUGE], f"{HUGE} is not in the range"),
+    ],
+)
+def test_a_number_too_large_for_the_store_is_one_line(
+    run: Invoke, command: list[str], said: str
+) -> None:
+    """It was a traceback ending in SQLite's OverflowError."""
+    assert_refused(run(*command), said)

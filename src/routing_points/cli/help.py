@@ -11,6 +11,11 @@ import click
 
 from routing_points.client.base import check_url
 from routing_points.client.errors import UsageError
+from routing_points.store.records import MAX_RP_ID
+
+# An id the store keeps (a token's, a routing point's): a BIGINT. Past it click says so in
+# one line, where the store's driver would fail with a traceback.
+STORED_ID = click.IntRange(1, MAX_RP_ID)
 
 
 class CommandGroup(click.Group):

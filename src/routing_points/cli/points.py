@@ -26,7 +26,7 @@ from routing_points.cli.common import (
     print_table,
     store_errors,
 )
-from routing_points.cli.help import CommandGroup, example
+from routing_points.cli.help import STORED_ID, CommandGroup, example
 from routing_points.server.render import stored_records
 from routing_points.store import points as point_store
 from routing_points.store.importer import check_import, problem_report, read_point_file
@@ -180,7 +180,7 @@ def points_list(server: str, as_json: bool, database_url: str | None) -> None:
     ),
 )
 @click.argument("server")
-@click.argument("rp_id", type=int)
+@click.argument("rp_id", type=STORED_ID)
 @click.option("--ivr", type=YES_NO)
 @click.option("--chat", type=YES_NO)
 @click.option("--interaction", type=YES_NO)
@@ -220,7 +220,7 @@ def points_set(
     ),
 )
 @click.argument("server")
-@click.argument("rp_ids", metavar="RP_ID...", type=click.IntRange(min=1), nargs=-1, required=True)
+@click.argument("rp_ids", metavar="RP_ID...", type=STORED_ID, nargs=-1, required=True)
 @database_option
 @store_errors
 def points_delete(server: str, rp_ids: tuple[int, ...], database_url: str | None) -> None:

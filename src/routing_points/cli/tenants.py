@@ -20,7 +20,7 @@ from routing_points.cli.common import (
     store_errors,
     timestamp_text,
 )
-from routing_points.cli.help import CommandGroup, example
+from routing_points.cli.help import STORED_ID, CommandGroup, example
 from routing_points.store import access, tenants
 
 
@@ -241,7 +241,7 @@ def tokens_list(server: str, as_json: bool, database_url: str | None) -> None:
 
 
 @tokens.command("revoke", epilog=example("routing-points tokens revoke 7"))
-@click.argument("token_id", type=int)
+@click.argument("token_id", type=STORED_ID)
 @database_option
 @store_errors
 def tokens_revoke(token_id: int, database_url: str | None) -> None:
@@ -260,7 +260,7 @@ def tokens_revoke(token_id: int, database_url: str | None) -> None:
         "routing-points tokens rotate 7 --grace 0    # the old secret is refused at once",
     ),
 )
-@click.argument("token_id", type=int)
+@click.argument("token_id", type=STORED_ID)
 @click.option(
     "--grace",
     type=Duration(),
@@ -293,7 +293,7 @@ def tokens_rotate(token_id: int, grace: int, database_url: str | None) -> None:
         "routing-points tokens expire 7 --never",
     ),
 )
-@click.argument("token_id", type=int)
+@click.argument("token_id", type=STORED_ID)
 @click.option("--expires", default=None, help="30d, 12h, 90m, 2w or YYYY-MM-DD.")
 @click.option("--never", is_flag=True, help="Remove the expiry.")
 @database_option
@@ -330,7 +330,7 @@ def tokens_list_platform(database_url: str | None) -> None:
 
 
 @tokens.command("revoke-platform", epilog=example("routing-points tokens revoke-platform 2"))
-@click.argument("token_id", type=int)
+@click.argument("token_id", type=STORED_ID)
 @database_option
 @store_errors
 def tokens_revoke_platform(token_id: int, database_url: str | None) -> None:

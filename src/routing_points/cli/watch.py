@@ -25,7 +25,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from routing_points.cli.consume import EXIT_OTHER, connection_options, exit_code
-from routing_points.cli.help import example, http_url
+from routing_points.cli.help import STORED_ID, example, http_url
 from routing_points.client import Client, RetryPolicy, RoutingPointsError
 from routing_points.sqlite_files import remove_sqlite_files
 from routing_points.watch.diff import FLAGS
@@ -260,7 +260,7 @@ def _flag_lines(history: History, server: str | None, rp_id: int, since: float |
 )
 @click.option("--history", "history_path", default=DEFAULT_HISTORY, show_default=True)
 @click.option("--server", default=None, help="Only this operation.")
-@click.option("--rp", "rp_id", type=int, default=None, help="Only this routing point.")
+@click.option("--rp", "rp_id", type=STORED_ID, default=None, help="Only this routing point.")
 @click.option("--since", default=None, help="Only from this date (YYYY-MM-DD or ISO 8601).")
 @click.option(
     "--format",

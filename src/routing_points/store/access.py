@@ -133,8 +133,10 @@ def set_token_terms(
     expires_at: int | None,
 ) -> None:
     """Replace a token's daily limit and expiry (None: no limit, no expiry)."""
-    if daily_limit is not None and daily_limit < 1:
-        raise Invalid(f"daily limit: must be at least 1, got {daily_limit}")
+    try:
+        records.daily_limit(daily_limit)
+    except records.InvalidValue as exc:
+        raise Invalid(str(exc)) from None
     _live_token(engine, token_id, nomenclature)
     with engine.begin() as conn:
         conn.execute(

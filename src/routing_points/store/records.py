@@ -15,6 +15,10 @@ FLAG_FIELDS = contract.FLAG_FIELDS
 POINT_FIELDS = contract.FIELDS
 LAST_USE_FORMAT = "%Y-%m-%d %H:%M:%S"
 MAX_RP_ID = 2**63 - 1  # PostgreSQL's BIGINT
+# A contact center's seats, far past any real one: the daily budget (x 1,000 by default)
+# and every count stay well inside the store's integers and Redis's exact numbers.
+MAX_LICENSES = 100_000
+MAX_DAILY_LIMIT = 1_000_000_000
 # Instants the store keeps and every time zone can render: 1970 to the end of 9998.
 MIN_EPOCH, MAX_EPOCH = 0, 253_370_764_799
 
@@ -36,6 +40,16 @@ def nomenclature(value: str) -> str:
 def licenses(value: int) -> int:
     if value < 1:
         raise InvalidValue("licenses", f"must be at least 1, got {value}")
+    if value > MAX_LICENSES:
+        raise InvalidValue("licenses", f"must be at most {MAX_LICENSES}, got {value}")
+    return value
+
+
+def daily_limit(value: int | None) -> int | None:
+    """A token's own daily limit (None: the operation's budget alone)."""
+    if value is not None and not 1 <= value <= MAX_DAILY_LIMIT:
+        bound = "at least 1" if value < 1 else f"at most {MAX_DAILY_LIMIT}"
+        raise InvalidValue("daily limit", f"must be {bound}, got {value}")
     return value
 
 

@@ -137,8 +137,10 @@ def add_token(
     scope: str = "read",
     expires_at: int | None = None,
 ) -> NewToken:
-    if daily_limit is not None and daily_limit < 1:
-        raise Invalid(f"daily limit: must be at least 1, got {daily_limit}")
+    try:
+        records.daily_limit(daily_limit)
+    except records.InvalidValue as exc:
+        raise Invalid(str(exc)) from None
     if scope not in ("read", "admin"):
         raise Invalid(f"scope: {scope!r} is not read or admin")
     if len(description) > 255:
