@@ -120,7 +120,13 @@ class Settings(BaseSettings):
         description="L2, advertised in `X-Poll-Interval`",
     )
     min_poll_interval_s: float = Field(
-        default=0.0, ge=0, description="L2 enforced per token and api; 0 is off"
+        default=0.0,
+        ge=0,
+        description=(
+            "L2 enforced per token and api; 0 is off. With Redis, a token's last call is kept "
+            "when a server restarts; the embedded limits keep it in memory, so after a restart "
+            "each token's first call is not held to it"
+        ),
     )
     concurrency_retry_after_s: int = Field(
         default=1, ge=1, description="`retry-after` of a concurrency refusal (L8)"
