@@ -264,18 +264,27 @@ def test_sandbox_latency_and_failures_upstream(
 
 def test_admin_writes_are_refused_on_a_mirror(upstream: Upstream, tmp_path: Path) -> None:
     with running_mirror(f"sqlite:///{tmp_path / 'mirror.db'}", upstream) as local:
-        response = httpx.post(
-            local.server.url + "/api/v2/admin/routing_points",
-            headers={"wolkvox-token": local.token},
-            json={"rp_id": "5", "rp_name": "x"},
-        )
-        assert response.status_code == 403
-        assert response.json() == {
-            "code": 403,
-            "error": "FORBIDDEN",
-            "msg": "THIS SERVER MIRRORS OPERATION 0032: WRITE TO ITS UPSTREAM",
-            "data": None,
-        }
+        admin = tenants.add_token(local.engine, UPSTREAM, "ops", scope="admin").secret
+
+        def write(*token: str) -> httpx.Response:
+            return httpx.post(
+                local.server.url + "/api/v2/admin/routing_points",
+                headers={"wolkvox-token": token[0]} if token else {},
+                json={"rp_id": "5", "rp_name": "x"},
+            )
+
+        refused = write(admin)
+        # Only a valid admin token learns that this server mirrors, and which operation.
+        strangers = [write(), write("wrong"), write(local.token)]
+    assert refused.status_code == 403
+    assert refused.json() == {
+        "code": 403,
+        "error": "FORBIDDEN",
+        "msg": "THIS SERVER MIRRORS OPERATION 0032: WRITE TO ITS UPSTREAM",
+        "data": None,
+    }
+    assert [answer.status_code for answer in strangers] == [401, 403, 403]
+    assert not any("MIRROR" in answer.text for answer in strangers)
 
 
 def test_a_small_budget_share_slows_the_mirror_down(tmp_path: Path) -> None:

@@ -20,9 +20,6 @@ from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from routing_points.contract import ENDPOINT
-from routing_points.server.errors import Forbidden, envelope_response
-
-ADMIN_PREFIX = "/api/v2/admin/"
 
 
 def rfc3339(epoch: float) -> str:
@@ -145,13 +142,9 @@ class MirrorCollector(Collector):
         yield requests
 
 
-class ReadOnly(Forbidden):
-    """An admin write on a mirror."""
-
-
 class MirrorHeaders:
-    """Freshness headers on the contract's endpoint; admin writes refused (they would be
-    undone by the next sync, or hide upstream changes behind a stale ETag)."""
+    """Freshness headers on the contract's endpoint. (Admin writes are refused by the admin
+    API itself, after the token: `MirrorRunner.start`.)"""
 
     def __init__(self, app: ASGIApp, state: MirrorState) -> None:
         self.app = app
@@ -162,12 +155,6 @@ class MirrorHeaders:
             await self.app(scope, receive, send)
             return
         path = scope["path"]
-        if path.startswith(ADMIN_PREFIX) and scope["method"] != "GET":
-            refusal = ReadOnly(
-                f"THIS SERVER MIRRORS OPERATION {self.state.upstream}: WRITE TO ITS UPSTREAM"
-            )
-            await envelope_response(refusal)(scope, receive, send)
-            return
         if path != ENDPOINT:
             await self.app(scope, receive, send)
             return

@@ -29,6 +29,7 @@ from routing_points.server.errors import (
     ApiError,
     BadRequest,
     Conflict,
+    Forbidden,
     InsufficientScope,
     NotFound,
     PayloadTooLarge,
@@ -76,6 +77,9 @@ class AdminCall:
     def prepare(self, principal: Principal, _incoming: Incoming, scope: Scope) -> Call:
         if principal.scope != "admin":
             raise InsufficientScope()  # before admission: a read token is not charged
+        refused = self.admin.writes_refused
+        if refused is not None and self.request.method not in READS:
+            raise Forbidden(refused)  # after the token: nobody else learns why
         single_params(scope["query_string"])  # a repeated one too
         self.principal = principal
         return self
@@ -101,6 +105,8 @@ class AdminApi:
         self.metrics = metrics
         self._admission: Admission | None = None
         self._engine: Engine | None = None
+        # Why this server takes no admin writes (a mirror's), once its addon says so.
+        self.writes_refused: str | None = None
 
     def start(self, admission: Admission, engine: Engine) -> None:
         self._admission, self._engine = admission, engine
