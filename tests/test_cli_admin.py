@@ -448,3 +448,18 @@ def test_a_number_too_large_for_the_store_is_one_line(
 ) -> None:
     """It was a traceback ending in SQLite's OverflowError."""
     assert_refused(run(*command), said)
+
+
+@pytest.mark.usefixtures("acme")
+def test_a_table_sent_to_a_pipe_is_not_cut_to_80_columns(
+    run: Invoke, tmp_path: Path, engine: Engine
+) -> None:
+    """rich cut every value short ("Sales li…") when the output was not a terminal."""
+    name = "Customer care line for the northern region on weekends and public holidays"
+    file = tmp_path / "points.csv"
+    file.write_text(CSV.replace("Sales line", name))
+    assert run("points", "import", "0032", str(file)).exit_code == 0
+    listed = run("points", "list", "0032")  # click's runner: no terminal, as a pipe
+    assert listed.exit_code == 0
+    assert name in listed.stdout
+    assert "2026-11-20 14:03:11" in listed.stdout

@@ -7,7 +7,6 @@ from datetime import UTC, datetime
 
 import click
 import orjson
-from rich.console import Console
 from rich.table import Table
 
 from routing_points.cli.common import (
@@ -17,7 +16,7 @@ from routing_points.cli.common import (
     store_errors,
     timestamp_text,
 )
-from routing_points.cli.help import CommandGroup, example
+from routing_points.cli.help import CommandGroup, example, print_table
 from routing_points.store import access, audit
 
 
@@ -117,4 +116,4 @@ def audit_command(
             entry.action,
             entry.detail,
         )
-    Console(soft_wrap=True).print(table)
+    print_table(table)

@@ -21,8 +21,6 @@ import click
 import orjson
 import redis
 from pydantic import ValidationError
-from rich.console import Console
-from rich.table import Table
 from sqlalchemy import Engine, inspect, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
@@ -294,10 +292,6 @@ def cli_audit(engine: Engine, action: str, server: str | None, detail: dict[str,
         detail=detail,
         retention_days=settings_for(None).audit_retention_days,
     )
-
-
-def print_table(table: Table) -> None:
-    Console(soft_wrap=True).print(table)
 
 
 def timestamp_text(epoch: int | None) -> str:

@@ -17,12 +17,11 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import click
 import orjson
 from click.core import ParameterSource
-from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
 from routing_points import contract
-from routing_points.cli.help import example, http_url
+from routing_points.cli.help import example, http_url, print_table
 from routing_points.client import Client, RetryPolicy, errors
 from routing_points.client.base import check_token
 from routing_points.client.models import FIELDS, RoutingPoint
@@ -223,7 +222,7 @@ def get(
                 _yes_no(point.crm_active),
                 relative_age(point.last_use, now),
             )
-        Console(soft_wrap=True).print(table)
+        print_table(table)
 
 
 @click.command(
@@ -255,4 +254,4 @@ def token_info(
         table = Table("field", "value")
         for field in TOKEN_INFO_FIELDS:
             table.add_row(field, record[field])
-        Console(soft_wrap=True).print(table)
+        print_table(table)

@@ -8,6 +8,9 @@ import difflib
 from collections.abc import Callable
 
 import click
+from rich.console import Console
+from rich.measure import Measurement
+from rich.table import Table
 
 from routing_points.client.base import check_url
 from routing_points.client.errors import UsageError
@@ -60,3 +63,17 @@ def http_url(option: str) -> Callable[[click.Context, click.Parameter, str | Non
         return value
 
     return check
+
+
+def table_console(table: Table) -> Console:
+    """A console for a table at its full width: the terminal's, or when the output goes to
+    a pipe or a file, as wide as the table (rich's 80 columns cut every value short)."""
+    console = Console(soft_wrap=True)
+    if not console.is_terminal:
+        wide = Measurement.get(console, console.options.update_width(1_000_000), table)
+        console = Console(soft_wrap=True, width=max(80, wide.maximum))
+    return console
+
+
+def print_table(table: Table) -> None:
+    table_console(table).print(table)

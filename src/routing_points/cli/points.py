@@ -23,10 +23,9 @@ from routing_points.cli.common import (
     json_option,
     open_store,
     print_json,
-    print_table,
     store_errors,
 )
-from routing_points.cli.help import STORED_ID, CommandGroup, example
+from routing_points.cli.help import STORED_ID, CommandGroup, example, print_table
 from routing_points.server.render import stored_records
 from routing_points.store import points as point_store
 from routing_points.store.importer import check_import, problem_report, read_point_file

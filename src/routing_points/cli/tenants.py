@@ -15,12 +15,11 @@ from routing_points.cli.common import (
     json_option,
     open_store,
     print_json,
-    print_table,
     settings_for,
     store_errors,
     timestamp_text,
 )
-from routing_points.cli.help import STORED_ID, CommandGroup, example
+from routing_points.cli.help import STORED_ID, CommandGroup, example, print_table
 from routing_points.store import access, tenants
 
 

@@ -19,13 +19,12 @@ from zoneinfo import ZoneInfo
 
 import click
 import orjson
-from rich.console import Console
 from rich.table import Table
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from routing_points.cli.consume import EXIT_OTHER, connection_options, exit_code
-from routing_points.cli.help import STORED_ID, example, http_url
+from routing_points.cli.help import STORED_ID, example, http_url, table_console
 from routing_points.client import Client, RetryPolicy, RoutingPointsError
 from routing_points.sqlite_files import remove_sqlite_files
 from routing_points.watch.diff import FLAGS
@@ -299,7 +298,7 @@ def history_command(
         table = Table(*EVENT_FIELDS)
         for record in records:
             table.add_row(*("" if record[f] is None else str(record[f]) for f in EVENT_FIELDS))
-        console = Console(soft_wrap=True)
+        console = table_console(table)
         console.print(table)
         if rp_id is not None:
             console.print(f"flags of routing point {rp_id}, snapshot by snapshot:")
