@@ -463,3 +463,14 @@ def test_a_table_sent_to_a_pipe_is_not_cut_to_80_columns(
     assert listed.exit_code == 0
     assert name in listed.stdout
     assert "2026-11-20 14:03:11" in listed.stdout
+
+
+@pytest.mark.usefixtures("acme")
+def test_a_mistyped_csv_header_is_named_on_line_1(run: Invoke, tmp_path: Path) -> None:
+    """It was blamed on line 2, the first record, as if the record were wrong."""
+    file = tmp_path / "points.csv"
+    file.write_text("rp_id,rp_nam\n1,Sales\n2,Support\n")
+    assert_refused(
+        run("points", "import", "0032", str(file)),
+        f"{file}: line 1: rp_nam is not a routing point field",
+    )

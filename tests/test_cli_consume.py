@@ -77,6 +77,23 @@ def test_get_table(live: LiveServer, tenant: Tenant) -> None:
     assert "Sales line" not in result.stdout
 
 
+def test_get_table_of_no_point_says_so(live: LiveServer, tenant: Tenant) -> None:
+    """An empty table alone looked like a display fault; it is no error, so exit 0."""
+    result = cli(
+        "get",
+        "--server",
+        "0032",
+        "--token",
+        tenant.token,
+        "--base-url",
+        live.url,
+        "--routing",
+        "999",
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.strip() == "operation 0032 has no routing point with rp_id 999"
+
+
 def test_token_info_formats(live: LiveServer, tenant: Tenant) -> None:
     as_json = cli(
         "token-info",

@@ -57,7 +57,7 @@ def test_mirror_refuses_bad_tokens_and_missing_ones_in_one_line(
     # The store it made for that recording is gone again: nothing half-written.
     assert sorted(tmp_path.glob("recording.db*")) == []
     missing = cli(*args, "--database", database, env={"ROUTING_POINTS_UPSTREAM_TOKEN": ""})
-    assert missing.returncode == 1
+    assert missing.returncode == 2  # a usage mistake, as `get` without a token
     assert "no upstream token" in missing.stderr
     assert "Traceback" not in missing.stderr
     on_argv = cli(*args, "--upstream-token", "x")

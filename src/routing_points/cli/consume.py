@@ -223,6 +223,9 @@ def get(
                 relative_age(point.last_use, now),
             )
         print_table(table)
+        if not records:  # not an error (exit 0), but an empty table alone says nothing
+            which = "" if routing is None else f" with rp_id {routing}"
+            click.echo(f"operation {server} has no routing point{which}", err=True)
 
 
 @click.command(

@@ -53,10 +53,11 @@ def upstream_token(settings: Settings, token_file: Path | None) -> str:
                 f"cannot read the upstream token file {token_file}: {why}"
             ) from None
         if not token:
-            raise click.ClickException(f"the upstream token file {token_file} is empty")
+            raise click.UsageError(f"the upstream token file {token_file} is empty")
         return _checked(token, str(token_file))
     if settings.upstream_token is None or not settings.upstream_token.get_secret_value().strip():
-        raise click.ClickException(
+        # A usage mistake, as `get` without a token is (exit 2).
+        raise click.UsageError(
             "no upstream token: set ROUTING_POINTS_UPSTREAM_TOKEN or pass --upstream-token-file"
         )
     return _checked(
@@ -68,7 +69,7 @@ def _checked(token: str, source: str) -> str:
     try:
         check_token(token)
     except UsageError as exc:
-        raise click.ClickException(f"{source}: {exc}") from None
+        raise click.UsageError(f"{source}: {exc}") from None
     return token
 
 
