@@ -157,6 +157,11 @@ async def test_the_admin_api_manages_tokens_allow_list_and_reads_the_audit(
         )
         tokens = await client.get("/api/v2/admin/tokens", headers=auth)
         log = await client.get("/api/v2/admin/audit", headers=auth)
+        # "²" is a digit to str.isdigit() but not to int(): it was a 500.
+        odd_limits = [
+            await client.get("/api/v2/admin/audit", params={"limit": limit}, headers=auth)
+            for limit in ("²", "①", "9" * 5000, "0")
+        ]
     assert created.status_code == 201
     assert created.json()["data"][0]["expires_at"].endswith("Z")
     assert works.status_code == 200
@@ -171,6 +176,10 @@ async def test_the_admin_api_manages_tokens_allow_list_and_reads_the_audit(
     assert actions == ["allowlist.remove", "allowlist.add", "token.create"]
     assert {entry["actor"] for entry in log.json()["data"]} == {f"api:token {boss.id}"}
     assert secret not in log.text
+    assert [answer.status_code for answer in odd_limits] == [400] * 4
+    assert {answer.json()["msg"] for answer in odd_limits} == {
+        "SOME PARAMETERS ARE REQUIRED: LIMIT MUST BE AN INTEGER FROM 1 TO 1000"
+    }
 
 
 def test_the_cli_adds_expiring_and_platform_tokens_and_prints_the_audit(

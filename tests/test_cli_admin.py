@@ -472,5 +472,5 @@ def test_a_mistyped_csv_header_is_named_on_line_1(run: Invoke, tmp_path: Path) -
     file.write_text("rp_id,rp_nam\n1,Sales\n2,Support\n")
     assert_refused(
         run("points", "import", "0032", str(file)),
-        f"{file}: line 1: rp_nam is not a routing point field",
+        f"{file}: line 1: 'rp_nam' is not a routing point field",
     )

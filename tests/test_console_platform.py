@@ -221,3 +221,40 @@ async def test_an_api_call_right_after_a_console_change_sees_it(
     assert after.headers["etag"] != before.headers["etag"]
     names = {record["rp_id"]: record["rp_name"] for record in after.json()["data"]}
     assert names["1000"] == "Night shift B"
+
+
+@pytest.mark.parametrize("typed", ["²", "①", "1e3", "-4"])
+async def test_a_number_a_form_cannot_take_is_a_page_not_a_500(
+    database_url: str, engine: Engine, tenant: Tenant, typed: str
+) -> None:
+    """`str.isdigit()` is true of "²", which `int()` refuses: it was a 500."""
+    admin = tenants.add_token(engine, "0032", "ops", scope="admin").secret
+    async with asgi_client(create_app(make_settings(database_url))) as client:
+        await _sign_in(client, admin)
+        page = await client.get("/console/o/0032/tokens")
+        refused = await client.post(
+            "/console/o/0032/tokens",
+            data={"csrf": _csrf(page), "description": "x", "daily_limit": typed},
+        )
+        biggest = await client.post(
+            "/console/o/0032/tokens",
+            data={"csrf": _csrf(page), "description": "y", "daily_limit": "1000000000"},
+        )
+    assert refused.status_code == 400
+    assert "daily limit: must be a whole number of at least 1" in refused.text
+    assert biggest.status_code == 200, biggest.text  # the store's largest daily limit
+
+
+async def test_the_largest_rp_id_has_its_console_page(
+    database_url: str, engine: Engine, tenant: Tenant
+) -> None:
+    largest = 2**63 - 1
+    point_store.upsert_points(engine, "0032", [{"rp_id": str(largest), "rp_name": "Last"}])
+    admin = tenants.add_token(engine, "0032", "ops", scope="admin").secret
+    async with asgi_client(create_app(make_settings(database_url))) as client:
+        await _sign_in(client, admin)
+        page = await client.get(f"/console/o/0032/points/{largest}")
+        past = await client.get(f"/console/o/0032/points/{largest + 1}")
+    assert page.status_code == 200
+    assert "Last" in page.text
+    assert past.status_code == 404

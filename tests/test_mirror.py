@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import threading
 import time
 from pathlib import Path
@@ -276,6 +277,30 @@ def test_admin_writes_are_refused_on_a_mirror(upstream: Upstream, tmp_path: Path
         refused = write(admin)
         # Only a valid admin token learns that this server mirrors, and which operation.
         strangers = [write(), write("wrong"), write(local.token)]
+        # Nor does its console change a point (the next sync would undo it).
+        wait_until(local.synced, "the first sync")
+        with httpx.Client(base_url=local.server.url) as browser:
+            form = browser.get("/console/signin")
+            csrf = re.search(r'name="csrf" value="([^"]+)"', form.text)
+            assert csrf is not None
+            browser.post("/console/signin", data={"csrf": csrf.group(1), "token": admin})
+            point_page = browser.get("/console/o/0032/points/101")
+            session_csrf = re.search(r'name="csrf" value="([^"]+)"', point_page.text)
+            assert session_csrf is not None
+            edited = browser.post(
+                "/console/o/0032/points/101",
+                data={"csrf": session_csrf.group(1), "rp_name": "edited on the mirror"},
+            )
+        # Its tokens are its own: an admin makes them here, not upstream.
+        token = httpx.post(
+            local.server.url + "/api/v2/admin/tokens",
+            headers={"wolkvox-token": admin},
+            json={"description": "local consumer"},
+        )
+    assert token.status_code == 201
+    assert point_page.status_code == 200
+    assert edited.status_code == 403
+    assert "This server mirrors operation 0032: write to its upstream." in edited.text
     assert refused.status_code == 403
     assert refused.json() == {
         "code": 403,

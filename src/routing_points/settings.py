@@ -232,7 +232,7 @@ class Settings(BaseSettings):
         except ValueError:
             raise ValueError("has a port that is not a number from 1 to 65535") from None
         database = parts.path.strip("/")
-        if database and not database.isdigit():
+        if database and not (database.isascii() and database.isdigit()):
             # redis-py would quietly use database 0, shared with whatever else uses it.
             raise ValueError(f"names database {database!r}: it must be a number, as in /0")
         return value

@@ -25,6 +25,7 @@ from routing_points.cli.help import example, http_url, print_table
 from routing_points.client import Client, RetryPolicy, errors
 from routing_points.client.base import check_token
 from routing_points.client.models import FIELDS, RoutingPoint
+from routing_points.store.records import MAX_RP_ID
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -184,7 +185,7 @@ def _zone(name: str | None) -> ZoneInfo | None:
 )
 @connection_options
 @format_option
-@click.option("--routing", type=click.IntRange(min=0), default=None, help="Only this rp_id.")
+@click.option("--routing", type=click.IntRange(0, MAX_RP_ID), default=None, help="Only this rp_id.")
 @click.option(
     "--timezone",
     default=None,

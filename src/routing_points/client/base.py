@@ -97,7 +97,7 @@ def retry_after_s(response: httpx.Response) -> float | None:
     if value is None:
         return None
     value = value.strip()
-    if value.isdigit():
+    if value.isascii() and value.isdigit():  # str.isdigit() is true of "²" too
         return float(value)
     try:
         moment = parsedate_to_datetime(value)
@@ -248,7 +248,7 @@ class BaseClient:
         if budget is not None:
             self.budget = budget
         advised = response.headers.get("x-poll-interval", "")
-        if advised.isdigit():
+        if advised.isascii() and advised.isdigit() and len(advised) <= 9:
             self.poll_interval_s = int(advised)
         return interpret(response)
 

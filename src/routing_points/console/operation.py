@@ -31,9 +31,11 @@ def server_of(request: Request) -> str:
 
 
 def _optional_int(value: str, what: str) -> int | None:
+    """A form's whole number: ASCII digits only (`int()` refuses "²", which `isdigit()`
+    accepts); its bounds are the store's, which names them."""
     if not value:
         return None
-    if not value.isdigit() or len(value) > 9 or int(value) < 1:
+    if not (value.isascii() and value.isdigit()) or len(value) > 19 or int(value) < 1:
         raise store_errors.Invalid(f"{what}: must be a whole number of at least 1")
     return int(value)
 
@@ -351,6 +353,7 @@ class OperationPages:
     async def points_import(self, request: Request) -> Response:
         c, server = self.c, server_of(request)
         session = await c.session(request, server)
+        c.points_writable(request, session)
         form = await request.form()
         file = upload(form, "file")
         if file is None or not file.filename:
@@ -376,6 +379,7 @@ class OperationPages:
         rp_id = int(request.path_params["rp_id"])
         error, status = "", 200
         if request.method == "POST":
+            c.points_writable(request, session)
             form = await request.form()
             changes = {"rp_name": text(form, "rp_name")}
             for flag in data.FLAGS:

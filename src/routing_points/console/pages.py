@@ -32,6 +32,7 @@ from routing_points.server.addresses import ClientAddress
 from routing_points.settings import Settings
 from routing_points.store import access, audit, tenants
 from routing_points.store import errors as store_errors
+from routing_points.store.records import MAX_RP_ID
 from routing_points.store.sessions import Session, close_session, open_session, signer_for_secret
 
 T = TypeVar("T")
@@ -49,12 +50,14 @@ SECURITY_HEADERS = {
 
 
 class RowId(Convertor[int]):
-    """An id in a console path: 1 to 18 digits, so it always fits a BIGINT (longer: 404)."""
+    """An id in a console path: 1 to 19 digits (longer: 404). Past a BIGINT it is 0, an id
+    no row has, so the page says it does not exist (the store would refuse the number)."""
 
-    regex = "[0-9]{1,18}"
+    regex = "[0-9]{1,19}"
 
     def convert(self, value: str) -> int:
-        return int(value)
+        number = int(value)
+        return number if number <= MAX_RP_ID else 0
 
     def to_string(self, value: int) -> str:
         return str(value)
@@ -92,6 +95,7 @@ class Console:
         engine: Callable[[], Engine | None],
         count_charges: Callable[[], Awaitable[None]],
         wrote: Callable[[], None],
+        point_writes_refused: Callable[[], str | None],
     ) -> None:
         self.settings = settings
         self._engine = engine
@@ -100,6 +104,8 @@ class Console:
         # After a form changed the store: this worker looks tokens up afresh (as after an
         # admin API write), so an API call right after the change sees it.
         self.wrote = wrote
+        # Why this server takes no changes to routing points (a mirror's), or None.
+        self.point_writes_refused = point_writes_refused
         self.cookies = Cookies(settings)
         self.client_address = ClientAddress(settings.trusted_proxies)
         environment = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=True)
@@ -167,6 +173,12 @@ class Console:
                     )
                 )
         return session
+
+    def points_writable(self, request: Request, session: Session) -> None:
+        """Refuse a change to routing points where the server takes none (a mirror)."""
+        refused = self.point_writes_refused()
+        if refused is not None:
+            raise Stop(self.error_page(request, 403, f"{refused.capitalize()}.", session))
 
     def platform_only(self, request: Request, session: Session) -> None:
         if session.signer.kind != "platform":

@@ -151,9 +151,10 @@ class Mirror:
 
     async def start(self, services: Services) -> None:
         assert services.engine is not None
-        # Admin writes would be undone by the next sync, or hide upstream changes behind a
-        # stale ETag: refused, to a valid admin token only (nobody else learns it is a mirror).
-        services.admin.writes_refused = (
+        # Writes of points would be undone by the next sync, or hide upstream changes behind
+        # a stale ETag: refused, to a valid admin token only (nobody else learns it is a
+        # mirror), in the admin API and the console. Tokens and the allow-list are local.
+        services.admin.point_writes_refused = (
             f"THIS SERVER MIRRORS OPERATION {self.state.upstream}: WRITE TO ITS UPSTREAM"
         )
         store = self.store = MirrorStore(services.engine, self.config.server, self.config.identity)

@@ -134,7 +134,9 @@ class AccessEndpoints:
 
         async def listing(principal: Principal, _payload: Any) -> Response:
             text = request.query_params.get("limit", "200")
-            if not text.isdigit() or not 1 <= int(text) <= 1000:
+            if not (text.isascii() and text.isdigit() and len(text) <= 4) or not (
+                1 <= int(text) <= 1000
+            ):
                 raise InvalidParameters("LIMIT MUST BE AN INTEGER FROM 1 TO 1000")
             found = await admin.store(
                 lambda: audit.entries(admin.engine, principal.nomenclature, limit=int(text))

@@ -62,12 +62,15 @@ def _store_error(exc: store_errors.StoreError) -> ApiError:
 class AdminCall:
     """One admin call in the pipeline: it needs the admin scope and costs 1."""
 
-    __slots__ = ("admin", "payload", "principal", "reads_body", "request", "work")
+    __slots__ = ("admin", "payload", "points", "principal", "reads_body", "request", "work")
     api = ADMIN_API
     cost = 1
 
-    def __init__(self, admin: AdminApi, request: Request, work: Work, reads_body: bool) -> None:
+    def __init__(
+        self, admin: AdminApi, request: Request, work: Work, reads_body: bool, points: bool
+    ) -> None:
         self.admin = admin
+        self.points = points
         self.request = request
         self.work = work
         self.reads_body = reads_body
@@ -77,8 +80,8 @@ class AdminCall:
     def prepare(self, principal: Principal, _incoming: Incoming, scope: Scope) -> Call:
         if principal.scope != "admin":
             raise InsufficientScope()  # before admission: a read token is not charged
-        refused = self.admin.writes_refused
-        if refused is not None and self.request.method not in READS:
+        refused = self.admin.point_writes_refused
+        if refused is not None and self.points and self.request.method not in READS:
             raise Forbidden(refused)  # after the token: nobody else learns why
         single_params(scope["query_string"])  # a repeated one too
         self.principal = principal
@@ -105,8 +108,9 @@ class AdminApi:
         self.metrics = metrics
         self._admission: Admission | None = None
         self._engine: Engine | None = None
-        # Why this server takes no admin writes (a mirror's), once its addon says so.
-        self.writes_refused: str | None = None
+        # Why this server takes no writes of routing points or their usage (a mirror's,
+        # whose points are its upstream's), once its addon says so.
+        self.point_writes_refused: str | None = None
 
     def start(self, admission: Admission, engine: Engine) -> None:
         self._admission, self._engine = admission, engine
@@ -120,12 +124,15 @@ class AdminApi:
             raise NotStarted("the app's lifespan has not started")
         return self._engine
 
-    async def call(self, request: Request, work: Work, *, with_body: bool) -> Response:
-        """Run `work` as an admitted admin call (its body read first when `with_body`)."""
+    async def call(
+        self, request: Request, work: Work, *, with_body: bool, points: bool = False
+    ) -> Response:
+        """Run `work` as an admitted admin call (its body read first when `with_body`);
+        `points`: it reads or writes the operation's routing points or their usage."""
         admission = self._admission
         if admission is None:
             raise NotStarted("the app's lifespan has not started")
-        call = AdminCall(self, request, work, with_body)
+        call = AdminCall(self, request, work, with_body, points)
         handle = partial(admission.handle, request.scope, request.receive, call.prepare)
         try:
             if self.metrics is None:
@@ -140,7 +147,7 @@ class AdminApi:
     async def read_json(self, request: Request) -> Any:
         limit = self.settings.max_upload_bytes
         declared = request.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > limit:
+        if declared.isascii() and declared.isdigit() and int(declared[:20]) > limit:
             raise PayloadTooLarge(f"THE BODY EXCEEDS THE LIMIT OF {limit} BYTES")
         chunks, size = [], 0
         try:

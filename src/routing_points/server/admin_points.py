@@ -59,7 +59,7 @@ class PointEndpoints:
             await self.api.audit(request, principal, "point.create", {"record": created})
             return envelope(201, "1 records were created", [created])
 
-        return await self.api.call(request, work, with_body=True)
+        return await self.api.call(request, work, with_body=True, points=True)
 
     async def point(self, request: Request) -> Response:
         """One routing point's resource: PATCH changes it, DELETE removes it."""
@@ -84,7 +84,7 @@ class PointEndpoints:
             )
             return envelope(200, "1 records were updated", [updated])
 
-        return await self.api.call(request, work, with_body=True)
+        return await self.api.call(request, work, with_body=True, points=True)
 
     async def delete_point(self, request: Request) -> Response:
         async def work(principal: Principal, _payload: Any) -> Response:
@@ -94,7 +94,7 @@ class PointEndpoints:
             await self.api.audit(request, principal, "point.delete", {"rp_id": rp_id})
             return envelope(200, "1 records were deleted", None)
 
-        return await self.api.call(request, work, with_body=False)
+        return await self.api.call(request, work, with_body=False, points=True)
 
     async def bulk_upsert(self, request: Request) -> Response:
         async def work(principal: Principal, payload: Any) -> Response:
@@ -124,7 +124,7 @@ class PointEndpoints:
                 {"upserted": result.upserted, "deleted": result.deleted},
             )
 
-        return await self.api.call(request, work, with_body=True)
+        return await self.api.call(request, work, with_body=True, points=True)
 
     async def usage_events(self, request: Request) -> Response:
         async def work(principal: Principal, payload: Any) -> Response:
@@ -151,7 +151,7 @@ class PointEndpoints:
                 },
             )
 
-        return await self.api.call(request, work, with_body=True)
+        return await self.api.call(request, work, with_body=True, points=True)
 
     def _date(self, request: Request, name: str, zone: ZoneInfo) -> int:
         value = request.query_params.get(name, "").strip()
@@ -195,4 +195,4 @@ class PointEndpoints:
                 )
             return envelope(200, f"{len(rows)} records were found", rows)
 
-        return await self.api.call(request, work, with_body=False)
+        return await self.api.call(request, work, with_body=False, points=True)

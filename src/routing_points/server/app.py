@@ -145,7 +145,11 @@ def create_app(
             await services.stop()
 
     console = Console(
-        settings, lambda: services.engine, services.count_charges, services.forget_principals
+        settings,
+        lambda: services.engine,
+        services.count_charges,
+        services.forget_principals,
+        lambda: services.admin.point_writes_refused,
     )
     app = Starlette(
         routes=[

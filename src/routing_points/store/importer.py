@@ -110,7 +110,7 @@ def _csv_records(raw: bytes, path: Path) -> PointFile:
         raise Invalid(f"{path}: the CSV header row names {', '.join(twice)} more than once")
     unknown = [name for name in reader.fieldnames if name not in values.POINT_FIELDS]
     if unknown:  # the header's mistake, said once: not once per record, from line 2 on
-        raise Invalid(f"{path}: line 1: {unknown[0]} is not a routing point field")
+        raise Invalid(f"{path}: line 1: {unknown[0]!r} is not a routing point field")
     found = PointFile("line")
     start = reader.line_num + 1  # a quoted field may span lines: a record starts after the last
     for row in reader:
