@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import subprocess
 from datetime import datetime, timedelta
 
 import pytest
@@ -58,8 +59,9 @@ def test_get_csv_has_a_header_in_contract_order(live: LiveServer, tenant: Tenant
     assert len(rows) == 4
 
 
-def test_get_table(live: LiveServer, tenant: Tenant) -> None:
-    result = cli(
+def get_table(live: LiveServer, tenant: Tenant, routing: str) -> subprocess.CompletedProcess[str]:
+    """`get` of one routing point of operation 0032, as a table."""
+    return cli(
         "get",
         "--server",
         "0032",
@@ -68,9 +70,13 @@ def test_get_table(live: LiveServer, tenant: Tenant) -> None:
         "--base-url",
         live.url,
         "--routing",
-        "102",
+        routing,
         env={"COLUMNS": "160"},
     )
+
+
+def test_get_table(live: LiveServer, tenant: Tenant) -> None:
+    result = get_table(live, tenant, "102")
     assert result.returncode == 0, result.stderr
     assert "Support chat" in result.stdout
     assert "never" in result.stdout
@@ -79,17 +85,7 @@ def test_get_table(live: LiveServer, tenant: Tenant) -> None:
 
 def test_get_table_of_no_point_says_so(live: LiveServer, tenant: Tenant) -> None:
     """An empty table alone looked like a display fault; it is no error, so exit 0."""
-    result = cli(
-        "get",
-        "--server",
-        "0032",
-        "--token",
-        tenant.token,
-        "--base-url",
-        live.url,
-        "--routing",
-        "999",
-    )
+    result = get_table(live, tenant, "999")
     assert result.returncode == 0, result.stderr
     assert result.stderr.strip() == "operation 0032 has no routing point with rp_id 999"
 
