@@ -14,7 +14,7 @@ from starlette.responses import RedirectResponse, Response
 from routing_points.console import charts, data
 from routing_points.console.pages import Console, stops, text, upload
 from routing_points.limits.policy import TALLIED_REFUSALS
-from routing_points.store import access, tenants
+from routing_points.store import access, records, tenants
 from routing_points.store import errors as store_errors
 from routing_points.store import points as point_store
 from routing_points.store.sessions import Session
@@ -31,11 +31,10 @@ def server_of(request: Request) -> str:
 
 
 def _optional_int(value: str, what: str) -> int | None:
-    """A form's whole number: ASCII digits only (`int()` refuses "²", which `isdigit()`
-    accepts); its bounds are the store's, which names them."""
+    """A form's whole number; its bounds are the store's, which names them."""
     if not value:
         return None
-    if not (value.isascii() and value.isdigit()) or len(value) > 19 or int(value) < 1:
+    if not records.digits(value) or int(value) < 1:
         raise store_errors.Invalid(f"{what}: must be a whole number of at least 1")
     return int(value)
 

@@ -14,7 +14,7 @@ from starlette.responses import Response
 
 from routing_points.server.admin_api import AdminApi
 from routing_points.server.errors import BadRequest, InvalidParameters, envelope
-from routing_points.store import access, audit, tenants
+from routing_points.store import access, audit, records, tenants
 from routing_points.store.reader import Principal
 
 
@@ -134,9 +134,7 @@ class AccessEndpoints:
 
         async def listing(principal: Principal, _payload: Any) -> Response:
             text = request.query_params.get("limit", "200")
-            if not (text.isascii() and text.isdigit() and len(text) <= 4) or not (
-                1 <= int(text) <= 1000
-            ):
+            if not records.digits(text) or not 1 <= int(text) <= 1000:
                 raise InvalidParameters("LIMIT MUST BE AN INTEGER FROM 1 TO 1000")
             found = await admin.store(
                 lambda: audit.entries(admin.engine, principal.nomenclature, limit=int(text))

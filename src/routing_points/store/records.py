@@ -68,15 +68,17 @@ def is_rp_id(number: int) -> bool:
     return 0 < number <= MAX_RP_ID
 
 
-def _digits(text: str) -> bool:
-    # The length first: int() refuses strings of thousands of digits with a ValueError.
+def digits(text: str) -> bool:
+    """Whether `int()` reads `text` as a whole number a BIGINT can hold the length of:
+    ASCII digits only (`str.isdigit()` is true of "²", which `int()` refuses), at most 19
+    (`int()` refuses thousands of digits with a ValueError)."""
     return text.isascii() and text.isdigit() and len(text) <= 19
 
 
 def id_in_text(text: str, *, minimum: int = 1) -> int | None:
     """The id a query or path gives, or None: digits for `minimum` to MAX_RP_ID (`routing`
     and `after` may be 0, an rp_id may not)."""
-    if _digits(text):
+    if digits(text):
         number = int(text)
         if minimum <= number <= MAX_RP_ID:
             return number
@@ -90,7 +92,7 @@ def rp_id(value: Any) -> int:
         value = int(value)  # JSON's 101.0 is the integer 101
     if isinstance(value, str):
         text = value.strip()
-        if not _digits(text):
+        if not digits(text):
             raise InvalidValue("rp_id", f"{value[:40]!r} is not a positive integer")
         value = int(text)
     if not isinstance(value, int) or not is_rp_id(value):
