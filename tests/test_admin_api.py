@@ -77,7 +77,7 @@ def test_10000_records_accepted_10001_refused_with_nothing_written(
         headers=headers(operation.token),
     )
     assert accepted.status_code == 200, accepted.text
-    assert accepted.json()["data"] == {"upserted": 10_000, "deleted": 0}
+    assert accepted.json()["data"] == {"upserted": 10_000, "deleted": 0, "unchanged": 0}
     assert point_store.count_points(engine, "0032") == 10_002
     version = tenants.get_operation(engine, "0032").version
     refused = http.post(
@@ -94,6 +94,27 @@ def test_10000_records_accepted_10001_refused_with_nothing_written(
     }
     assert point_store.count_points(engine, "0032") == 10_002
     assert tenants.get_operation(engine, "0032").version == version
+
+
+def test_an_upload_of_what_is_stored_writes_nothing_and_keeps_the_version(
+    http: httpx.Client, operation: Admin, engine: Engine
+) -> None:
+    """Uploading the same records again used to bump the version: every client's ETag
+    changed, and each downloaded the whole answer again for nothing."""
+    bulk, auth = f"{ADMIN}/routing_points/bulk", headers(operation.token)
+    first = http.post(bulk, json=records(3, start=1000), headers=auth)
+    assert first.json()["data"] == {"upserted": 3, "deleted": 0, "unchanged": 0}
+    version = tenants.get_operation(engine, "0032").version
+    again = http.post(bulk, json=records(3, start=1000), headers=auth)
+    assert again.json()["data"] == {"upserted": 3, "deleted": 0, "unchanged": 3}
+    assert tenants.get_operation(engine, "0032").version == version
+    changed = records(3, start=1000)
+    changed[1]["crm_active"] = "yes"
+    partly = http.post(bulk, json=changed, headers=auth)
+    assert partly.json()["data"] == {"upserted": 3, "deleted": 0, "unchanged": 2}
+    assert tenants.get_operation(engine, "0032").version == version + 1
+    _, row = point_store.get_point(engine, "0032", 1001)
+    assert row.crm_active
 
 
 def test_an_invalid_record_at_index_9999_refuses_all(
@@ -119,7 +140,7 @@ def test_replace_deletes_the_points_not_uploaded(
         json=[{"rp_id": "102", "rp_name": "Kept"}, {"rp_id": "7", "rp_name": "New"}],
         headers=headers(operation.token),
     )
-    assert response.json()["data"] == {"upserted": 2, "deleted": 1}
+    assert response.json()["data"] == {"upserted": 2, "deleted": 1, "unchanged": 0}
     _, rows = point_store.list_points(engine, "0032")
     assert [(row.rp_id, row.rp_name) for row in rows] == [(7, "New"), (102, "Kept")]
 

@@ -169,6 +169,11 @@ def test_points_import_csv_list_and_set(run: Invoke, tmp_path: Path, engine: Eng
     _, rows = point_store.list_points(engine, "0032")
     assert (rows[0].rp_name, rows[0].ivr_active) == ("Sales", False)
     assert tenants.get_operation(engine, "0032").version == version + 1
+    # The same change again writes nothing: clients' ETags stay.
+    again = run("points", "set", "0032", "101", "--ivr", "no", "--name", "Sales")
+    assert again.exit_code == 0
+    assert again.stdout == "routing point 101 of operation 0032 is already so; nothing written\n"
+    assert tenants.get_operation(engine, "0032").version == version + 1
 
 
 @pytest.mark.usefixtures("acme")

@@ -164,6 +164,32 @@ def test_an_operator_manages_the_operation_in_a_browser(
         _shoot(page, store, "points-import-refused")
         assert _api(url, secrets["read"], routing="300").json()["data"] in ([], None)
 
+        # Import: only what changes is written; the same file again writes nothing, and a
+        # client's ETag still holds (it used to change: every client downloaded again).
+        good = tmp_path / "good.csv"
+        good.write_text(
+            CSV_HEADER + "101,Sales line (closed),no,no,yes,no,\n102,Support,no,yes,no,yes,\n"
+        )
+        page.get_by_label("CSV file").set_input_files(str(good))
+        page.get_by_role("button", name="Import").click()
+        status = page.get_by_role("status")
+        assert status.inner_text() == (
+            "2 routing points were imported: 1 changed, 1 already as the file says."
+        )
+        etag = _api(url, secrets["read"]).headers["etag"]
+        page.get_by_label("CSV file").set_input_files(str(good))
+        page.get_by_role("button", name="Import").click()
+        assert status.inner_text() == (
+            "The 2 routing points were already as the file says: nothing was written."
+        )
+        _shoot(page, store, "points-import-unchanged")
+        unchanged = httpx.get(
+            f"{url}{ENDPOINT}",
+            params={"api": "routing_points"},
+            headers={"wolkvox-token": secrets["read"], "if-none-match": etag},
+        )
+        assert unchanged.status_code == 304
+
         # IP allow-list: a call from outside is refused in the envelope, and costs nothing.
         page.goto(f"{o}/allowlist")
         page.get_by_label(re.compile("^Address or CIDR")).fill("10.0.0.0/8")
@@ -185,8 +211,9 @@ def test_an_operator_manages_the_operation_in_a_browser(
             params={"api": "token_info"},
             headers={"wolkvox-token": secrets["read"]},
         ).json()["data"][0]
-        # 3 + routing=101 + routing=300 + this token_info: the refused call cost nothing.
-        assert info["token_use_today"] == "6"
+        # 3 + routing=101 + routing=300 + the ETag's + this token_info: the refused call
+        # and the 304 cost nothing.
+        assert info["token_use_today"] == "7"
 
         # Usage report and its CSV.
         page.goto(f"{o}/usage")

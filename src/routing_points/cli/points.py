@@ -80,15 +80,15 @@ def points_import(server: str, file: Path, dry_run: bool, database_url: str | No
         )
         return
     if not check.new and not check.updated:
-        # Writing them would change nothing but the operation's version, and so every
-        # client's ETag: each would download the whole answer again for nothing.
+        # Nothing to write (the store would skip every record too), so nothing to audit.
         click.echo(
             f"{file}: the {check.unchanged} routing points are already so in operation "
             f"{server}; nothing was written"
         )
         return
     result = point_store.upsert_points(engine, server, found.records, describe=f"{file}: record")
-    cli_audit(engine, "point.import", server, {"file": str(file), "upserted": result.upserted})
+    detail = {"file": str(file), "upserted": result.upserted, "unchanged": result.unchanged}
+    cli_audit(engine, "point.import", server, detail)
     click.echo(f"{result.upserted} routing points imported into operation {server} ({summary})")
 
 
@@ -207,7 +207,9 @@ def points_set(
     }
     changes = {field: value for field, value in given.items() if value is not None}
     engine = open_store(database_url)
-    point_store.set_point(engine, server, rp_id, changes)
+    if not point_store.set_point(engine, server, rp_id, changes):
+        click.echo(f"routing point {rp_id} of operation {server} is already so; nothing written")
+        return
     cli_audit(engine, "point.update", server, {"rp_id": rp_id, "changes": changes})
     click.echo(f"routing point {rp_id} of operation {server} updated")
 

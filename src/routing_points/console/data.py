@@ -133,15 +133,18 @@ def points_csv(engine: Engine, nomenclature: str) -> str:
     return out.getvalue()
 
 
-def import_csv(engine: Engine, nomenclature: str, raw: bytes) -> tuple[int, list[str]]:
-    """Check every row, then write them all, or nothing: (imported, problems by line)."""
+def import_csv(
+    engine: Engine, nomenclature: str, raw: bytes
+) -> tuple[point_store.UpsertResult | None, list[str]]:
+    """Check every row, then write them all, or nothing: (what was imported, problems by
+    line); rows already as stored are not written."""
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError:
-        return 0, ["the file is not UTF-8 text"]
+        return None, ["the file is not UTF-8 text"]
     reader = csv.DictReader(io.StringIO(text, newline=""))
     if not reader.fieldnames or "rp_id" not in reader.fieldnames:
-        return 0, ["line 1: the header row must name rp_id and the other fields"]
+        return None, ["line 1: the header row must name rp_id and the other fields"]
     with engine.connect() as conn:
         zone = ZoneInfo(operation_row(conn, nomenclature).timezone)
     problems: list[str] = []
@@ -168,12 +171,12 @@ def import_csv(engine: Engine, nomenclature: str, raw: bytes) -> tuple[int, list
     if not rows and not problems:
         problems.append("the file holds no records")
     if problems:
-        return 0, problems
+        return None, problems
     try:
         result = point_store.upsert_points(engine, nomenclature, rows, describe="record")
     except Invalid as exc:
-        return 0, [str(exc)]
-    return result.upserted, []
+        return None, [str(exc)]
+    return result, []
 
 
 # -- usage report ------------------------------------------------------------------------

@@ -316,7 +316,7 @@ class OperationPages:
         server: str,
         *,
         problems: list[str] | None = None,
-        imported: int | None = None,
+        imported: point_store.UpsertResult | None = None,
         status: int = 200,
     ) -> Response:
         c = self.c
@@ -364,10 +364,18 @@ class OperationPages:
             problems = [f"the file is larger than {c.settings.max_upload_bytes} bytes"]
             return await self._points(request, session, server, problems=problems, status=400)
         imported, problems = await c.run(functools.partial(data.import_csv, c.engine, server, raw))
-        if problems:
+        if problems or imported is None:
             return await self._points(request, session, server, problems=problems, status=400)
         await c.record(
-            request, session, "point.import", server, {"file": file.filename, "upserted": imported}
+            request,
+            session,
+            "point.import",
+            server,
+            {
+                "file": file.filename,
+                "upserted": imported.upserted,
+                "unchanged": imported.unchanged,
+            },
         )
         return await self._points(request, session, server, imported=imported)
 

@@ -112,17 +112,13 @@ class PointEndpoints:
                     replace=replace in ("true", "1"),
                 )
             )
-            await self.api.audit(
-                request,
-                principal,
-                "point.bulk",
-                {"upserted": result.upserted, "deleted": result.deleted},
-            )
-            return envelope(
-                200,
-                f"{result.upserted} records were upserted",
-                {"upserted": result.upserted, "deleted": result.deleted},
-            )
+            counts = {
+                "upserted": result.upserted,
+                "deleted": result.deleted,
+                "unchanged": result.unchanged,
+            }
+            await self.api.audit(request, principal, "point.bulk", counts)
+            return envelope(200, f"{result.upserted} records were upserted", counts)
 
         return await self.api.call(request, work, with_body=True, points=True)
 

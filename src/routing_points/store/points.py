@@ -2,7 +2,8 @@
 
 Every write runs in one transaction and bumps the operation's version when what
 `routing_points` would answer changes, so ETags and cached bodies follow at once, in every
-worker (each request reads the version with its token).
+worker (each request reads the version with its token). A bulk write that changes nothing
+(a file imported again) leaves the version, and so every client's ETag, as it was.
 """
 
 from __future__ import annotations
@@ -44,8 +45,11 @@ def _update_statement(operation_id: int, columns: Sequence[str]) -> Any:
 
 @dataclass(frozen=True, slots=True)
 class UpsertResult:
+    # The records accepted (written, or already so), and the points `replace` deleted.
     upserted: int
     deleted: int
+    # Of the upserted, those every field of which was already as stored: not written.
+    unchanged: int = 0
 
 
 def upsert_points(
@@ -84,8 +88,9 @@ def upsert_points(
         new_without_name = _new_ids_without_name(conn, operation.id, groups)
         if new_without_name:
             raise Invalid(f"rp_id {new_without_name}: a new routing point needs an rp_name")
+        unchanged = _drop_unchanged(conn, operation.id, groups)
         for columns, rows in groups.items():
-            if not columns:
+            if not columns or not rows:
                 continue
             # Without a name a record can only update: an INSERT of it would fail NOT NULL
             # before ON CONFLICT is considered.
@@ -106,9 +111,41 @@ def upsert_points(
                 .where(routing_points.c.operation_id == operation.id)
                 .where(routing_points.c.rp_id.not_in(seen))
             ).rowcount
+        written = len(seen) - unchanged
+        if not written and not deleted:
+            # Nothing the answer shows changed: a new version would only make every client
+            # download the whole answer again.
+            return UpsertResult(len(seen), 0, unchanged)
         bump_version(conn, operation.id)
-    refresh_point_statistics(engine, len(seen) + deleted)
-    return UpsertResult(len(seen), deleted)
+    refresh_point_statistics(engine, written + deleted)
+    return UpsertResult(len(seen), deleted, unchanged)
+
+
+def _drop_unchanged(
+    conn: Connection, operation_id: int, groups: dict[tuple[str, ...], list[dict[str, Any]]]
+) -> int:
+    """Take out of `groups` the rows whose every field is already as stored; how many."""
+    wanted = [row["rp_id"] for rows in groups.values() for row in rows]
+    stored: dict[int, Any] = {}
+    for start in range(0, len(wanted), UPSERT_CHUNK):
+        chunk = wanted[start : start + UPSERT_CHUNK]
+        for found in conn.execute(
+            select(routing_points)
+            .where(routing_points.c.operation_id == operation_id)
+            .where(routing_points.c.rp_id.in_(chunk))
+        ):
+            stored[found.rp_id] = found._mapping
+    unchanged = 0
+    for columns, rows in groups.items():
+        kept = []
+        for row in rows:
+            current = stored.get(row["rp_id"])
+            if current is not None and all(current[column] == row[column] for column in columns):
+                unchanged += 1
+            else:
+                kept.append(row)
+        rows[:] = kept
+    return unchanged
 
 
 def _new_ids_without_name(
@@ -243,8 +280,9 @@ def get_point(engine: Engine, nomenclature: str, rp_id: int) -> tuple[Operation,
     return operation, row
 
 
-def set_point(engine: Engine, nomenclature: str, rp_id: int, changes: dict[str, Any]) -> None:
-    """Change fields of one existing routing point."""
+def set_point(engine: Engine, nomenclature: str, rp_id: int, changes: dict[str, Any]) -> bool:
+    """Change fields of one existing routing point; False when they were already so, and
+    nothing was written."""
     with engine.begin() as conn:
         operation = operation_row(conn, nomenclature, for_writing=True)
         zone = ZoneInfo(operation.timezone)
@@ -254,15 +292,23 @@ def set_point(engine: Engine, nomenclature: str, rp_id: int, changes: dict[str, 
             raise Invalid(str(exc)) from None
         if not change.values:
             raise Invalid("nothing to change: give at least one field")
-        done = conn.execute(
+        stored = conn.execute(
+            select(routing_points)
+            .where(routing_points.c.operation_id == operation.id)
+            .where(routing_points.c.rp_id == change.rp_id)
+        ).first()
+        if stored is None:
+            raise NotFound(f"routing point {rp_id} does not exist in operation {nomenclature}")
+        if all(stored._mapping[column] == value for column, value in change.values.items()):
+            return False  # (a form saved as it was): the version, and ETags, stay
+        conn.execute(
             update(routing_points)
             .where(routing_points.c.operation_id == operation.id)
             .where(routing_points.c.rp_id == change.rp_id)
             .values(**change.values)
         )
-        if done.rowcount == 0:
-            raise NotFound(f"routing point {rp_id} does not exist in operation {nomenclature}")
         bump_version(conn, operation.id)
+    return True
 
 
 def count_points(engine: Engine, nomenclature: str) -> int:
