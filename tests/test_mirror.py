@@ -19,6 +19,7 @@ import pytest
 
 from routing_points.clock import ManualClock
 from routing_points.store import tenants
+from tests.support.browser import chromium
 from tests.support.mirroring import (
     METRICS_TOKEN,
     PATIENCE_S,
@@ -33,6 +34,8 @@ from tests.support.mirroring import (
 from tests.support.seed import add_tenant, point
 from tests.support.services import RedisNamespace
 from tests.support.wire import ENDPOINT
+
+SHOTS = Path(__file__).parent / "screenshots"
 
 
 @pytest.fixture(params=["sqlite", "postgresql+redis"])
@@ -291,6 +294,25 @@ def test_admin_writes_are_refused_on_a_mirror(upstream: Upstream, tmp_path: Path
                 "/console/o/0032/points/101",
                 data={"csrf": session_csrf.group(1), "rp_name": "edited on the mirror"},
             )
+        # What a person sees: no control that would only be refused. The points page says
+        # where to write instead of offering an import, and a point opens to be read.
+        with chromium() as browser_page:
+            page = browser_page.new_page(viewport={"width": 1280, "height": 900})
+            page.goto(local.server.url + "/console/signin")
+            page.keyboard.type(admin)
+            page.keyboard.press("Enter")
+            page.wait_for_url("**/console/o/0032/")
+            page.goto(local.server.url + "/console/o/0032/points")
+            points_note = page.locator("#read-only").inner_text()
+            import_forms = page.get_by_role("button", name="Import").count()
+            SHOTS.mkdir(exist_ok=True)
+            page.screenshot(path=str(SHOTS / "mirror-points.png"), full_page=True)
+            page.get_by_role("link", name="View routing point 101").click()
+            page.wait_for_url("**/points/101")
+            point_note = page.locator("#read-only").inner_text()
+            save_buttons = page.get_by_role("button", name="Save").count()
+            name_editable = page.get_by_label("Name").is_editable()
+            page.screenshot(path=str(SHOTS / "mirror-point.png"))
         # Its tokens are its own: an admin makes them here, not upstream.
         token = httpx.post(
             local.server.url + "/api/v2/admin/tokens",
@@ -301,6 +323,10 @@ def test_admin_writes_are_refused_on_a_mirror(upstream: Upstream, tmp_path: Path
     assert point_page.status_code == 200
     assert edited.status_code == 403
     assert "This server mirrors operation 0032: write to its upstream." in edited.text
+    reason = "This server mirrors operation 0032: write to its upstream."
+    sync = "Changes made there reach this server with each sync."
+    assert points_note == point_note == f"{reason} {sync}"
+    assert (import_forms, save_buttons, name_editable) == (0, 0, False)
     assert refused.status_code == 403
     assert refused.json() == {
         "code": 403,

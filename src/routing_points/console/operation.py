@@ -338,6 +338,7 @@ class OperationPages:
             flag_names=data.FLAGS,
             problems=problems or [],
             imported=imported,
+            read_only=c.point_writes_refused(),
             status=status,
         )
 
@@ -414,6 +415,7 @@ class OperationPages:
             title=f"Routing point {rp_id}",
             point=found,
             flag_names=data.FLAGS,
+            read_only=c.point_writes_refused(),
             error=error,
             status=status,
         )
