@@ -30,8 +30,11 @@ def allowlist() -> None:
 @database_option
 @store_errors
 def allowlist_list(server: str, database_url: str | None) -> None:
-    """Print the allowed networks, one a line."""
+    """Print the allowed networks, one a line (none: every address may call)."""
     _operation, entries = access.allowlist(open_store(database_url), server)
+    if not entries:
+        # On stderr: stdout stays the list, empty, for a script that reads it.
+        click.echo(f"operation {server} has no allow-list: every address may call", err=True)
     for entry in entries:
         click.echo(entry)
 
