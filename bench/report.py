@@ -40,6 +40,25 @@ HOW = """\
 - **B5** alternates the two steps in one process, with a garbage collection before each.
 """
 
+MISSES = """\
+## What the targets still missed would take
+
+Measured by switching parts off, in one process and served (see the closing notes of issue 14).
+
+- **B3 CPU, with a margin under 1.18.** The limits cost about 4-6 µs a call on 40-50: the two
+  RateLimit fields (about 1 µs to build, and about 0.75 µs of uvicorn's checks of each header),
+  the ledger record and its fold (about 1.3 µs), admission and release (1.5-2 µs). What is left
+  is Python's own cost per step. A clear margin would take sending `RateLimit-Policy` less often
+  than on every answer (a change clients would see), or compiling the hot path.
+- **B2 6 concurrent cold / 1 cold, uncompressed, at 1.5.** Each client is sent 9.8 MB, which
+  costs the sending server 3-5 ms of CPU on loopback even with sendfile, against a shared
+  render of about 7 ms: (7 + 6 x 4) / (7 + 4) is about 2.8. The bare app's own 6 / 1 shows the
+  sending alone; 6 cold / 6 warm is what the render adds.
+- **B4 (scale-out) at 1.5x the embedded CPU.** Writing charges behind, every 100-200 ms per
+  worker (about 1.65x; it weakens the crash bound unless Redis persists with AOF), or spending
+  blocks of the budget locally with nginx hashing each token to one worker (about 1.2-1.3x).
+"""
+
 
 def render(bench: Bench) -> str:
     lines = [
@@ -86,7 +105,7 @@ def render(bench: Bench) -> str:
         lines.append(
             f"| {case.name} | {median:.1f} | {case.measure} | {runs} | {cpu} | {p50} | {p99} |"
         )
-    lines += ["", HOW, "## Commands", "", "```", *bench.commands, "```", ""]
+    lines += ["", HOW, MISSES, "## Commands", "", "```", *bench.commands, "```", ""]
     return "\n".join(lines)
 
 
