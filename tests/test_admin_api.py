@@ -209,6 +209,15 @@ def test_single_point_create_update_delete(
     bad = http.patch(f"{ADMIN}/routing_points/200", headers=token, json={"ivr_active": "maybe"})
     assert bad.status_code == 400
     assert bad.json()["msg"] == "IVR_ACTIVE: 'MAYBE' IS NOT YES OR NO"
+    # JSON's null by its name (it said NONE), and a huge value not echoed whole.
+    null = http.patch(f"{ADMIN}/routing_points/200", headers=token, json={"ivr_active": None})
+    assert null.json()["msg"] == "IVR_ACTIVE: NULL IS NOT YES OR NO"
+    huge = http.post(
+        f"{ADMIN}/routing_points/bulk", headers=token, json=[{"rp_id": [1] * 5000, "rp_name": "x"}]
+    )
+    assert huge.status_code == 400
+    echoed = "[1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, ..."
+    assert huge.json()["msg"] == f"RECORD AT INDEX 0: RP_ID: {echoed} IS NOT A POSITIVE INTEGER"
     deleted = http.delete(f"{ADMIN}/routing_points/200", headers=token)
     assert deleted.status_code == 200
     missing = http.delete(f"{ADMIN}/routing_points/200", headers=token)

@@ -31,9 +31,24 @@ class InvalidValue(ValueError):
         self.field = field
 
 
+# The most of a refused value a message echoes: a 10,000-element list is not repeated back.
+SHOWN_CHARS = 40
+
+
+def shown(value: Any) -> str:
+    """A refused value as its sender wrote it: JSON's null, true and false by their names
+    (an upload is JSON), anything else quoted, and cut short."""
+    if value is None or isinstance(value, bool):
+        return "null" if value is None else str(value).lower()
+    text = repr(value)
+    return text if len(text) <= SHOWN_CHARS else text[: SHOWN_CHARS - 3] + "..."
+
+
 def nomenclature(value: str) -> str:
     if not NOMENCLATURE.match(value):
-        raise InvalidValue("server", f"{value!r} is not a server nomenclature of exactly 4 digits")
+        raise InvalidValue(
+            "server", f"{shown(value)} is not a server nomenclature of exactly 4 digits"
+        )
     return value
 
 
@@ -60,7 +75,7 @@ def timezone(value: str) -> str:
             return value
     except (ZoneInfoNotFoundError, ValueError):
         pass
-    raise InvalidValue("timezone", f"{value!r} is not a known IANA time zone")
+    raise InvalidValue("timezone", f"{shown(value)} is not a known IANA time zone")
 
 
 def is_rp_id(number: int) -> bool:
@@ -93,10 +108,10 @@ def rp_id(value: Any) -> int:
     if isinstance(value, str):
         text = value.strip()
         if not digits(text):
-            raise InvalidValue("rp_id", f"{value[:40]!r} is not a positive integer")
+            raise InvalidValue("rp_id", f"{shown(value)} is not a positive integer")
         value = int(text)
     if not isinstance(value, int) or not is_rp_id(value):
-        raise InvalidValue("rp_id", f"{value!r} is not a positive integer")
+        raise InvalidValue("rp_id", f"{shown(value)} is not a positive integer")
     return value
 
 
@@ -119,7 +134,7 @@ def flag(field: str, value: Any) -> bool:
         return value
     if isinstance(value, str) and value.strip().lower() in ("yes", "no"):
         return value.strip().lower() == "yes"
-    raise InvalidValue(field, f"{value!r} is not yes or no")
+    raise InvalidValue(field, f"{shown(value)} is not yes or no")
 
 
 def last_use(value: Any, zone: ZoneInfo) -> int | None:
@@ -127,11 +142,11 @@ def last_use(value: Any, zone: ZoneInfo) -> int | None:
     if value is None or value == "":
         return None
     if not isinstance(value, str):
-        raise InvalidValue("last_use", f"{value!r} is not YYYY-MM-DD HH:MM:SS")
+        raise InvalidValue("last_use", f"{shown(value)} is not YYYY-MM-DD HH:MM:SS")
     try:
         local = datetime.strptime(value.strip(), LAST_USE_FORMAT)
     except ValueError:
-        raise InvalidValue("last_use", f"{value!r} is not YYYY-MM-DD HH:MM:SS") from None
+        raise InvalidValue("last_use", f"{shown(value)} is not YYYY-MM-DD HH:MM:SS") from None
     return instant("last_use", int(local.replace(tzinfo=zone).timestamp()))
 
 

@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Engine, and_, bindparam, func, insert, or_, select, update
 
 from routing_points.store.errors import Invalid
-from routing_points.store.records import InvalidValue, instant, last_use, rp_id
+from routing_points.store.records import InvalidValue, instant, last_use, rp_id, shown
 from routing_points.store.schema import routing_points, usage_events
 from routing_points.store.tenants import bump_version, operation_row
 
@@ -47,7 +47,7 @@ def _moment(value: Any, zone: ZoneInfo) -> int:
         try:
             moment = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
         except ValueError:
-            raise InvalidValue("at", f"{value!r} is not a date and time") from None
+            raise InvalidValue("at", f"{shown(value)} is not a date and time") from None
         if moment.tzinfo is None:
             moment = moment.replace(tzinfo=zone)
         return instant("at", int(moment.timestamp()))
@@ -74,7 +74,8 @@ def parse_events(
                 raise InvalidValue(unknown[0], "is not an event field")
             channel = event.get("channel")
             if channel not in CHANNELS:
-                raise InvalidValue("channel", f"{channel!r} is not one of {', '.join(CHANNELS)}")
+                listed = ", ".join(CHANNELS)
+                raise InvalidValue("channel", f"{shown(channel)} is not one of {listed}")
             events.append((rp_id(event.get("rp_id")), channel, _moment(event.get("at"), zone)))
         except InvalidValue as exc:
             raise Invalid(f"{describe} {index}: {exc}") from None
