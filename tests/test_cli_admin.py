@@ -479,3 +479,9 @@ def test_a_mistyped_csv_header_is_named_on_line_1(run: Invoke, tmp_path: Path) -
         run("points", "import", "0032", str(file)),
         f"{file}: line 1: 'rp_nam' is not a routing point field",
     )
+    # Every unknown column at once: fixing one must not reveal the next.
+    file.write_text("rp_id,rp_nam,ivr\n1,Sales,yes\n")
+    assert_refused(
+        run("points", "import", "0032", str(file)),
+        f"{file}: line 1: 'rp_nam', 'ivr' are not routing point fields",
+    )

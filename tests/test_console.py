@@ -163,6 +163,14 @@ def test_an_operator_manages_the_operation_in_a_browser(
         assert "ivr_active" in problems
         _shoot(page, store, "points-import-refused")
         assert _api(url, secrets["read"], routing="300").json()["data"] in ([], None)
+        # A mistyped header is the header's mistake, named once (it was named on every line).
+        typo = tmp_path / "typo.csv"
+        typo.write_text("rp_id,rp_nam\n300,New point\n301,Other\n")
+        page.get_by_label("CSV file").set_input_files(str(typo))
+        page.get_by_role("button", name="Import").click()
+        assert page.locator("#import-problems li").all_inner_texts() == [
+            "typo.csv: line 1: 'rp_nam' is not a routing point field"
+        ]
 
         # Import: only what changes is written; the same file again writes nothing, and a
         # client's ETag still holds (it used to change: every client downloaded again).

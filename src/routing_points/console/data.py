@@ -13,15 +13,14 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import Engine, select
 
 from routing_points.limits.calendar import quota_day_at
 from routing_points.server.render import stored_records
+from routing_points.store import importer
 from routing_points.store import points as point_store
-from routing_points.store import records
 from routing_points.store.errors import Invalid
 from routing_points.store.refusals import refusals_on
 from routing_points.store.schema import tokens, usage_counters
@@ -134,46 +133,19 @@ def points_csv(engine: Engine, nomenclature: str) -> str:
 
 
 def import_csv(
-    engine: Engine, nomenclature: str, raw: bytes
+    engine: Engine, nomenclature: str, raw: bytes, name: str
 ) -> tuple[point_store.UpsertResult | None, list[str]]:
     """Check every row, then write them all, or nothing: (what was imported, problems by
-    line); rows already as stored are not written."""
+    line), as `points import` checks a CSV file; rows already as stored are not written."""
     try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        return None, ["the file is not UTF-8 text"]
-    reader = csv.DictReader(io.StringIO(text, newline=""))
-    if not reader.fieldnames or "rp_id" not in reader.fieldnames:
-        return None, ["line 1: the header row must name rp_id and the other fields"]
-    with engine.connect() as conn:
-        zone = ZoneInfo(operation_row(conn, nomenclature).timezone)
-    problems: list[str] = []
-    rows: list[dict[str, Any]] = []
-    seen: dict[int, int] = {}
-    for row in reader:
-        line = reader.line_num
-        if None in row or any(value is None for value in row.values()):
-            problems.append(f"line {line}: a different number of fields than the header")
-            continue
-        try:
-            change = records.point_change(row, zone, require_name=False)
-        except records.InvalidValue as exc:
-            problems.append(f"line {line}: {exc}")
-            continue
-        if change.rp_id in seen:
-            problems.append(
-                f"line {line}: rp_id {change.rp_id} appears twice (also on line "
-                f"{seen[change.rp_id]})"
-            )
-            continue
-        seen[change.rp_id] = line
-        rows.append(row)
-    if not rows and not problems:
-        problems.append("the file holds no records")
-    if problems:
-        return None, problems
+        found = importer.read_csv_upload(raw, name)
+    except Invalid as exc:
+        return None, [str(exc)]
+    check = importer.check_import(engine, nomenclature, found)
+    if check.problems:
+        return None, check.problems
     try:
-        result = point_store.upsert_points(engine, nomenclature, rows, describe="record")
+        result = point_store.upsert_points(engine, nomenclature, found.records, describe="record")
     except Invalid as exc:
         return None, [str(exc)]
     return result, []

@@ -364,7 +364,9 @@ class OperationPages:
         if len(raw) > c.settings.max_upload_bytes:
             problems = [f"the file is larger than {c.settings.max_upload_bytes} bytes"]
             return await self._points(request, session, server, problems=problems, status=400)
-        imported, problems = await c.run(functools.partial(data.import_csv, c.engine, server, raw))
+        imported, problems = await c.run(
+            functools.partial(data.import_csv, c.engine, server, raw, file.filename)
+        )
         if problems or imported is None:
             return await self._points(request, session, server, problems=problems, status=400)
         await c.record(

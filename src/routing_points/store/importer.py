@@ -69,6 +69,15 @@ def read_point_file(path: Path) -> PointFile:
     return found
 
 
+def read_csv_upload(raw: bytes, name: str) -> PointFile:
+    """An uploaded CSV file's records (the console's import), read as `read_point_file`
+    reads a CSV file: the same header checks, the same places, the same messages."""
+    found = _csv_records(raw, name)
+    if not found.records and not found.problems:
+        raise Invalid(f"{name}: holds no records")
+    return found
+
+
 def read_records(path: Path) -> list[dict[str, Any]]:
     """The file's records, or Invalid naming the first problem."""
     found = read_point_file(path)
@@ -97,7 +106,7 @@ def _json_records(raw: bytes, path: Path) -> PointFile:
     return found
 
 
-def _csv_records(raw: bytes, path: Path) -> PointFile:
+def _csv_records(raw: bytes, path: Path | str) -> PointFile:
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError:
@@ -110,7 +119,11 @@ def _csv_records(raw: bytes, path: Path) -> PointFile:
         raise Invalid(f"{path}: the CSV header row names {', '.join(twice)} more than once")
     unknown = [name for name in reader.fieldnames if name not in values.POINT_FIELDS]
     if unknown:  # the header's mistake, said once: not once per record, from line 2 on
-        raise Invalid(f"{path}: line 1: {unknown[0]!r} is not a routing point field")
+        named = ", ".join(repr(name) for name in unknown)
+        verb = (
+            "is not a routing point field" if len(unknown) == 1 else "are not routing point fields"
+        )
+        raise Invalid(f"{path}: line 1: {named} {verb}")
     found = PointFile("line")
     start = reader.line_num + 1  # a quoted field may span lines: a record starts after the last
     for row in reader:
