@@ -485,3 +485,30 @@ def test_a_mistyped_csv_header_is_named_on_line_1(run: Invoke, tmp_path: Path) -
         run("points", "import", "0032", str(file)),
         f"{file}: line 1: 'rp_nam', 'ivr' are not routing point fields",
     )
+
+
+@pytest.mark.usefixtures("acme")
+def test_stored_names_are_shown_as_text_in_every_table(
+    run: Invoke, tmp_path: Path, engine: Engine
+) -> None:
+    """Rich read them as markup: "[/]" crashed `points list`, `tokens list` and `audit` with
+    a traceback, "[eu]" vanished; and an escape sequence reached the reader's terminal."""
+    file = tmp_path / "points.csv"
+    file.write_text(CSV)
+    assert run("points", "import", "0032", str(file)).exit_code == 0
+    names = {101: "Closing [/] tag", 102: "Sales [eu] desk"}
+    for rp_id, name in names.items():
+        assert run("points", "set", "0032", str(rp_id), "--name", name).exit_code == 0
+    point_store.set_point(engine, "0032", 101, {"rp_name": "Clear\x1b[2J\x07 [/]"})
+    assert run("tokens", "add", "0032", "--description", "ci [/] bot").exit_code == 0
+    listed = run("points", "list", "0032")
+    assert listed.exit_code == 0, listed.stderr
+    assert "Sales [eu] desk" in listed.stdout
+    assert "Clear\\x1b[2J\\x07 [/]" in listed.stdout
+    assert "\x1b" not in listed.stdout and "\x07" not in listed.stdout
+    tokens = run("tokens", "list", "0032")
+    assert tokens.exit_code == 0, tokens.stderr
+    assert "ci [/] bot" in tokens.stdout
+    logged = run("audit", "--server", "0032")
+    assert logged.exit_code == 0, logged.stderr
+    assert "Closing [/] tag" in logged.stdout

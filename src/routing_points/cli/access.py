@@ -7,7 +7,6 @@ from datetime import UTC, datetime
 
 import click
 import orjson
-from rich.table import Table
 
 from routing_points.cli.common import (
     cli_audit,
@@ -16,7 +15,7 @@ from routing_points.cli.common import (
     store_errors,
     timestamp_text,
 )
-from routing_points.cli.help import CommandGroup, example, print_table
+from routing_points.cli.help import CommandGroup, DataTable, example, print_table
 from routing_points.store import access, audit
 
 
@@ -108,7 +107,7 @@ def audit_command(
             }
             click.echo(orjson.dumps(record).decode())
         return
-    table = Table("id", "when", "server", "who", "from", "action", "what")
+    table = DataTable("id", "when", "server", "who", "from", "action", "what")
     for entry in found:
         table.add_row(
             str(entry.id),

@@ -17,11 +17,10 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import click
 import orjson
 from click.core import ParameterSource
-from rich.table import Table
 from rich.text import Text
 
 from routing_points import contract
-from routing_points.cli.help import example, http_url, print_table
+from routing_points.cli.help import DataTable, example, http_url, print_table
 from routing_points.client import Client, RetryPolicy, errors
 from routing_points.client.base import check_token
 from routing_points.client.models import FIELDS, RoutingPoint
@@ -212,7 +211,7 @@ def get(
         _print_csv(FIELDS, records)
     else:
         now = datetime.now(zone).replace(tzinfo=None)
-        table = Table("rp_id", "rp_name", "ivr", "chat", "interaction", "crm", "last use")
+        table = DataTable("rp_id", "rp_name", "ivr", "chat", "interaction", "crm", "last use")
         for point in (RoutingPoint.from_record(record) for record in records):
             table.add_row(
                 str(point.rp_id),
@@ -255,7 +254,7 @@ def token_info(
     elif output_format == "csv":
         _print_csv(TOKEN_INFO_FIELDS, [record])
     else:
-        table = Table("field", "value")
+        table = DataTable("field", "value")
         for field in TOKEN_INFO_FIELDS:
             table.add_row(field, record[field])
         print_table(table)

@@ -5,12 +5,15 @@ server's packages."""
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Callable
 
 import click
-from rich.console import Console
+from rich.console import Console, RenderableType
 from rich.measure import Measurement
+from rich.style import StyleType
 from rich.table import Table
+from rich.text import Text
 
 from routing_points.client.base import check_url
 from routing_points.client.errors import UsageError
@@ -63,6 +66,31 @@ def http_url(option: str) -> Callable[[click.Context, click.Parameter, str | Non
         return value
 
     return check
+
+
+# C0 and C1 controls, DEL, and the bidirectional marks and overrides: a value shown in a
+# terminal must not clear the screen, set its title, or reorder the text around it.
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def printable(value: str) -> str:
+    """`value` with its control characters written out as escapes (ESC as \\x1b)."""
+    return _UNPRINTABLE.sub(lambda found: repr(found.group())[1:-1], value)
+
+
+class DataTable(Table):
+    """A table of stored or served values, shown as the text they are: never read as Rich
+    markup (a name with "[/]" in it crashed the table, "[eu]" vanished from another), and
+    with control characters escaped (a name could clear the reader's screen)."""
+
+    def add_row(
+        self,
+        *renderables: RenderableType | None,
+        style: StyleType | None = None,
+        end_section: bool = False,
+    ) -> None:
+        cells = (Text(printable(cell)) if isinstance(cell, str) else cell for cell in renderables)
+        super().add_row(*cells, style=style, end_section=end_section)
 
 
 def table_console(table: Table) -> Console:

@@ -15,7 +15,6 @@ from pathlib import Path
 
 import click
 import orjson
-from rich.table import Table
 
 from routing_points.cli.common import (
     cli_audit,
@@ -25,7 +24,7 @@ from routing_points.cli.common import (
     print_json,
     store_errors,
 )
-from routing_points.cli.help import STORED_ID, CommandGroup, example, print_table
+from routing_points.cli.help import STORED_ID, CommandGroup, DataTable, example, print_table
 from routing_points.server.render import stored_records
 from routing_points.store import points as point_store
 from routing_points.store.importer import check_import, problem_report, read_point_file
@@ -165,7 +164,7 @@ def points_list(server: str, as_json: bool, database_url: str | None) -> None:
     if as_json:
         print_json(found)
         return
-    table = Table("rp_id", "rp_name", "ivr", "chat", "interaction", "crm", "last_use")
+    table = DataTable("rp_id", "rp_name", "ivr", "chat", "interaction", "crm", "last_use")
     for record in found:
         table.add_row(*record.values())
     print_table(table)

@@ -6,7 +6,6 @@ import re
 from typing import Any
 
 import click
-from rich.table import Table
 
 from routing_points.cli.common import (
     cli_audit,
@@ -19,7 +18,7 @@ from routing_points.cli.common import (
     store_errors,
     timestamp_text,
 )
-from routing_points.cli.help import STORED_ID, CommandGroup, example, print_table
+from routing_points.cli.help import STORED_ID, CommandGroup, DataTable, example, print_table
 from routing_points.store import access, tenants
 
 
@@ -123,7 +122,7 @@ def operations_list(as_json: bool, database_url: str | None) -> None:
     if as_json:
         print_json(rows)
         return
-    table = Table("server", "name", "licenses", "daily budget", "timezone")
+    table = DataTable("server", "name", "licenses", "daily budget", "timezone")
     for row in rows:
         table.add_row(*(str(value) for value in row.values()))
     print_table(table)
@@ -225,7 +224,7 @@ def tokens_list(server: str, as_json: bool, database_url: str | None) -> None:
             ]
         )
         return
-    table = Table("id", "description", "daily limit", "scope", "created", "expires", "revoked")
+    table = DataTable("id", "description", "daily limit", "scope", "created", "expires", "revoked")
     for token in found:
         table.add_row(
             str(token.id),
@@ -316,7 +315,7 @@ def tokens_expire(
 @store_errors
 def tokens_list_platform(database_url: str | None) -> None:
     """List the platform tokens (never their secrets)."""
-    table = Table("id", "description", "created", "expires", "revoked")
+    table = DataTable("id", "description", "created", "expires", "revoked")
     for token in access.list_platform_tokens(open_store(database_url)):
         table.add_row(
             str(token.id),

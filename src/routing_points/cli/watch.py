@@ -19,12 +19,11 @@ from zoneinfo import ZoneInfo
 
 import click
 import orjson
-from rich.table import Table
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from routing_points.cli.consume import EXIT_OTHER, connection_options, exit_code
-from routing_points.cli.help import STORED_ID, example, http_url, table_console
+from routing_points.cli.help import STORED_ID, DataTable, example, http_url, table_console
 from routing_points.client import Client, RetryPolicy, RoutingPointsError
 from routing_points.sqlite_files import remove_sqlite_files
 from routing_points.watch.diff import FLAGS
@@ -295,7 +294,7 @@ def history_command(
             writer.writeheader()
             writer.writerows(records)
             return
-        table = Table(*EVENT_FIELDS)
+        table = DataTable(*EVENT_FIELDS)
         for record in records:
             table.add_row(*("" if record[f] is None else str(record[f]) for f in EVENT_FIELDS))
         console = table_console(table)
