@@ -505,7 +505,8 @@ def test_stored_names_are_shown_as_text_in_every_table(
     assert listed.exit_code == 0, listed.stderr
     assert "Sales [eu] desk" in listed.stdout
     assert "Clear\\x1b[2J\\x07 [/]" in listed.stdout
-    assert "\x1b" not in listed.stdout and "\x07" not in listed.stdout
+    assert "\x1b" not in listed.stdout
+    assert "\x07" not in listed.stdout
     tokens = run("tokens", "list", "0032")
     assert tokens.exit_code == 0, tokens.stderr
     assert "ci [/] bot" in tokens.stdout

@@ -10,7 +10,14 @@ import httpx
 
 from routing_points import contract
 from routing_points.client import errors
-from routing_points.client.base import ENDPOINT, BaseClient, Envelope, RetryPolicy, transport_error
+from routing_points.client.base import (
+    ENDPOINT,
+    BaseClient,
+    Envelope,
+    RetryPolicy,
+    transport_error,
+    undecodable,
+)
 from routing_points.client.models import Page, RoutingPointList, TokenInfo
 
 
@@ -73,9 +80,11 @@ class AsyncClient(BaseClient):
         url: str | None = ENDPOINT
         params: dict[str, str] | None = self._points_params(routing)
         extra = {"if-none-match": if_none_match} if if_none_match else {}
+        followed: set[str] = set()
         while url is not None:
             response, envelope = await self._call(url, params, extra)
             page = self._page(response, envelope)
+            self._check_progress(followed, response, page)
             yield page
             url, params, extra = page.next_url, None, {}
 
@@ -96,6 +105,8 @@ class AsyncClient(BaseClient):
                 response = await self._http.send(request)
             except httpx.TransportError as exc:
                 error = transport_error(exc, request)
+            except httpx.DecodingError as exc:
+                error = undecodable(exc, request)
             else:
                 try:
                     return response, self._observe(response)

@@ -194,6 +194,13 @@ def interpret(response: httpx.Response) -> Envelope:
     )
 
 
+def undecodable(exc: httpx.DecodingError, request: httpx.Request) -> errors.MalformedResponse:
+    """A body its Content-Encoding does not describe (gzip that is not gzip)."""
+    return errors.MalformedResponse(
+        f"the body does not decode as its Content-Encoding says ({exc})", request=request
+    )
+
+
 def transport_error(exc: httpx.TransportError, request: httpx.Request) -> errors.TransportError:
     kind = errors.Timeout if isinstance(exc, httpx.TimeoutException) else errors.TransportError
     cause = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
@@ -268,14 +275,42 @@ class BaseClient:
         link = response.links.get("next", {}).get("url")
         if not link:
             return None
-        following = str(response.url.join(link))
-        if following == str(response.url):
+        here = response.url
+        following = here.join(link)
+        if (following.scheme, following.host, following.port) != (
+            here.scheme,
+            here.host,
+            here.port,
+        ):
+            # The token goes with every request: a link elsewhere would hand it to another
+            # server, or send it in the clear.
+            raise errors.MalformedResponse(
+                f"the continuation link leads to another server ({following.scheme}://"
+                f"{following.netloc.decode()}): not followed",
+                request=response.request,
+                response=response,
+            )
+        if following == here:
             raise errors.MalformedResponse(
                 "the continuation link points at itself",
                 request=response.request,
                 response=response,
             )
-        return following
+        return str(following)
+
+    @staticmethod
+    def _check_progress(followed: set[str], response: httpx.Response, page: Page) -> None:
+        """A continuation must lead somewhere new, and from a page that brought records:
+        links that go round would spend the budget, a consumption each, for ever."""
+        followed.add(str(response.url))
+        if page.next_url is not None and (page.next_url in followed or not page.records):
+            raise errors.MalformedResponse(
+                "the continuation links go round in a circle"
+                if page.next_url in followed
+                else "a page without records links to another",
+                request=response.request,
+                response=response,
+            )
 
     def _page(self, response: httpx.Response, envelope: Envelope) -> Page:
         next_url = None if envelope.not_modified else self._next_url(response)

@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Any, NamedTuple
 
 from routing_points import contract
+from routing_points.client.errors import MalformedResponse
 
 FIELDS = contract.FIELDS
 _TRUE = frozenset({"yes", "y", "si", "sí", "true", "1", "on", "active"})
@@ -28,11 +29,11 @@ def _moment(value: Any) -> datetime | None:
     """The service's local wall time "YYYY-MM-DD HH:MM:SS", naive; empty means never used."""
     if not value:
         return None
-    if type(value) is str and len(value) == 19 and value[4] == "-":
+    if type(value) is str and len(value) == 19 and value[4] == "-" and value[0] != "0":
         return datetime.fromisoformat(value)  # the usual case, without copies
     text = str(value).strip()
     if not text or text.startswith("0000-00-00"):
-        return None
+        return None  # a MySQL "zero date": never used
     return datetime.fromisoformat(text)
 
 
@@ -50,6 +51,14 @@ class RoutingPoint(NamedTuple):
 
     @classmethod
     def from_record(cls, record: Mapping[str, Any]) -> RoutingPoint:
+        """One record typed; MalformedResponse naming the field that cannot be."""
+        try:
+            return cls._typed(record)
+        except (KeyError, ValueError, TypeError) as exc:
+            raise MalformedResponse(_problem(record, exc)) from None
+
+    @classmethod
+    def _typed(cls, record: Mapping[str, Any]) -> RoutingPoint:
         get = record.get
         name = get("rp_name", "")
         return cls(
@@ -74,6 +83,9 @@ class RoutingPoint(NamedTuple):
         gc.disable()
         try:
             return cls._build(records)
+        except (KeyError, ValueError, TypeError):
+            # Typed one by one, the first record that cannot be is named.
+            return [cls.from_record(record) for record in records]
         finally:
             if collecting:
                 gc.enable()
@@ -113,6 +125,20 @@ class RoutingPoint(NamedTuple):
             "crm_active": "yes" if self.crm_active else "no",
             "last_use": "" if self.last_use is None else f"{self.last_use:%Y-%m-%d %H:%M:%S}",
         }
+
+
+def _problem(record: Mapping[str, Any], exc: Exception) -> str:
+    """What is wrong with a record that cannot be typed, for one line."""
+    rp_id = record.get("rp_id")
+    if isinstance(exc, KeyError):
+        return "a routing point record has no rp_id"
+    try:
+        int(rp_id)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return f"a routing point's rp_id is not a number: {str(rp_id)[:40]!r}"
+    return f"routing point {str(rp_id)[:40]}: last_use is not a date and time: " + repr(
+        str(record.get("last_use"))[:40]
+    )
 
 
 def _count(value: Any) -> int:

@@ -25,7 +25,7 @@ from zoneinfo import ZoneInfo
 
 import orjson
 
-from routing_points.client import Client, QuotaExceeded, RoutingPointsError
+from routing_points.client import Client, MalformedResponse, QuotaExceeded, RoutingPointsError
 from routing_points.client.models import RoutingPoint
 from routing_points.watch.diff import changes_between, newly_stale
 from routing_points.watch.exporter import WatchMetrics
@@ -35,6 +35,8 @@ from routing_points.watch.webhook import WebhookSender
 logger = logging.getLogger("routing_points.watch")
 # The smallest daily budget there is (1 license x 1,000), when the service does not say.
 SMALLEST_BUDGET = 1000
+# The history keeps rp_ids as SQLite integers: 64 bits, signed.
+STORABLE_IDS = range(0, 2**63)
 FIRST_RETRY_S = 5.0
 
 
@@ -97,6 +99,13 @@ class StopRequest:
             self._closed = True
             os.close(self._read)
             os.close(self._write)
+
+
+def _check_storable(points: dict[int, RoutingPoint]) -> None:
+    """An rp_id the history cannot hold is the service's mistake: one line, not a crash."""
+    if points and (min(points) not in STORABLE_IDS or max(points) not in STORABLE_IDS):
+        odd = min(points) if min(points) not in STORABLE_IDS else max(points)
+        raise MalformedResponse(f"a routing point's rp_id is out of range: {str(odd)[:40]}")
 
 
 class PollInterrupted(Exception):
@@ -182,6 +191,7 @@ class Watcher:
             changes = []
         else:
             points = {p.rp_id: p for p in RoutingPoint.from_records(records)}
+            _check_storable(points)
             # The first snapshot is the baseline: nothing has changed yet.
             changes = changes_between(newest[1], points) if newest is not None else []
         already_stale = self.history.stale(self.server)

@@ -1,0 +1,129 @@
+"""`get` and `watch --once` against a service that sends what it should not: one line, the
+right exit code, and the token never handed to anyone else."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.support.processes import cli
+from tests.support.vendor import Answer, records_answer, scripted_vendor
+from tests.support.wire import SALES_LINE
+
+TOKEN = {"ROUTING_POINTS_TOKEN": "secret-of-0032"}
+
+
+def get(url: str, folder: Path, *options: str) -> subprocess.CompletedProcess[str]:
+    command = ["get", "--server", "0032", "--base-url", url, "--retries", "0", *options]
+    return cli(*command, env=TOKEN, cwd=folder)
+
+
+def error_line(result: subprocess.CompletedProcess[str]) -> str:
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    return lines[0]
+
+
+def test_a_mysql_zero_date_is_never_used(tmp_path: Path) -> None:
+    """ "0000-00-00 00:00:00" was a ValueError traceback."""
+    record = {**SALES_LINE, "last_use": "0000-00-00 00:00:00"}
+    with scripted_vendor(lambda _path: records_answer([record])) as vendor:
+        result = get(vendor.url, tmp_path, "--timezone", "UTC")
+    assert result.returncode == 0, result.stderr
+    row = next(line for line in result.stdout.splitlines() if "Sales line" in line)
+    assert "0000" not in row  # never used, as an empty last_use is
+
+
+@pytest.mark.parametrize(
+    ("record", "said"),
+    [
+        ({**SALES_LINE, "rp_id": "abc"}, "a routing point's rp_id is not a number: 'abc'"),
+        (
+            {**SALES_LINE, "last_use": "yesterday"},
+            "routing point 101: last_use is not a date and time: 'yesterday'",
+        ),
+    ],
+)
+def test_a_record_that_cannot_be_typed_is_one_line(
+    tmp_path: Path, record: dict[str, str], said: str
+) -> None:
+    with scripted_vendor(lambda _path: records_answer([record])) as vendor:
+        result = get(vendor.url, tmp_path)
+        watched = cli(
+            "watch", "--server", "0032", "--base-url", vendor.url, "--once",
+            env=TOKEN, cwd=tmp_path,
+        )  # fmt: skip
+    assert result.returncode == 1
+    assert error_line(result) == f"Error: MalformedResponse: {said}"
+    assert watched.returncode == 6  # not 1, which means "something changed"
+    assert error_line(watched).endswith(said)
+
+
+def test_a_body_that_is_not_what_its_encoding_says_is_one_line(tmp_path: Path) -> None:
+    def lying(_path: str) -> Answer:
+        status, headers, body = records_answer([SALES_LINE])
+        return status, {**headers, "content-encoding": "gzip"}, body
+
+    with scripted_vendor(lying) as vendor:
+        result = get(vendor.url, tmp_path)
+    assert result.returncode == 1
+    assert error_line(result).startswith(
+        "Error: MalformedResponse: the body does not decode as its Content-Encoding says"
+    )
+
+
+def test_a_continuation_to_another_server_is_not_followed(tmp_path: Path) -> None:
+    """The token went along to wherever the link pointed, in the clear if it said http."""
+    with scripted_vendor(lambda _path: records_answer([])) as elsewhere:
+
+        def leading_away(_path: str) -> Answer:
+            link = f'<{elsewhere.url}/steal?after=101>; rel="next"'
+            return records_answer([SALES_LINE], link=link, **{"x-truncated": "true"})
+
+        with scripted_vendor(leading_away) as vendor:
+            result = get(vendor.url, tmp_path)
+    assert result.returncode == 1
+    assert error_line(result) == (
+        f"Error: MalformedResponse: the continuation link leads to another server "
+        f"({elsewhere.url}): not followed"
+    )
+    assert elsewhere.asked == []
+    assert len(vendor.asked) == 1
+
+
+def test_continuations_that_go_round_stop_at_once(tmp_path: Path) -> None:
+    """Two links that pointed at each other were followed for ever, a consumption each."""
+
+    def round_and_round(path: str) -> Answer:
+        following = "after=2" if "after=1" in path else "after=1"
+        link = f'</api/v2/information.php?api=routing_points&{following}>; rel="next"'
+        return records_answer([SALES_LINE], link=link)
+
+    with scripted_vendor(round_and_round) as vendor:
+        result = get(vendor.url, tmp_path)
+        watched = cli(
+            "watch", "--server", "0032", "--base-url", vendor.url, "--once",
+            env=TOKEN, cwd=tmp_path,
+        )  # fmt: skip
+    assert result.returncode == 1
+    assert error_line(result) == (
+        "Error: MalformedResponse: the continuation links go round in a circle"
+    )
+    # get: the first page, after=1, after=2, then after=1 again is refused unasked;
+    # the watcher the same.
+    assert len(vendor.asked) == 6
+    assert watched.returncode == 6
+
+
+def test_an_rp_id_the_history_cannot_hold_is_one_line(tmp_path: Path) -> None:
+    """A 400-digit rp_id crashed the watcher with SQLite's OverflowError."""
+    huge = "9" * 400
+    with scripted_vendor(lambda _path: records_answer([{**SALES_LINE, "rp_id": huge}])) as vendor:
+        watched = cli(
+            "watch", "--server", "0032", "--base-url", vendor.url, "--once",
+            env=TOKEN, cwd=tmp_path,
+        )  # fmt: skip
+    assert watched.returncode == 6
+    assert error_line(watched).endswith(f"a routing point's rp_id is out of range: {huge[:40]}")
