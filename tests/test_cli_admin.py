@@ -213,6 +213,13 @@ BAD_FILES = [
     ("bad.json", '[{"rp_id": "1", "rp_name": "x"},', "malformed JSON"),
     ("bad.json", "[1, 2]", "record 1: expected an object"),
     ("empty.csv", "", "holds no records"),
+    # The csv module's limit, and JSON nested past repr's: both were tracebacks.
+    ("long.csv", "rp_id,rp_name\n1," + "x" * 200_000 + "\n", "line 2: a field is longer"),
+    (
+        "deep.json",
+        '[{"rp_id": ' + "[" * 1000 + "1" + "]" * 1000 + ', "rp_name": "x"}]',
+        "record 1: rp_id: a deeply nested value is not a positive integer",
+    ),
 ]
 
 

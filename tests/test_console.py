@@ -171,6 +171,28 @@ def test_an_operator_manages_the_operation_in_a_browser(
         assert page.locator("#import-problems li").all_inner_texts() == [
             "typo.csv: line 1: 'rp_nam' is not a routing point field"
         ]
+        # An upload holds at most 10,000 records (L4), as the admin API's does; a field past
+        # what the csv module reads is a problem on its line (both were let through: the
+        # first imported 10,001 points, the second was a 500).
+        for name, content, said in (
+            (
+                "many.csv",
+                CSV_HEADER + "".join(f"{i},P{i},no,no,no,no,\n" for i in range(1, 10_002)),
+                "many.csv: 10,001 records: an upload takes at most 10,000 (split the file, "
+                "or import it with routing-points points import)",
+            ),
+            (
+                "long.csv",
+                "rp_id,rp_name\n300," + "x" * 200_000 + "\n",
+                "long.csv: line 2: a field is longer than 131,072 characters",
+            ),
+        ):
+            upload = tmp_path / name
+            upload.write_text(content)
+            page.get_by_label("CSV file").set_input_files(str(upload))
+            page.get_by_role("button", name="Import").click()
+            assert page.locator("#import-problems li").all_inner_texts() == [said]
+        assert _api(url, secrets["read"], routing="1").json()["data"] in ([], None)
 
         # Import: only what changes is written; the same file again writes nothing, and a
         # client's ETag still holds (it used to change: every client downloaded again).
@@ -219,9 +241,9 @@ def test_an_operator_manages_the_operation_in_a_browser(
             params={"api": "token_info"},
             headers={"wolkvox-token": secrets["read"]},
         ).json()["data"][0]
-        # 3 + routing=101 + routing=300 + the ETag's + this token_info: the refused call
-        # and the 304 cost nothing.
-        assert info["token_use_today"] == "7"
+        # 3 + routing=101 + routing=300 twice + the ETag's + this token_info: the refused
+        # call and the 304 cost nothing.
+        assert info["token_use_today"] == "8"
 
         # Usage report and its CSV.
         page.goto(f"{o}/usage")

@@ -133,14 +133,21 @@ def points_csv(engine: Engine, nomenclature: str) -> str:
 
 
 def import_csv(
-    engine: Engine, nomenclature: str, raw: bytes, name: str
+    engine: Engine, nomenclature: str, raw: bytes, name: str, max_records: int
 ) -> tuple[point_store.UpsertResult | None, list[str]]:
     """Check every row, then write them all, or nothing: (what was imported, problems by
-    line), as `points import` checks a CSV file; rows already as stored are not written."""
+    line), as `points import` checks a CSV file; rows already as stored are not written.
+    An upload, like the admin API's, holds at most `max_records` (L4)."""
     try:
         found = importer.read_csv_upload(raw, name)
     except Invalid as exc:
         return None, [str(exc)]
+    if len(found.places) + len(found.problems) > max_records:
+        count = len(found.places) + len(found.problems)
+        return None, [
+            f"{name}: {count:,} records: an upload takes at most {max_records:,} (split the "
+            "file, or import it with routing-points points import)"
+        ]
     check = importer.check_import(engine, nomenclature, found)
     if check.problems:
         return None, check.problems

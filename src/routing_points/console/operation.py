@@ -365,7 +365,14 @@ class OperationPages:
             problems = [f"the file is larger than {c.settings.max_upload_bytes} bytes"]
             return await self._points(request, session, server, problems=problems, status=400)
         imported, problems = await c.run(
-            functools.partial(data.import_csv, c.engine, server, raw, file.filename)
+            functools.partial(
+                data.import_csv,
+                c.engine,
+                server,
+                raw,
+                file.filename,
+                c.settings.max_records_per_upload,
+            )
         )
         if problems or imported is None:
             return await self._points(request, session, server, problems=problems, status=400)

@@ -112,28 +112,43 @@ def _csv_records(raw: bytes, path: Path | str) -> PointFile:
     except UnicodeDecodeError:
         raise Invalid(f"{path}: is not UTF-8 text") from None
     reader = csv.DictReader(io.StringIO(text, newline=""))
-    if not reader.fieldnames or "rp_id" not in reader.fieldnames:
+    try:
+        header = reader.fieldnames
+    except csv.Error as exc:
+        raise _unreadable(path, 1, exc) from None
+    if not header or "rp_id" not in header:
         raise Invalid(f"{path}: the CSV header row must name rp_id and the other fields")
-    twice = sorted({name for name in reader.fieldnames if reader.fieldnames.count(name) > 1})
+    twice = sorted({name for name in header if header.count(name) > 1})
     if twice:  # the last column of a name would win unseen
         raise Invalid(f"{path}: the CSV header row names {', '.join(twice)} more than once")
-    unknown = [name for name in reader.fieldnames if name not in values.POINT_FIELDS]
+    unknown = [name for name in header if name not in values.POINT_FIELDS]
     if unknown:  # the header's mistake, said once: not once per record, from line 2 on
-        named = ", ".join(repr(name) for name in unknown)
+        named = ", ".join(values.shown(name) for name in unknown)
         verb = (
             "is not a routing point field" if len(unknown) == 1 else "are not routing point fields"
         )
         raise Invalid(f"{path}: line 1: {named} {verb}")
     found = PointFile("line")
     start = reader.line_num + 1  # a quoted field may span lines: a record starts after the last
-    for row in reader:
-        place, start = start, reader.line_num + 1
-        if None in row or any(value is None for value in row.values()):
-            found.problems.append((place, "has a different number of fields than the header"))
-            continue
-        found.records.append(row)
-        found.places.append(place)
+    try:
+        for row in reader:
+            place, start = start, reader.line_num + 1
+            if None in row or any(value is None for value in row.values()):
+                found.problems.append((place, "has a different number of fields than the header"))
+                continue
+            found.records.append(row)
+            found.places.append(place)
+    except csv.Error as exc:
+        raise _unreadable(path, start, exc) from None
     return found
+
+
+def _unreadable(path: Path | str, line: int, exc: csv.Error) -> Invalid:
+    """A record the csv module cannot read at all: a field past its limit, mostly."""
+    said = str(exc)
+    if "field limit" in said:
+        said = f"a field is longer than {csv.field_size_limit():,} characters"
+    return Invalid(f"{path}: line {line}: {said}")
 
 
 def check_import(engine: Engine, nomenclature: str, found: PointFile) -> ImportCheck:

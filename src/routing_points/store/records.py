@@ -40,7 +40,10 @@ def shown(value: Any) -> str:
     (an upload is JSON), anything else quoted, and cut short."""
     if value is None or isinstance(value, bool):
         return "null" if value is None else str(value).lower()
-    text = repr(value)
+    try:
+        text = repr(value)
+    except RecursionError:  # JSON nested a thousand deep
+        return "a deeply nested value"
     return text if len(text) <= SHOWN_CHARS else text[: SHOWN_CHARS - 3] + "..."
 
 
