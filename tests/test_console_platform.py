@@ -258,3 +258,48 @@ async def test_the_largest_rp_id_has_its_console_page(
     assert page.status_code == 200
     assert "Last" in page.text
     assert past.status_code == 404
+
+
+@pytest.mark.parametrize("grace_s", [0, 3600])
+async def test_rotating_a_token_ends_the_sessions_it_signed_in(
+    database_url: str, engine: Engine, tenant: Tenant, grace_s: int
+) -> None:
+    """Rotating is how a leaked secret is replaced: whoever signed in with it kept the
+    console for up to 8 hours. A grace period is for API clients, not for sessions."""
+    boss = tenants.add_token(engine, "0032", "boss", scope="admin")
+    other = tenants.add_token(engine, "0032", "other", scope="admin")
+    async with asgi_client(create_app(make_settings(database_url))) as client:
+        await _sign_in(client, other.secret)
+        bystander = httpx.Cookies(client.cookies)
+        client.cookies.clear()
+        await _sign_in(client, boss.secret)
+        before = await client.get("/console/o/0032/tokens")
+        new_secret = tenants.rotate_token(engine, boss.id, grace_s).secret
+        after = await client.get("/console/o/0032/tokens")
+        boss_cookies, client.cookies = client.cookies, bystander
+        untouched = await client.get("/console/o/0032/tokens")
+        client.cookies = boss_cookies
+        with_old = await _sign_in(client, boss.secret)
+        with_new = await _sign_in(client, new_secret)
+    assert before.status_code == 200
+    assert (after.status_code, after.headers["location"]) == (303, "/console/signin")
+    assert untouched.status_code == 200  # another token's session goes on
+    assert with_old.status_code == 403
+    assert with_new.status_code == 303
+
+
+async def test_rotating_ones_own_token_in_the_console_says_to_sign_in_again(
+    database_url: str, engine: Engine, tenant: Tenant
+) -> None:
+    boss = tenants.add_token(engine, "0032", "boss", scope="admin")
+    async with asgi_client(create_app(make_settings(database_url))) as client:
+        await _sign_in(client, boss.secret)
+        page = await client.get("/console/o/0032/tokens")
+        rotated = await client.post(
+            f"/console/o/0032/tokens/{boss.id}/rotate", data={"csrf": _csrf(page)}
+        )
+        after = await client.get("/console/o/0032/tokens")
+    assert rotated.status_code == 200
+    assert 'id="new-secret"' in rotated.text
+    assert "You signed in with this token: sign in again with its new secret." in rotated.text
+    assert after.status_code == 303

@@ -20,6 +20,7 @@ from routing_points.store import records
 from routing_points.store.errors import Invalid, NotFound
 from routing_points.store.schema import operations, platform_tokens, tokens, usage_counters
 from routing_points.store.secrets import hash_secret, new_secret
+from routing_points.store.sessions import end_sessions_of
 from routing_points.store.tenants import NewToken, Operation, operation_row
 
 NETWORKS_PER_LICENSE = 10
@@ -167,6 +168,7 @@ def rotate_token(engine: Engine, nomenclature: str, token_id: int) -> NewToken:
             .where(tokens.c.revoked_at.is_(None))
             .values(secret_hash=hash_secret(secret))
         )
+        end_sessions_of(conn, token_id)
     if done.rowcount == 0:
         raise Invalid(f"token {token_id} is revoked: create a new one instead")
     return NewToken(token_id, secret)

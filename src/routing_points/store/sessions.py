@@ -2,7 +2,8 @@
 
 The cookie carries a random id (signed); the store keeps only its digest. A session is
 live while it is neither revoked nor expired and its token is still live: revoking or
-expiring the token ends its sessions too.
+expiring the token ends its sessions too, and so does rotating it (whoever signed in with
+the secret it replaces, a leaked one maybe, must sign in again with the new one).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, Engine, delete, insert, or_, select, update
+from sqlalchemy import ColumnElement, Connection, Engine, delete, insert, or_, select, update
 
 from routing_points.store.schema import console_sessions, operations, platform_tokens, tokens
 from routing_points.store.secrets import hash_secret
@@ -124,6 +125,18 @@ def find_session(engine: Engine, session_id: str) -> Session | None:
                 return None
             signer = Signer("platform", platform.id, None, platform.description)
     return Session(signer, row.csrf, row.expires_at)
+
+
+def end_sessions_of(conn: Connection, token_id: int) -> None:
+    """End every console session an operation's token signed in: in the caller's
+    transaction, the one that replaces its secret."""
+    s = console_sessions.c
+    conn.execute(
+        update(console_sessions)
+        .where(s.token_id == token_id)
+        .where(s.revoked_at.is_(None))
+        .values(revoked_at=int(time.time()))
+    )
 
 
 def close_session(engine: Engine, session_id: str) -> None:

@@ -17,6 +17,7 @@ from routing_points.store import records
 from routing_points.store.errors import Conflict, Invalid, NotFound
 from routing_points.store.schema import operations, tokens
 from routing_points.store.secrets import hash_secret, new_secret
+from routing_points.store.sessions import end_sessions_of
 
 
 @dataclass(frozen=True, slots=True)
@@ -237,4 +238,5 @@ def rotate_token(engine: Engine, token_id: int, grace_s: int, now: int | None = 
                 previous_valid_until=now + grace_s if grace_s > 0 else None,
             )
         )
+        end_sessions_of(conn, token_id)  # the grace is for API clients, not for people
     return NewToken(token_id, secret)
