@@ -18,6 +18,7 @@ import redis
 from sqlalchemy import create_engine, inspect
 from sqlalchemy.engine import make_url
 
+from routing_points.settings import Settings
 from tests.support.faults import PrivateRedis
 from tests.support.processes import COMMAND, ServerProcess, cli, wait_for_port
 from tests.support.services import RedisNamespace, free_port, port_in_use
@@ -39,6 +40,19 @@ def test_a_bad_setting_names_the_variable_and_the_rule(tmp_path: Path) -> None:
     line = one_line_error(cli("operations", "list", cwd=tmp_path, env=env))
     assert line == (
         "Error: ROUTING_POINTS_DAILY_CALLS_PER_LICENSE: Input should be greater than or equal to 1"
+    )
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("command", [["serve"], ["demo"]])
+def test_a_bad_trusted_proxy_is_one_line_before_anything_is_made(
+    tmp_path: Path, command: list[str]
+) -> None:
+    """It was a traceback, after the database was made (and `demo` had replaced its demo)."""
+    env = {"ROUTING_POINTS_TRUSTED_PROXIES": "10.0.0.1, 10.0.0.0/33"}
+    line = one_line_error(cli(*command, "--port", str(free_port()), cwd=tmp_path, env=env))
+    assert line == (
+        "Error: ROUTING_POINTS_TRUSTED_PROXIES: '10.0.0.0/33' is not an IP address or CIDR network"
     )
     assert list(tmp_path.iterdir()) == []
 
@@ -559,3 +573,8 @@ def test_https_to_a_plain_http_server_says_to_use_http(tmp_path: Path) -> None:
     assert result.returncode == 5
     line = one_line_error(result)
     assert line.endswith("(the server there speaks plain HTTP: give --base-url with http://)")
+
+
+def test_the_log_level_is_taken_in_any_case() -> None:
+    """ROUTING_POINTS_LOG_LEVEL=debug was refused: Python's own levels are upper case."""
+    assert Settings(log_level="debug").log_level == "DEBUG"  # type: ignore[arg-type]

@@ -10,6 +10,7 @@ keyword arguments, then `ROUTING_POINTS_*` environment variables, then these def
 from __future__ import annotations
 
 import difflib
+import ipaddress
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
@@ -216,6 +217,23 @@ class Settings(BaseSettings):
             # The server picks its drivers (psycopg, and asyncpg for the hot path).
             raise ValueError(f"names driver {url.drivername!r}: write postgresql://...")
         return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: str) -> str:
+        # Checked here, before anything starts: a bad entry was a traceback after the
+        # database was made (and after `demo` had replaced its demo).
+        for item in value.replace(",", " ").split():
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ValueError(f"{item[:60]!r} is not an IP address or CIDR network") from None
+        return value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _level_in_any_case(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
 
     @field_validator("redis_url")
     @classmethod

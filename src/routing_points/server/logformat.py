@@ -41,3 +41,6 @@ def configure_logging(level: str, log_format: str = "text") -> None:
     if log_format == "json":
         for handler in logging.getLogger().handlers:
             handler.setFormatter(JsonLinesFormatter())
+    # Alembic's INFO lines ("Context impl SQLiteImpl.") say nothing to an operator at every
+    # start: they are shown with DEBUG only.
+    logging.getLogger("alembic").setLevel(logging.DEBUG if level == "DEBUG" else logging.WARNING)
