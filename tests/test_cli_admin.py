@@ -213,6 +213,9 @@ BAD_FILES = [
     ("bad.json", '[{"rp_id": "1", "rp_name": "x"},', "malformed JSON"),
     ("bad.json", "[1, 2]", "record 1: expected an object"),
     ("empty.csv", "", "holds no records"),
+    # A quote left open at the end was imported, a line break in the name.
+    ("open.csv", CSV + '405,"unterminated\n', "line 4: a quoted field is not closed"),
+    ("odd.csv", CSV + '406,"ok" x,no,no,no,no,\n', "line 4: a quoted field is followed"),
     # The csv module's limit, and JSON nested past repr's: both were tracebacks.
     ("long.csv", "rp_id,rp_name\n1," + "x" * 200_000 + "\n", "line 2: a field is longer"),
     (

@@ -111,7 +111,8 @@ def _csv_records(raw: bytes, path: Path | str) -> PointFile:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError:
         raise Invalid(f"{path}: is not UTF-8 text") from None
-    reader = csv.DictReader(io.StringIO(text, newline=""))
+    # Strict: a quote left open at the end was read as a name holding a line break.
+    reader = csv.DictReader(io.StringIO(text, newline=""), strict=True)
     try:
         header = reader.fieldnames
     except csv.Error as exc:
@@ -144,10 +145,15 @@ def _csv_records(raw: bytes, path: Path | str) -> PointFile:
 
 
 def _unreadable(path: Path | str, line: int, exc: csv.Error) -> Invalid:
-    """A record the csv module cannot read at all: a field past its limit, mostly."""
+    """A record the csv module cannot read at all: a quote left open, text after a closing
+    quote, a field past the module's limit."""
     said = str(exc)
     if "field limit" in said:
         said = f"a field is longer than {csv.field_size_limit():,} characters"
+    elif "unexpected end of data" in said:
+        said = 'a quoted field is not closed (a " is missing)'
+    elif "expected after" in said:
+        said = "a quoted field is followed by more text before the next comma"
     return Invalid(f"{path}: line {line}: {said}")
 
 
