@@ -64,6 +64,27 @@ def test_mirror_refuses_bad_tokens_and_missing_ones_in_one_line(
     assert on_argv.returncode == 2
 
 
+def test_a_first_start_with_a_wrong_token_is_one_line_and_serves_nothing(
+    upstream: Upstream, tmp_path: Path
+) -> None:
+    """With no copy yet it served an empty operation for ever, logging errors."""
+    args = ["mirror", "--upstream-server", UPSTREAM, "--upstream-url", upstream.url]
+    folder = tmp_path / "mirror"
+    folder.mkdir()
+    env = {"ROUTING_POINTS_UPSTREAM_TOKEN": "wrong"}
+    refused = cli(
+        *args, "--database", "sqlite:///m.db", "--port", str(free_port()), env=env, cwd=folder
+    )
+    assert refused.returncode == 3
+    assert refused.stderr.strip() == (
+        "Error: InvalidToken: PLEASE VALIDATE TOKEN "
+        "(a token is valid for one operation: check it and the server)"
+    )
+    # The store it made is gone again; only the lock file every server's start probes stays
+    # (removing one is racy: see the README).
+    assert [path.name for path in folder.iterdir()] == ["m.db.lock"]
+
+
 def test_the_mirror_command_serves_local_consumers(upstream: Upstream, tmp_path: Path) -> None:
     database = f"sqlite:///{tmp_path / 'mirror.db'}"
     assert cli("migrate", "--database", database).returncode == 0

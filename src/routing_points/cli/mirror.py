@@ -184,15 +184,32 @@ def mirror(
         configure_logging("WARNING")
         _record(settings, config)
         return
+    made = settings.is_sqlite and not settings.sqlite_path.exists()
     # What serve checks before anything is created, and the same server (its bounds too).
     ready_to_serve(settings, host, port)
+    if not _has_copy(settings, config):
+        # Nothing to serve until a first sync: it is made first, as --once makes it, so a
+        # wrong token or upstream is one line (it served an empty copy, logging errors).
+        _record(settings, config, made=made)
     run_server(settings, host, port, addon=Mirror(config))
 
 
-def _record(settings: Settings, config: MirrorConfig) -> None:
+def _has_copy(settings: Settings, config: MirrorConfig) -> bool:
+    """Whether the store holds a copy of the upstream from an earlier sync."""
+    if settings.is_sqlite and not settings.sqlite_path.exists():
+        return False
+    engine = open_store(settings.database_url, create=True)
+    try:
+        return MirrorStore(engine, config.server, config.identity).synced_at() is not None
+    finally:
+        engine.dispose()
+
+
+def _record(settings: Settings, config: MirrorConfig, *, made: bool | None = None) -> None:
     # Like serve, the mirror makes its store; one it made for a recording that failed (a
     # wrong token, an unreachable upstream) is removed again: nothing half-written.
-    made = settings.is_sqlite and not settings.sqlite_path.exists()
+    if made is None:
+        made = settings.is_sqlite and not settings.sqlite_path.exists()
     engine = open_store(settings.database_url, create=True)
     recorded = False
     try:
