@@ -122,6 +122,9 @@ def test_tokens_add_list_revoke(run: Invoke, engine: Engine) -> None:
         (["points", "list", "0099"], "operation 0099 does not exist"),
         (["points", "set", "0032", "5", "--ivr", "yes"], "routing point 5 does not exist"),
         (["points", "set", "0032", "5"], "nothing to change"),
+        # An empty log for an operation that does not exist; CSV written into points.xml.
+        (["audit", "--server", "0099"], "operation 0099 does not exist"),
+        (["points", "export", "0032", "--output", "p.xml"], "p.xml is neither .csv nor .json"),
     ],
 )
 def test_admin_commands_refuse_unknowns(
@@ -172,7 +175,7 @@ def test_points_import_csv_list_and_set(run: Invoke, tmp_path: Path, engine: Eng
     # The same change again writes nothing: clients' ETags stay.
     again = run("points", "set", "0032", "101", "--ivr", "no", "--name", "Sales")
     assert again.exit_code == 0
-    assert again.stdout == "routing point 101 of operation 0032 is already so; nothing written\n"
+    assert again.stdout == "routing point 101 of operation 0032 already has these values\n"
     assert tenants.get_operation(engine, "0032").version == version + 1
 
 
@@ -290,7 +293,8 @@ def test_points_import_of_what_is_stored_writes_nothing(
     again = run("points", "import", "0032", str(file))
     assert again.exit_code == 0, again.stderr
     assert again.stdout.strip() == (
-        f"{file}: the 2 routing points are already so in operation 0032; nothing was written"
+        f"{file}: operation 0032 already has 2 routing points exactly as in the file; "
+        "nothing was written"
     )
     assert tenants.get_operation(engine, "0032").version == version  # no client downloads again
     file.write_text(CSV.replace("Sales line", "Sales line 2") + "103,Third,no,no,no,no,\n")

@@ -578,3 +578,12 @@ def test_https_to_a_plain_http_server_says_to_use_http(tmp_path: Path) -> None:
 def test_the_log_level_is_taken_in_any_case() -> None:
     """ROUTING_POINTS_LOG_LEVEL=debug was refused: Python's own levels are upper case."""
     assert Settings(log_level="debug").log_level == "DEBUG"  # type: ignore[arg-type]
+
+
+def test_a_group_named_alone_says_which_commands_it_has(tmp_path: Path) -> None:
+    """It printed "Error: Usage: ..." and the group's whole help as its one line."""
+    line = one_line_error(cli("tokens", cwd=tmp_path))
+    commands = "add, expire, list, list-platform, revoke, revoke-platform, rotate"
+    # The command's path is this interpreter's `python -m routing_points` here.
+    assert f" tokens needs a command: {commands} (see: " in line
+    assert line.endswith(" tokens --help)")

@@ -29,7 +29,7 @@ def test_mirror_once_records_a_snapshot_for_the_sandbox(upstream: Upstream, tmp_
     done = cli(*args, "--upstream-token-file", str(token_file), "--database", database)
     assert done.returncode == 0, done.stderr
     assert "recorded operation 0032" in done.stdout
-    assert "3 routing points (3 added, 0 changed, 0 deleted, 1 page(s))" in done.stdout
+    assert "3 routing points (3 added, 0 changed, 0 deleted, 1 page)" in done.stdout
     engine = create_sync_engine(database)
     try:
         _, rows = point_store.list_points(engine, UPSTREAM)

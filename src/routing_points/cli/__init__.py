@@ -67,6 +67,16 @@ class Commands(CommandGroup):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except click.exceptions.NoArgsIsHelpError as exc:
+            # A group named alone: its message is its whole help, not one line.
+            group = exc.ctx.command if exc.ctx is not None else ctx.command
+            path = exc.ctx.command_path if exc.ctx is not None else ctx.command_path
+            names = (
+                ", ".join(group.list_commands(exc.ctx or ctx))
+                if isinstance(group, click.Group)
+                else ""
+            )
+            raise UsageMistake(f"{path} needs a command: {names} (see: {path} --help)") from None
         except click.UsageError as exc:
             path = exc.ctx.command_path if exc.ctx is not None else ctx.command_path
             raise UsageMistake(f"{exc.format_message()} (see: {path} --help)") from None

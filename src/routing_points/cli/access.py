@@ -16,7 +16,7 @@ from routing_points.cli.common import (
     timestamp_text,
 )
 from routing_points.cli.help import CommandGroup, DataTable, example, print_table
-from routing_points.store import access, audit
+from routing_points.store import access, audit, tenants
 
 
 @click.group(cls=CommandGroup)
@@ -93,7 +93,10 @@ def audit_command(
             since_at = int(datetime.strptime(since, "%Y-%m-%d").replace(tzinfo=UTC).timestamp())
         except ValueError:
             raise click.BadParameter("use the form YYYY-MM-DD", param_hint="--since") from None
-    found = audit.entries(open_store(database_url), server, since=since_at, limit=limit)
+    engine = open_store(database_url)
+    if server is not None:
+        tenants.get_operation(engine, server)  # an unknown one is named, not an empty log
+    found = audit.entries(engine, server, since=since_at, limit=limit)
     if fmt == "json":
         for entry in found:
             record = {

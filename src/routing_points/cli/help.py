@@ -93,6 +93,11 @@ class DataTable(Table):
         super().add_row(*cells, style=style, end_section=end_section)
 
 
+def counted(count: int, noun: str) -> str:
+    """ "1 routing point", "2 routing points": the count and its noun, agreeing."""
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
 def table_console(table: Table) -> Console:
     """A console for a table at its full width: the terminal's, or when the output goes to
     a pipe or a file, as wide as the table (rich's 80 columns cut every value short)."""

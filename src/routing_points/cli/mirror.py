@@ -20,7 +20,7 @@ from routing_points.cli.common import (
     store_errors,
 )
 from routing_points.cli.consume import sdk_errors_naming
-from routing_points.cli.help import example, http_url
+from routing_points.cli.help import counted, example, http_url
 from routing_points.cli.serve import host_option, port_option, ready_to_serve, run_server
 from routing_points.client.base import check_token
 from routing_points.client.errors import UsageError
@@ -33,13 +33,18 @@ from routing_points.sqlite_files import remove_sqlite_files
 from routing_points.store import records
 
 
+def _reason(exc: records.InvalidValue) -> str:
+    """The store's reason without its field's name: the option is named instead."""
+    return str(exc).removeprefix(f"{exc.field}: ")
+
+
 def _nomenclature(value: str | None, option: str) -> str | None:
     if value is None:
         return None
     try:
         return records.nomenclature(value)
     except records.InvalidValue as exc:
-        raise click.BadParameter(str(exc), param_hint=option) from None
+        raise click.BadParameter(_reason(exc), param_hint=option) from None
 
 
 def upstream_token(settings: Settings, token_file: Path | None) -> str:
@@ -167,7 +172,7 @@ def mirror(
     try:
         records.timezone(timezone)
     except records.InvalidValue as exc:
-        raise click.BadParameter(str(exc), param_hint="--timezone") from None
+        raise click.BadParameter(_reason(exc), param_hint="--timezone") from None
     config = MirrorConfig(
         upstream_server=_nomenclature(upstream_server, "--upstream-server") or upstream_server,
         token=upstream_token(settings, upstream_token_file),
@@ -228,7 +233,8 @@ def _record(settings: Settings, config: MirrorConfig, *, made: bool | None = Non
     else:
         click.echo(
             f"recorded operation {config.upstream_server} of {config.url} as {config.server}: "
-            f"{result.total} routing points ({result.added} added, {result.changed} changed, "
-            f"{result.deleted} deleted, {outcome.pages} page(s))"
+            f"{counted(result.total, 'routing point')} ({result.added} added, "
+            f"{result.changed} changed, {result.deleted} deleted, "
+            f"{counted(outcome.pages, 'page')})"
         )
     sys.stdout.flush()

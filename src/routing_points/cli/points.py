@@ -24,7 +24,14 @@ from routing_points.cli.common import (
     print_json,
     store_errors,
 )
-from routing_points.cli.help import STORED_ID, CommandGroup, DataTable, example, print_table
+from routing_points.cli.help import (
+    STORED_ID,
+    CommandGroup,
+    DataTable,
+    counted,
+    example,
+    print_table,
+)
 from routing_points.server.render import stored_records
 from routing_points.store import points as point_store
 from routing_points.store.importer import check_import, problem_report, read_point_file
@@ -74,21 +81,22 @@ def points_import(server: str, file: Path, dry_run: bool, database_url: str | No
     summary = check.summary()
     if dry_run:
         click.echo(
-            f"{file}: {len(found.records)} routing points would be imported into operation "
-            f"{server} ({summary}); nothing was written (--dry-run)"
+            f"{file}: {counted(len(found.records), 'routing point')} would be imported into "
+            f"operation {server} ({summary}); nothing was written (--dry-run)"
         )
         return
     if not check.new and not check.updated:
         # Nothing to write (the store would skip every record too), so nothing to audit.
         click.echo(
-            f"{file}: the {check.unchanged} routing points are already so in operation "
-            f"{server}; nothing was written"
+            f"{file}: operation {server} already has {counted(check.unchanged, 'routing point')} "
+            "exactly as in the file; nothing was written"
         )
         return
     result = point_store.upsert_points(engine, server, found.records, describe=f"{file}: record")
     detail = {"file": str(file), "upserted": result.upserted, "unchanged": result.unchanged}
     cli_audit(engine, "point.import", server, detail)
-    click.echo(f"{result.upserted} routing points imported into operation {server} ({summary})")
+    imported = counted(result.upserted, "routing point")
+    click.echo(f"{imported} imported into operation {server} ({summary})")
 
 
 @points.command(
@@ -119,7 +127,14 @@ def points_export(
 ) -> None:
     """Write an operation's routing points in the format `points import` reads."""
     if output_format is None:
-        output_format = "json" if output is not None and output.suffix == ".json" else "csv"
+        suffix = "" if output is None else output.suffix.lower()
+        if output is not None and suffix not in ("", ".csv", ".json"):
+            # It wrote CSV into points.xml without a word.
+            raise click.BadParameter(
+                f"{output.name} is neither .csv nor .json: give --format csv or json",
+                param_hint="--output",
+            )
+        output_format = "json" if suffix == ".json" else "csv"
     found = _records(database_url, server)
     if output_format == "json":
         text = orjson.dumps(found, option=orjson.OPT_INDENT_2).decode() + "\n"
@@ -133,7 +148,7 @@ def points_export(
         sys.stdout.write(text)
         return
     _write_whole(output, text)
-    click.echo(f"{len(found)} routing points of operation {server} written to {output}")
+    click.echo(f"{counted(len(found), 'routing point')} of operation {server} written to {output}")
 
 
 def _write_whole(path: Path, text: str) -> None:
@@ -207,7 +222,7 @@ def points_set(
     changes = {field: value for field, value in given.items() if value is not None}
     engine = open_store(database_url)
     if not point_store.set_point(engine, server, rp_id, changes):
-        click.echo(f"routing point {rp_id} of operation {server} is already so; nothing written")
+        click.echo(f"routing point {rp_id} of operation {server} already has these values")
         return
     cli_audit(engine, "point.update", server, {"rp_id": rp_id, "changes": changes})
     click.echo(f"routing point {rp_id} of operation {server} updated")
