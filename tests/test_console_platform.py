@@ -303,3 +303,20 @@ async def test_rotating_ones_own_token_in_the_console_says_to_sign_in_again(
     assert 'id="new-secret"' in rotated.text
     assert "You signed in with this token: sign in again with its new secret." in rotated.text
     assert after.status_code == 303
+
+
+@pytest.mark.parametrize(
+    ("trusted", "secure"), [("127.0.0.1", True), ("", False), ("10.0.0.0/8", False)]
+)
+async def test_cookies_are_secure_behind_a_trusted_tls_proxy(
+    database_url: str, trusted: str, secure: bool
+) -> None:
+    """Behind a proxy that ends TLS the app sees http, so its cookies lacked Secure; the
+    proxy's X-Forwarded-Proto counts only when the proxy is trusted."""
+    settings = make_settings(database_url, trusted_proxies=trusted)
+    async with asgi_client(create_app(settings)) as client:
+        form = await client.get("/console/signin", headers={"x-forwarded-proto": "https"})
+    assert form.status_code == 200
+    cookie = form.headers["set-cookie"]
+    assert cookie.startswith("rp_console_signin=")
+    assert ("; secure" in cookie.lower()) is secure

@@ -6,15 +6,18 @@ import logging
 import socket
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
+import httpx
 import orjson
 import pytest
 from sqlalchemy import Engine, text
 
 from routing_points.store import tenants
+from tests.support.processes import ServerProcess, cli
 from tests.support.seed import Tenant, add_tenant, point
 from tests.support.servers import LiveServer, make_settings
-from tests.support.services import until_charges_counted
+from tests.support.services import free_port, until_charges_counted
 from tests.support.wire import ENDPOINT
 
 POINTS = f"{ENDPOINT}?api=routing_points"
@@ -367,3 +370,37 @@ def test_an_admin_client_hanging_up_mid_upload_is_no_500(
     assert wait_until(lambda: live.in_flight(admin_token.id) == 0)
     errors = [record for record in caplog.records if record.levelno >= logging.ERROR]
     assert errors == [], [record.getMessage() for record in errors]
+
+
+def test_a_websocket_upgrade_and_a_head_are_ordinary_requests(tmp_path: Path) -> None:
+    """uvicorn answered an Upgrade 403 text/plain with no body, outside the envelope; the
+    console took a HEAD of its sign-in page for a post, a 403 that set a cookie."""
+    database = f"sqlite:///{tmp_path / 'ws.db'}"
+    assert cli("migrate", "--database", database).returncode == 0
+    added = cli(
+        "operations", "add", "0032", "--name", "Acme", "--licenses", "1", "--database", database
+    )
+    assert added.returncode == 0, added.stderr
+    secret = cli("tokens", "add", "0032", "--database", database).stdout.splitlines()[-1]
+    process = ServerProcess("serve", "--database", database, port=free_port()).wait_ready()
+    try:
+        upgrade = {
+            "upgrade": "websocket",
+            "connection": "Upgrade",
+            "sec-websocket-key": "dGhlIHNhbXBsZSBub25jZQ==",
+            "sec-websocket-version": "13",
+        }
+        served = httpx.get(
+            f"{process.url}{ENDPOINT}",
+            params={"api": "routing_points"},
+            headers={**upgrade, "wolkvox-token": secret},
+        )
+        unknown = httpx.get(f"{process.url}/chat", headers=upgrade)
+        head = httpx.head(f"{process.url}/console/signin")
+    finally:
+        assert process.stop()
+    assert served.status_code == 200
+    assert served.json()["code"] == 200
+    assert unknown.status_code == 404
+    assert unknown.json()["error"] == "NOT FOUND"
+    assert head.status_code == 200

@@ -98,6 +98,9 @@ def run_server(
         # The app reads X-Forwarded-For itself, and only from `trusted_proxies`: uvicorn's
         # own proxy handling would believe any local caller's header.
         "proxy_headers": False,
+        # No WebSocket endpoint: an Upgrade request is an ordinary one, answered in the
+        # envelope (uvicorn answered it 403 text/plain with an empty body).
+        "ws": "none",
         # No uvicorn handlers of its own: its records reach the root's handler, in the
         # settings' format and with their time (its own lines had neither).
         "log_config": None,

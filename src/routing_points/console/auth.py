@@ -18,6 +18,7 @@ from sqlalchemy import Engine, select
 from starlette.requests import Request
 from starlette.responses import Response
 
+from routing_points.server.addresses import ClientAddress
 from routing_points.settings import Settings
 from routing_points.store.engine import dialect_insert
 from routing_points.store.schema import meta
@@ -44,6 +45,14 @@ class Cookies:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._signer: TimestampSigner | None = None
+        self._addresses = ClientAddress(settings.trusted_proxies)
+
+    def _https(self, request: Request) -> bool:
+        """Whether the browser spoke HTTPS: to us, or to a trusted proxy in front of us."""
+        if request.url.scheme == "https":
+            return True
+        peer = request.client.host if request.client else None
+        return self._addresses.forwarded_https(peer, request.headers.get("x-forwarded-proto"))
 
     async def signer(self, engine: Engine) -> TimestampSigner:
         if self._signer is None:
@@ -61,7 +70,7 @@ class Cookies:
             path="/console",
             httponly=True,
             samesite="strict",
-            secure=request.url.scheme == "https",
+            secure=self._https(request),
         )
 
     async def session(self, request: Request, engine: Engine) -> tuple[str, Session] | None:

@@ -236,7 +236,7 @@ class Console:
         return response
 
     async def signin(self, request: Request) -> Response:
-        if request.method == "GET":
+        if request.method in ("GET", "HEAD"):  # HEAD was taken for a post: a 403
             return await self.signin_page(request)
         form = await request.form()
         given = form.get("csrf")

@@ -52,6 +52,13 @@ class ClientAddress:
             address = hop
         return address
 
+    def forwarded_https(self, peer: str | None, forwarded_proto: str | None) -> bool:
+        """Whether a trusted proxy says its client spoke HTTPS (`X-Forwarded-Proto`, as the
+        nearest proxy set it): a TLS-terminating proxy's cookies must still be Secure."""
+        if not forwarded_proto or not self.trusted or not _within(peer or "", self.trusted):
+            return False
+        return forwarded_proto.split(",")[-1].strip().lower() == "https"
+
 
 def _is_address(text: str) -> bool:
     try:
