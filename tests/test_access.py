@@ -210,5 +210,6 @@ def test_the_cli_adds_expiring_and_platform_tokens_and_prints_the_audit(
     code, out, _ = run("audit", "--server", "0032", "--format", "json")
     entries = [json.loads(line) for line in out.splitlines()]
     assert [e["action"] for e in entries] == ["operation.update", "allowlist.add", "token.create"]
+    assert entries[-1]["detail"]["description"] == ""  # said, as every other term
     assert all(e["actor"].startswith("cli:") and e["address"] == "local" for e in entries)
     assert [e.action for e in audit.entries(engine, None)][-1] == "token.create"

@@ -11,11 +11,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 from sqlalchemy import Engine
 
+from routing_points.store import audit, tenants
 from routing_points.store import points as point_store
-from routing_points.store import tenants
 from tests.support.processes import ServerProcess
 from tests.support.seed import Tenant, add_tenant, point
 from tests.support.servers import LiveServer, headers, make_settings
@@ -250,7 +251,7 @@ def test_bad_bodies_are_clear_400s(
 
 @pytest.mark.dated
 def test_events_out_of_order_leave_last_use_at_the_latest(
-    http: httpx.Client, operation: Admin
+    http: httpx.Client, operation: Admin, engine: Engine
 ) -> None:
     token = headers(operation.token)
     events = [
@@ -267,6 +268,12 @@ def test_events_out_of_order_leave_last_use_at_the_latest(
         "last_use_advanced": 1,
     }
     assert first.json()["msg"] == "3 events were recorded; 1 rp_ids are unknown"
+    # They move last_use, which every client sees: on the record, as every admin write.
+    logged = audit.entries(engine, "0032")[0]
+    assert (logged.action, orjson.loads(logged.detail or "{}")) == (
+        "usage.events",
+        {"recorded": 3, "unknown_rp_ids": 1, "last_use_advanced": 1},
+    )
     etag = http.get(POINTS, headers=token).headers["etag"]
     late = http.post(
         f"{ADMIN}/usage_events",

@@ -186,6 +186,7 @@ def tokens_add(
         server,
         {
             "token_id": token.id,
+            "description": description,
             "scope": scope,
             "daily_limit": daily_limit,
             "expires_at": expires_at,

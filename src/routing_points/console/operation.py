@@ -197,7 +197,13 @@ class OperationPages:
             session,
             "token.create",
             server,
-            {"token_id": created.id, "scope": scope, "daily_limit": limit, "expires_at": expires},
+            {
+                "token_id": created.id,
+                "description": text(form, "description"),
+                "scope": scope,
+                "daily_limit": limit,
+                "expires_at": expires,
+            },
         )
         return await self._tokens(
             request, session, server, secret=created.secret, secret_id=created.id

@@ -84,6 +84,7 @@ class AccessEndpoints:
                 "token.create",
                 {
                     "token_id": token.id,
+                    "description": description,
                     "scope": scope,
                     "daily_limit": limit,
                     "expires_at": expires_at,

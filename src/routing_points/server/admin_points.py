@@ -134,6 +134,17 @@ class PointEndpoints:
                     first_index=0,
                 )
             )
+            # They move last_use, which every client sees: who did so is on the record.
+            await self.api.audit(
+                request,
+                principal,
+                "usage.events",
+                {
+                    "recorded": result.recorded,
+                    "unknown_rp_ids": len(result.unknown_rp_ids),
+                    "last_use_advanced": result.last_use_advanced,
+                },
+            )
             msg = f"{result.recorded} events were recorded"
             if result.unknown_rp_ids:
                 msg += f"; {len(result.unknown_rp_ids)} rp_ids are unknown"
