@@ -148,7 +148,9 @@ def test_an_operator_manages_the_operation_in_a_browser(
         page.get_by_label("Name").fill("Sales line (closed)")
         _shoot(page, store, "point-edit")
         page.get_by_role("button", name="Save").click()
-        page.wait_for_url(f"{o}/points")
+        # Redirected with what was done, so that reloading the page saves nothing again.
+        page.wait_for_url(f"{o}/points?saved=101")
+        assert page.get_by_role("status").inner_text() == "Routing point 101 was saved."
         answer = _api(url, secrets["read"], routing="101").json()["data"][0]
         assert answer["ivr_active"] == "no"
         assert answer["rp_name"] == "Sales line (closed)"
@@ -202,6 +204,7 @@ def test_an_operator_manages_the_operation_in_a_browser(
         )
         page.get_by_label("CSV file").set_input_files(str(good))
         page.get_by_role("button", name="Import").click()
+        page.wait_for_url(f"{o}/points?imported=2&unchanged=1")
         status = page.get_by_role("status")
         assert status.inner_text() == (
             "2 routing points were imported: 1 changed, 1 already as the file says."
@@ -209,10 +212,17 @@ def test_an_operator_manages_the_operation_in_a_browser(
         etag = _api(url, secrets["read"]).headers["etag"]
         page.get_by_label("CSV file").set_input_files(str(good))
         page.get_by_role("button", name="Import").click()
+        page.wait_for_url(f"{o}/points?imported=2&unchanged=2")
         assert status.inner_text() == (
             "The 2 routing points were already as the file says: nothing was written."
         )
         _shoot(page, store, "points-import-unchanged")
+        # An rp_id is found by its first digits (only the whole id was), and a point never
+        # used says so (its cell was blank).
+        page.goto(f"{o}/points?q=10")
+        assert page.locator("tbody tr").all_inner_texts()[0].startswith("101\t")
+        assert page.locator("tbody tr").count() == 2
+        assert page.locator("#point-102 td").nth(6).inner_text() == "never"
         unchanged = httpx.get(
             f"{url}{ENDPOINT}",
             params={"api": "routing_points"},
@@ -298,6 +308,14 @@ def test_an_operator_manages_the_operation_in_a_browser(
         assert other is not None
         assert other.status == 404
         assert "Operation 0033" not in page.content()
+        # A page that does not exist keeps the operator's own navigation (it had none).
+        nav = page.get_by_role("link", name="Routing points")
+        assert nav.get_attribute("href") == "/console/o/0032/points"
+        missing = page.goto(f"{o}/points/999")
+        assert missing is not None
+        assert missing.status == 404
+        assert nav.get_attribute("href") == "/console/o/0032/points"
+        _shoot(page, store, "not-found")
 
         # A form posted without its CSRF token is refused, and changes nothing.
         forged = context.request.post(f"{o}/allowlist", form={"address": "192.0.2.0/24"})

@@ -109,7 +109,12 @@ def points(
     needle = search.strip().lower()
     chosen = []
     for record in found:
-        if needle and needle not in record["rp_name"].lower() and needle != record["rp_id"]:
+        # A name holding the text, or an rp_id starting with it ("10" finds 101 to 109).
+        if (
+            needle
+            and needle not in record["rp_name"].lower()
+            and not record["rp_id"].startswith(needle)
+        ):
             continue
         if any(flags.get(flag) in ("yes", "no") and record[flag] != flags[flag] for flag in FLAGS):
             continue

@@ -313,7 +313,22 @@ class OperationPages:
     async def points(self, request: Request) -> Response:
         server = server_of(request)
         session = await self.c.session(request, server)
-        return await self._points(request, session, server)
+        # What the form just done did, told by the redirect after it (so that reloading
+        # the page repeats no import and no save): ?imported=N&unchanged=M, ?saved=ID.
+        query = request.query_params
+        imported = None
+        counts = [query.get("imported", ""), query.get("unchanged", "0")]
+        if all(records.digits(count) for count in counts):
+            imported = point_store.UpsertResult(int(counts[0]), 0, int(counts[1]))
+        saved = query.get("saved", "")
+        return await self._points(
+            request,
+            session,
+            server,
+            imported=imported,
+            saved=saved if records.digits(saved) else "",
+            saved_unchanged=query.get("unchanged") == "1",
+        )
 
     async def _points(
         self,
@@ -323,6 +338,8 @@ class OperationPages:
         *,
         problems: list[str] | None = None,
         imported: point_store.UpsertResult | None = None,
+        saved: str = "",
+        saved_unchanged: bool = False,
         status: int = 200,
     ) -> Response:
         c = self.c
@@ -344,6 +361,8 @@ class OperationPages:
             flag_names=data.FLAGS,
             problems=problems or [],
             imported=imported,
+            saved=saved,
+            saved_unchanged=saved_unchanged,
             read_only=c.point_writes_refused(),
             status=status,
         )
@@ -393,7 +412,8 @@ class OperationPages:
                 "unchanged": imported.unchanged,
             },
         )
-        return await self._points(request, session, server, imported=imported)
+        told = f"imported={imported.upserted}&unchanged={imported.unchanged}"
+        return RedirectResponse(f"/console/o/{server}/points?{told}", status_code=303)
 
     @stops
     async def point(self, request: Request) -> Response:
@@ -408,16 +428,24 @@ class OperationPages:
             for flag in data.FLAGS:
                 changes[flag] = "yes" if text(form, flag) == "yes" else "no"
             try:
-                await c.run(
+                changed = await c.run(
                     functools.partial(point_store.set_point, c.engine, server, rp_id, changes)
                 )
             except store_errors.StoreError as exc:
                 error, status = str(exc), 400
             else:
-                await c.record(
-                    request, session, "point.update", server, {"rp_id": rp_id, "changes": changes}
-                )
-                return RedirectResponse(f"/console/o/{server}/points", status_code=303)
+                told = f"saved={rp_id}"
+                if changed:
+                    await c.record(
+                        request,
+                        session,
+                        "point.update",
+                        server,
+                        {"rp_id": rp_id, "changes": changes},
+                    )
+                else:
+                    told += "&unchanged=1"
+                return RedirectResponse(f"/console/o/{server}/points?{told}", status_code=303)
         try:
             found = await c.run(functools.partial(data.point, c.engine, server, rp_id))
         except store_errors.NotFound:

@@ -141,7 +141,9 @@ class Console:
     def error_page(
         self, request: Request, status: int, message: str, session: Session | None = None
     ) -> Response:
-        context = {"message": message, "session": session, "server": None, "title": "Error"}
+        # A signed-in operator keeps the navigation of their own operation (it vanished).
+        own = None if session is None else session.signer.nomenclature
+        context = {"message": message, "session": session, "server": own, "title": "Error"}
         return self.render(request, "error.html", context, status)
 
     async def session(self, request: Request, server: str | None = None) -> Session:
@@ -219,7 +221,9 @@ class Console:
     # -- sign-in -------------------------------------------------------------------------
 
     async def not_found(self, request: Request) -> Response:
-        return self.error_page(request, 404, "There is no such page in the console.")
+        found = await self.cookies.session(request, self.engine)  # the signed-in keep their nav
+        session = None if found is None else found[1]
+        return self.error_page(request, 404, "There is no such page in the console.", session)
 
     @stops
     async def home(self, request: Request) -> Response:
