@@ -158,7 +158,7 @@ def test_an_operator_manages_the_operation_in_a_browser(
         # Import: a bad row is named by its line, and nothing at all is written.
         bad = tmp_path / "bad.csv"
         bad.write_text(CSV_HEADER + "300,New point,yes,no,no,no,\n301,Broken,maybe,no,no,no,\n")
-        page.get_by_label("CSV file").set_input_files(str(bad))
+        page.get_by_label("CSV or JSON file").set_input_files(str(bad))
         page.get_by_role("button", name="Import").click()
         problems = page.locator("#import-problems").inner_text()
         assert "line 3" in problems
@@ -168,7 +168,7 @@ def test_an_operator_manages_the_operation_in_a_browser(
         # A mistyped header is the header's mistake, named once (it was named on every line).
         typo = tmp_path / "typo.csv"
         typo.write_text("rp_id,rp_nam\n300,New point\n301,Other\n")
-        page.get_by_label("CSV file").set_input_files(str(typo))
+        page.get_by_label("CSV or JSON file").set_input_files(str(typo))
         page.get_by_role("button", name="Import").click()
         assert page.locator("#import-problems li").all_inner_texts() == [
             "typo.csv: line 1: 'rp_nam' is not a routing point field"
@@ -188,13 +188,22 @@ def test_an_operator_manages_the_operation_in_a_browser(
                 "rp_id,rp_name\n300," + "x" * 200_000 + "\n",
                 "long.csv: line 2: a field is longer than 131,072 characters",
             ),
+            # As points import says it (the console blamed the header row).
+            ("empty.csv", "\n", "empty.csv: holds no records"),
         ):
             upload = tmp_path / name
             upload.write_text(content)
-            page.get_by_label("CSV file").set_input_files(str(upload))
+            page.get_by_label("CSV or JSON file").set_input_files(str(upload))
             page.get_by_role("button", name="Import").click()
             assert page.locator("#import-problems li").all_inner_texts() == [said]
         assert _api(url, secrets["read"], routing="1").json()["data"] in ([], None)
+        # JSON too, as points import reads it (the console took CSV only).
+        upload = tmp_path / "points.json"
+        upload.write_text('[{"rp_id": "102", "rp_name": "Support desk"}]')
+        page.get_by_label("CSV or JSON file").set_input_files(str(upload))
+        page.get_by_role("button", name="Import").click()
+        page.wait_for_url(f"{o}/points?imported=1&unchanged=0")
+        assert "Support desk" in page.locator("#point-102").inner_text()
 
         # Import: only what changes is written; the same file again writes nothing, and a
         # client's ETag still holds (it used to change: every client downloaded again).
@@ -202,7 +211,7 @@ def test_an_operator_manages_the_operation_in_a_browser(
         good.write_text(
             CSV_HEADER + "101,Sales line (closed),no,no,yes,no,\n102,Support,no,yes,no,yes,\n"
         )
-        page.get_by_label("CSV file").set_input_files(str(good))
+        page.get_by_label("CSV or JSON file").set_input_files(str(good))
         page.get_by_role("button", name="Import").click()
         page.wait_for_url(f"{o}/points?imported=2&unchanged=1")
         status = page.get_by_role("status")
@@ -210,7 +219,7 @@ def test_an_operator_manages_the_operation_in_a_browser(
             "2 routing points were imported: 1 changed, 1 already as the file says."
         )
         etag = _api(url, secrets["read"]).headers["etag"]
-        page.get_by_label("CSV file").set_input_files(str(good))
+        page.get_by_label("CSV or JSON file").set_input_files(str(good))
         page.get_by_role("button", name="Import").click()
         page.wait_for_url(f"{o}/points?imported=2&unchanged=2")
         assert status.inner_text() == (

@@ -144,7 +144,7 @@ def import_csv(
     line), as `points import` checks a CSV file; rows already as stored are not written.
     An upload, like the admin API's, holds at most `max_records` (L4)."""
     try:
-        found = importer.read_csv_upload(raw, name)
+        found = importer.read_upload(raw, name)
     except Invalid as exc:
         return None, [str(exc)]
     if len(found.places) + len(found.problems) > max_records:

@@ -57,22 +57,20 @@ def read_point_file(path: Path) -> PointFile:
         raw = path.read_bytes()
     except OSError as exc:
         raise Invalid(f"{path}: cannot be read ({exc.strerror})") from None
+    return read_upload(raw, path)
+
+
+def read_upload(raw: bytes, name: str | Path) -> PointFile:
+    """A file's records from its bytes: `points import`'s file, or the console's upload,
+    read alike (the same checks, places and messages). JSON by its name or its first
+    character, else CSV."""
     text_start = raw.lstrip()[:1]
     if not text_start:
-        raise Invalid(f"{path}: holds no records")
-    if path.suffix.lower() == ".json" or text_start in (b"[", b"{"):
-        found = _json_records(raw, path)
+        raise Invalid(f"{name}: holds no records")
+    if str(name).lower().endswith(".json") or text_start in (b"[", b"{"):
+        found = _json_records(raw, name)
     else:
-        found = _csv_records(raw, path)
-    if not found.records and not found.problems:
-        raise Invalid(f"{path}: holds no records")
-    return found
-
-
-def read_csv_upload(raw: bytes, name: str) -> PointFile:
-    """An uploaded CSV file's records (the console's import), read as `read_point_file`
-    reads a CSV file: the same header checks, the same places, the same messages."""
-    found = _csv_records(raw, name)
+        found = _csv_records(raw, name)
     if not found.records and not found.problems:
         raise Invalid(f"{name}: holds no records")
     return found
@@ -87,7 +85,7 @@ def read_records(path: Path) -> list[dict[str, Any]]:
     return found.records
 
 
-def _json_records(raw: bytes, path: Path) -> PointFile:
+def _json_records(raw: bytes, path: Path | str) -> PointFile:
     try:
         document = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
