@@ -34,6 +34,11 @@ def _optional_int(value: str, what: str) -> int | None:
     """A form's whole number; its bounds are the store's, which names them."""
     if not value:
         return None
+    if value.isascii() and value.isdigit() and not records.digits(value):
+        # A whole number, but longer than any the store can hold: it is too large, and
+        # the message said it must be a whole number.
+        shown = value if len(value) <= 24 else f"{value[:24]}..."
+        raise store_errors.Invalid(f"{what}: {shown} is far too large")
     if not records.digits(value) or int(value) < 1:
         raise store_errors.Invalid(f"{what}: must be a whole number of at least 1")
     return int(value)
@@ -191,7 +196,13 @@ class OperationPages:
                 )
             )
         except store_errors.StoreError as exc:
-            return await self._tokens(request, session, server, error=str(exc), status=400)
+            # The form comes back as it was typed, the description with it (it came back
+            # empty, to be typed again).
+            typed = {name: text(form, name) for name in ("description", "scope", "daily_limit")}
+            typed["expires"] = text(form, "expires")
+            return await self._tokens(
+                request, session, server, error=str(exc), status=400, typed=typed
+            )
         await c.record(
             request,
             session,
@@ -264,6 +275,7 @@ class OperationPages:
         status: int = 200,
         secret: str = "",
         secret_id: int | None = None,
+        typed: dict[str, str] | None = None,
     ) -> Response:
         c = self.c
         operation, views = await c.run(functools.partial(access.token_views, c.engine, server))
@@ -304,6 +316,7 @@ class OperationPages:
             error=error,
             secret=secret,
             secret_id=secret_id,
+            typed=typed or {},
             status=status,
         )
 
