@@ -57,6 +57,13 @@ def test_a_bad_trusted_proxy_is_one_line_before_anything_is_made(
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_short_console_key_is_refused(tmp_path: Path) -> None:
+    """Five characters signed every console cookie without a word."""
+    env = {"ROUTING_POINTS_CONSOLE_SECRET": "short"}
+    line = one_line_error(cli("operations", "list", cwd=tmp_path, env=env))
+    assert line == "Error: ROUTING_POINTS_CONSOLE_SECRET: String should have at least 32 characters"
+
+
 def test_a_bad_database_variable_names_the_variable(tmp_path: Path) -> None:
     env = {"ROUTING_POINTS_DATABASE_URL": "mysql://x"}
     line = one_line_error(cli("migrate", cwd=tmp_path, env=env))

@@ -184,9 +184,10 @@ class Settings(BaseSettings):
     )
     console_secret: str | None = Field(
         default=None,
+        min_length=32,
         description=(
-            "Key that signs console cookies; unset, one is generated once and kept in the "
-            "store, so every worker and host shares it."
+            "Key that signs console cookies, at least 32 characters; unset, one is generated "
+            "once and kept in the store, so every worker and host shares it."
         ),
     )
     audit_retention_days: int = Field(
