@@ -594,3 +594,13 @@ def test_a_group_named_alone_says_which_commands_it_has(tmp_path: Path) -> None:
     # The command's path is this interpreter's `python -m routing_points` here.
     assert f" tokens needs a command: {commands} (see: " in line
     assert line.endswith(" tokens --help)")
+
+
+def test_serving_a_store_without_an_operation_says_how_to_add_one(tmp_path: Path) -> None:
+    """A bare `serve` made an empty routing-points.db and said nothing: every token 403."""
+    server = ServerProcess("serve", port=free_port(), cwd=tmp_path).wait_ready()
+    assert server.stop()
+    assert server.logged.splitlines()[0] == (
+        "the store holds no operation yet: add one with routing-points operations add 0032 "
+        "--name NAME --licenses 1 --database sqlite:///routing-points.db"
+    )

@@ -31,6 +31,7 @@ from routing_points.cli.common import (
     database_option,
     open_store,
     require_folder,
+    safe_url,
     settings_for,
     store_errors,
 )
@@ -183,7 +184,24 @@ def serve(
             "(--redis redis://...): the limits must be shared by every worker"
         )
     ready_to_serve(settings, host, port)
+    _hint_if_empty(settings)
     run_server(settings, host, port, workers)
+
+
+def _hint_if_empty(settings: Settings) -> None:
+    """A store without an operation answers every token 403: say how to add one (a bare
+    `serve` made an empty routing-points.db without a word)."""
+    engine = open_store(settings.database_url)
+    try:
+        empty = not tenants.list_operations(engine)
+    finally:
+        engine.dispose()
+    if empty:
+        click.echo(
+            "the store holds no operation yet: add one with routing-points operations add "
+            f"0032 --name NAME --licenses 1 --database {safe_url(settings.database_url)}",
+            err=True,
+        )
 
 
 def ready_to_serve(settings: Settings, host: str, port: int) -> None:
