@@ -218,10 +218,14 @@ class Bench:
         small = fixture.small_tokens[0]
         ports = {name: free_port() for name in ("ours", "off", "floor", "peer")}
         body = WORK / "small.json"
-        copy = WORK / "bench-limits-off.db"  # one server per SQLite file
+        # One server per SQLite file, ours included: the peer reads the fixture's file, and
+        # ours alone wrote into a file another process had open, which no other server did.
+        copy = WORK / "bench-limits-off.db"
         shutil.copyfile(fixture.database.removeprefix("sqlite:///"), copy)
+        ours_copy = WORK / "bench-limits-on.db"
+        shutil.copyfile(fixture.database.removeprefix("sqlite:///"), ours_copy)
         with contextlib.ExitStack() as stack:
-            ours = stack.enter_context(serve_ours(ports["ours"], fixture.database))
+            ours = stack.enter_context(serve_ours(ports["ours"], f"sqlite:///{ours_copy}"))
             off = stack.enter_context(
                 serve_ours(
                     ports["off"],
