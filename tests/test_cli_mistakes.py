@@ -604,3 +604,19 @@ def test_serving_a_store_without_an_operation_says_how_to_add_one(tmp_path: Path
         "the store holds no operation yet: add one with routing-points operations add 0032 "
         "--name NAME --licenses 1 --database sqlite:///routing-points.db"
     )
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["get", "--server", "0032", "--token", "t", "--routing", "abc"],
+        ["tokens", "revoke", "abc"],
+        ["operations", "add", "0033", "--name", "x", "--licenses", "abc"],
+    ],
+)
+def test_a_number_that_is_not_one_is_called_a_whole_number(
+    tmp_path: Path, command: list[str]
+) -> None:
+    """click said "'abc' is not a valid integer range", of --routing, an id or a count."""
+    line = one_line_error(cli(*command, cwd=tmp_path))
+    assert "'abc' is not a valid whole number." in line

@@ -15,7 +15,7 @@ from routing_points.cli.common import (
     store_errors,
     timestamp_text,
 )
-from routing_points.cli.help import CommandGroup, DataTable, example, print_table
+from routing_points.cli.help import CommandGroup, DataTable, WholeNumber, example, print_table
 from routing_points.store import access, audit, tenants
 
 
@@ -79,7 +79,7 @@ def allowlist_remove(server: str, network: str, database_url: str | None) -> Non
 )
 @click.option("--server", default=None, help="One operation's entries (default: every entry).")
 @click.option("--since", default=None, help="Entries from this UTC day on (YYYY-MM-DD).")
-@click.option("--limit", type=click.IntRange(1, 100_000), default=200, show_default=True)
+@click.option("--limit", type=WholeNumber(1, 100_000), default=200, show_default=True)
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table")
 @database_option
 @store_errors

@@ -20,7 +20,7 @@ from click.core import ParameterSource
 from rich.text import Text
 
 from routing_points import contract
-from routing_points.cli.help import DataTable, example, http_url, print_table
+from routing_points.cli.help import DataTable, WholeNumber, example, http_url, print_table
 from routing_points.client import Client, RetryPolicy, errors
 from routing_points.client.base import check_token
 from routing_points.client.models import FIELDS, RoutingPoint
@@ -115,7 +115,7 @@ def connection_options(command: Callable[P, R]) -> Callable[P, R]:
             ),
             click.option(
                 "--retries",
-                type=click.IntRange(0, 10),
+                type=WholeNumber(0, 10),
                 default=4,
                 show_default=True,
                 help="Retries on network errors, 5xx and concurrency refusals.",
@@ -184,7 +184,7 @@ def _zone(name: str | None) -> ZoneInfo | None:
 )
 @connection_options
 @format_option
-@click.option("--routing", type=click.IntRange(0, MAX_RP_ID), default=None, help="Only this rp_id.")
+@click.option("--routing", type=WholeNumber(0, MAX_RP_ID), default=None, help="Only this rp_id.")
 @click.option(
     "--timezone",
     default=None,

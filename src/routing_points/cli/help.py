@@ -19,9 +19,17 @@ from routing_points.client.base import check_url
 from routing_points.client.errors import UsageError
 from routing_points.store.records import MAX_RP_ID
 
+
 # An id the store keeps (a token's, a routing point's): a BIGINT. Past it click says so in
 # one line, where the store's driver would fail with a traceback.
-STORED_ID = click.IntRange(1, MAX_RP_ID)
+class WholeNumber(click.IntRange):
+    """click's IntRange, in words people use: "'abc' is not a valid whole number" (it said
+    "integer range", and INTEGER RANGE in the help)."""
+
+    name = "whole number"
+
+
+STORED_ID = WholeNumber(1, MAX_RP_ID)
 
 
 class CommandGroup(click.Group):

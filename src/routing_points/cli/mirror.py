@@ -20,7 +20,7 @@ from routing_points.cli.common import (
     store_errors,
 )
 from routing_points.cli.consume import sdk_errors_naming
-from routing_points.cli.help import counted, example, http_url
+from routing_points.cli.help import WholeNumber, counted, example, http_url
 from routing_points.cli.serve import host_option, port_option, ready_to_serve, run_server
 from routing_points.client.base import check_token
 from routing_points.client.errors import UsageError
@@ -138,7 +138,7 @@ def _checked(token: str, source: str) -> str:
 )
 @click.option(
     "--licenses",
-    type=click.IntRange(min=1),
+    type=WholeNumber(min=1),
     default=1,
     show_default=True,
     help="Licenses of the local operation (its local consumers' budget), if created.",

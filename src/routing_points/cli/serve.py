@@ -35,7 +35,7 @@ from routing_points.cli.common import (
     settings_for,
     store_errors,
 )
-from routing_points.cli.help import example
+from routing_points.cli.help import WholeNumber, example
 from routing_points.server import create_app
 from routing_points.server.addon import ServerAddon
 from routing_points.server.logformat import configure_logging
@@ -145,7 +145,7 @@ def migrate(database_url: str | None) -> None:
 
 host_option = click.option("--host", default="127.0.0.1", show_default=True)
 port_option = click.option(
-    "--port", default=8000, show_default=True, type=click.IntRange(1, 65535), help="TCP port."
+    "--port", default=8000, show_default=True, type=WholeNumber(1, 65535), help="TCP port."
 )
 
 
@@ -166,7 +166,7 @@ port_option = click.option(
     default=None,
     help="Keep the limits in Redis, shared by every worker and host (ROUTING_POINTS_REDIS_URL).",
 )
-@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option("--workers", type=WholeNumber(min=1), default=1, show_default=True)
 @store_errors
 def serve(
     host: str, port: int, database_url: str | None, redis_url: str | None, workers: int

@@ -18,7 +18,14 @@ from routing_points.cli.common import (
     store_errors,
     timestamp_text,
 )
-from routing_points.cli.help import STORED_ID, CommandGroup, DataTable, example, print_table
+from routing_points.cli.help import (
+    STORED_ID,
+    CommandGroup,
+    DataTable,
+    WholeNumber,
+    example,
+    print_table,
+)
 from routing_points.store import access, tenants
 
 
@@ -50,7 +57,9 @@ def operations() -> None:
 )
 @click.argument("server")
 @click.option("--name", required=True, help="The operation's name.")
-@click.option("--licenses", required=True, type=int, help="Licenses (daily budget = x 1,000).")
+@click.option(
+    "--licenses", required=True, type=WholeNumber(), help="Licenses (daily budget = x 1,000)."
+)
 @click.option("--timezone", default="UTC", show_default=True, help="IANA time zone of its day.")
 @database_option
 @store_errors
@@ -78,7 +87,9 @@ def operations_add(
 )
 @click.argument("server")
 @click.option("--name", default=None, help="A new name.")
-@click.option("--licenses", type=int, default=None, help="New licenses (daily budget x 1,000).")
+@click.option(
+    "--licenses", type=WholeNumber(), default=None, help="New licenses (daily budget x 1,000)."
+)
 @click.option("--timezone", default=None, help="A new IANA time zone (its day and last_use).")
 @database_option
 @store_errors
@@ -144,7 +155,9 @@ def tokens() -> None:
 )
 @click.argument("server", required=False)
 @click.option("--description", default="", help="What the token is for.")
-@click.option("--daily-limit", type=int, default=None, help="Its own daily limit, if any.")
+@click.option(
+    "--daily-limit", type=WholeNumber(), default=None, help="Its own daily limit, if any."
+)
 @click.option(
     "--scope",
     type=click.Choice(["read", "admin", "platform"]),

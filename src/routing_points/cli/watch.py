@@ -23,7 +23,14 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from routing_points.cli.consume import EXIT_OTHER, connection_options, exit_code
-from routing_points.cli.help import STORED_ID, DataTable, example, http_url, table_console
+from routing_points.cli.help import (
+    STORED_ID,
+    DataTable,
+    WholeNumber,
+    example,
+    http_url,
+    table_console,
+)
 from routing_points.client import Client, RetryPolicy, RoutingPointsError
 from routing_points.sqlite_files import remove_sqlite_files
 from routing_points.watch.diff import FLAGS
@@ -99,7 +106,7 @@ def _zone(name: str | None) -> ZoneInfo | None:
 )
 @click.option(
     "--metrics-port",
-    type=click.IntRange(1, 65535),
+    type=WholeNumber(1, 65535),
     default=None,
     help="Serve Prometheus metrics here.",
 )
