@@ -320,3 +320,16 @@ async def test_cookies_are_secure_behind_a_trusted_tls_proxy(
     cookie = form.headers["set-cookie"]
     assert cookie.startswith("rp_console_signin=")
     assert ("; secure" in cookie.lower()) is secure
+
+
+async def test_an_empty_chart_says_there_is_nothing_yet(
+    database_url: str, engine: Engine, tenant: Tenant
+) -> None:
+    """A fresh operation's charts were empty frames, which looked broken."""
+    admin = tenants.add_token(engine, tenant.server, "admin", scope="admin")
+    async with asgi_client(create_app(make_settings(database_url))) as client:
+        await _sign_in(client, admin.secret)
+        overview = await client.get(f"/console/o/{tenant.server}/")
+        usage = await client.get(f"/console/o/{tenant.server}/usage")
+    assert 'class="empty">Nothing in these 31 days yet</text>' in overview.text
+    assert 'class="empty">Nothing in these 7 days yet</text>' in usage.text

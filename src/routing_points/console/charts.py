@@ -92,6 +92,12 @@ def stacked_bars(days: Sequence[str], series: Sequence[Series], label: str) -> M
         for i, s in enumerate(series)
     )
     total = sum(totals)
+    if not total:
+        # An empty frame looked broken: say that there is nothing yet.
+        marks.append(
+            f'<text x="{left + plot_w / 2:.1f}" y="{top + plot_h / 2:.1f}" text-anchor="middle" '
+            f'class="empty">Nothing in these {len(days)} days yet</text>'
+        )
     alt = f"{label}: {total} in all over {len(days)} days, at most {max(totals, default=0)} a day"
     return Markup(  # noqa: S704 (every value in it is a number or escaped)
         f'<figure class="chart"><svg viewBox="0 0 {width} {height}" role="img" '
