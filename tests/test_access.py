@@ -4,6 +4,7 @@ through the API in-process, the admin API and the CLI."""
 from __future__ import annotations
 
 import json
+import re
 import time
 
 import pytest
@@ -211,5 +212,9 @@ def test_the_cli_adds_expiring_and_platform_tokens_and_prints_the_audit(
     entries = [json.loads(line) for line in out.splitlines()]
     assert [e["action"] for e in entries] == ["operation.update", "allowlist.add", "token.create"]
     assert entries[-1]["detail"]["description"] == ""  # said, as every other term
+    assert isinstance(entries[-1]["detail"]["expires_at"], int)  # JSON: for machines
+    # The table is for people: the expiry as a UTC date and time (it was epoch seconds).
+    code, out, _ = run("audit", "--server", "0032")
+    assert re.search(r'"expires_at":"\d{4}-\d\d-\d\d \d\d:\d\d:\d\dZ"', out), out
     assert all(e["actor"].startswith("cli:") and e["address"] == "local" for e in entries)
     assert [e.action for e in audit.entries(engine, None)][-1] == "token.create"

@@ -119,6 +119,6 @@ def audit_command(
             entry.actor,
             entry.address,
             entry.action,
-            entry.detail,
+            entry.readable_detail,
         )
     print_table(table)

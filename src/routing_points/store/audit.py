@@ -29,6 +29,21 @@ class AuditEntry:
     action: str
     detail: str
 
+    @property
+    def readable_detail(self) -> str:
+        """The detail for people: instants (`*_at`, epoch seconds as stored, for machines)
+        written as UTC dates and times; the rest as stored."""
+        try:
+            values = orjson.loads(self.detail or "{}")
+        except orjson.JSONDecodeError:
+            return self.detail
+        if not isinstance(values, dict):
+            return self.detail
+        for key, value in values.items():
+            if key.endswith("_at") and isinstance(value, int) and 0 <= value < 253_402_300_800:
+                values[key] = time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(value))
+        return orjson.dumps(values).decode()
+
 
 def cli_actor() -> str:
     try:
