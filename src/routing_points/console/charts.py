@@ -94,9 +94,10 @@ def stacked_bars(days: Sequence[str], series: Sequence[Series], label: str) -> M
     total = sum(totals)
     if not total:
         # An empty frame looked broken: say that there is nothing yet.
-        marks.append(
+        marks.insert(  # first: the day labels close the drawing, today's last
+            0,
             f'<text x="{left + plot_w / 2:.1f}" y="{top + plot_h / 2:.1f}" text-anchor="middle" '
-            f'class="empty">Nothing in these {len(days)} days yet</text>'
+            f'class="empty">Nothing in these {len(days)} days yet</text>',
         )
     alt = f"{label}: {total} in all over {len(days)} days, at most {max(totals, default=0)} a day"
     return Markup(  # noqa: S704 (every value in it is a number or escaped)
