@@ -20,6 +20,11 @@ def get(url: str, folder: Path, *options: str) -> subprocess.CompletedProcess[st
     return cli(*command, env=TOKEN, cwd=folder)
 
 
+def watch_once(url: str, folder: Path) -> subprocess.CompletedProcess[str]:
+    command = ["watch", "--server", "0032", "--base-url", url, "--once"]
+    return cli(*command, env=TOKEN, cwd=folder)
+
+
 def error_line(result: subprocess.CompletedProcess[str]) -> str:
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1, result.stderr
@@ -51,10 +56,7 @@ def test_a_record_that_cannot_be_typed_is_one_line(
 ) -> None:
     with scripted_vendor(lambda _path: records_answer([record])) as vendor:
         result = get(vendor.url, tmp_path)
-        watched = cli(
-            "watch", "--server", "0032", "--base-url", vendor.url, "--once",
-            env=TOKEN, cwd=tmp_path,
-        )  # fmt: skip
+        watched = watch_once(vendor.url, tmp_path)
     assert result.returncode == 1
     assert error_line(result) == f"Error: MalformedResponse: {said}"
     assert watched.returncode == 6  # not 1, which means "something changed"
@@ -103,10 +105,7 @@ def test_continuations_that_go_round_stop_at_once(tmp_path: Path) -> None:
 
     with scripted_vendor(round_and_round) as vendor:
         result = get(vendor.url, tmp_path)
-        watched = cli(
-            "watch", "--server", "0032", "--base-url", vendor.url, "--once",
-            env=TOKEN, cwd=tmp_path,
-        )  # fmt: skip
+        watched = watch_once(vendor.url, tmp_path)
     assert result.returncode == 1
     assert error_line(result) == (
         "Error: MalformedResponse: the continuation links go round in a circle"
@@ -121,9 +120,6 @@ def test_an_rp_id_the_history_cannot_hold_is_one_line(tmp_path: Path) -> None:
     """A 400-digit rp_id crashed the watcher with SQLite's OverflowError."""
     huge = "9" * 400
     with scripted_vendor(lambda _path: records_answer([{**SALES_LINE, "rp_id": huge}])) as vendor:
-        watched = cli(
-            "watch", "--server", "0032", "--base-url", vendor.url, "--once",
-            env=TOKEN, cwd=tmp_path,
-        )  # fmt: skip
+        watched = watch_once(vendor.url, tmp_path)
     assert watched.returncode == 6
     assert error_line(watched).endswith(f"a routing point's rp_id is out of range: {huge[:40]}")
