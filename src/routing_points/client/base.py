@@ -10,7 +10,7 @@ from __future__ import annotations
 import random
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -92,13 +92,19 @@ def normalise_msg(msg: Any) -> str:
     return " ".join(str(msg or "").split())
 
 
+# The longest Retry-After believed (a year): past it a date cannot even be computed (a
+# 12-digit one was an OverflowError traceback), and no service means it.
+MAX_RETRY_AFTER_S = 366 * 86_400
+
+
 def retry_after_s(response: httpx.Response) -> float | None:
     value = response.headers.get("retry-after")
     if value is None:
         return None
     value = value.strip()
     if value.isascii() and value.isdigit():  # str.isdigit() is true of "²" too
-        return float(value)
+        # Compared as text first: thousands of digits are more than int() reads.
+        return float(MAX_RETRY_AFTER_S if len(value) > 9 else min(int(value), MAX_RETRY_AFTER_S))
     try:
         moment = parsedate_to_datetime(value)
     except (TypeError, ValueError):
@@ -151,6 +157,11 @@ def interpret(response: httpx.Response) -> Envelope:
     request, status = response.request, response.status_code
     context: dict[str, Any] = {"request": request, "response": response}
     if status == 304:
+        if "if-none-match" not in request.headers:
+            # "Not modified" since no tag: it would read as an empty operation.
+            raise errors.MalformedResponse(
+                "HTTP 304 to a request that sent no If-None-Match", **context
+            )
         return Envelope([], not_modified=True)
     try:
         body = orjson.loads(response.content)
@@ -171,6 +182,10 @@ def interpret(response: httpx.Response) -> Envelope:
             )
         raise errors.HTTPStatusError(f"unexpected HTTP {status}", **context)
     code, msg = body.get("code"), normalise_msg(body.get("msg"))
+    if not isinstance(code, int | str | None):  # [1] could not even be looked up
+        raise errors.MalformedResponse(
+            f"the envelope's code is not a number: {code!r:.40}", **context
+        )
     if 200 <= status < 300 and code in SUCCESS_CODES:
         try:
             return Envelope(_records(body.get("data")))
@@ -206,6 +221,23 @@ def transport_error(exc: httpx.TransportError, request: httpx.Request) -> errors
     cause = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
     # Which address could not be reached: a wrong port or host is the usual mistake.
     return kind(f"{request.url.scheme}://{request.url.netloc.decode()}: {cause}", request=request)
+
+
+@dataclass(slots=True)
+class Followed:
+    """What a walk through continuation pages has seen: its URLs, and the last rp_id."""
+
+    urls: set[str] = field(default_factory=set)
+    last_rp_id: int | None = None
+
+
+def _rp_id_of(records: list[dict[str, Any]]) -> int | None:
+    """The rp_id of the one record given, if it reads as one (typing the page says why
+    not, later)."""
+    try:
+        return int(records[0]["rp_id"]) if records else None
+    except (KeyError, TypeError, ValueError):
+        return None
 
 
 class BaseClient:
@@ -299,18 +331,23 @@ class BaseClient:
         return str(following)
 
     @staticmethod
-    def _check_progress(followed: set[str], response: httpx.Response, page: Page) -> None:
-        """A continuation must lead somewhere new, and from a page that brought records:
-        links that go round would spend the budget, a consumption each, for ever."""
-        followed.add(str(response.url))
-        if page.next_url is not None and (page.next_url in followed or not page.records):
-            raise errors.MalformedResponse(
-                "the continuation links go round in a circle"
-                if page.next_url in followed
-                else "a page without records links to another",
-                request=response.request,
-                response=response,
-            )
+    def _check_progress(followed: Followed, response: httpx.Response, page: Page) -> None:
+        """A continuation must lead somewhere new, from a page that brought records past
+        the last page's (the pages go up by rp_id, nothing repeated): links that go round,
+        or pages that bring the same records again, would spend the budget for ever."""
+        followed.urls.add(str(response.url))
+        problem = None
+        first, last = _rp_id_of(page.records[:1]), _rp_id_of(page.records[-1:])
+        if followed.last_rp_id is not None and first is not None and first <= followed.last_rp_id:
+            problem = "a continuation page repeats records of the page before"
+        elif page.next_url is not None and page.next_url in followed.urls:
+            problem = "the continuation links go round in a circle"
+        elif page.next_url is not None and not page.records:
+            problem = "a page without records links to another"
+        if problem is not None:
+            raise errors.MalformedResponse(problem, request=response.request, response=response)
+        if last is not None:
+            followed.last_rp_id = last
 
     def _page(self, response: httpx.Response, envelope: Envelope) -> Page:
         next_url = None if envelope.not_modified else self._next_url(response)

@@ -141,11 +141,21 @@ def _problem(record: Mapping[str, Any], exc: Exception) -> str:
     )
 
 
-def _count(value: Any) -> int:
-    try:
-        return int(str(value).strip() or 0)
-    except ValueError:
+def _count(record: Mapping[str, Any], name: str) -> int:
+    """A count of token_info's: absent or empty is 0; one that is no whole number is the
+    service's mistake (it read as 0: "no budget left")."""
+    value = record.get(name)
+    if value is None or value == "":
         return 0
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    text = str(value).strip()
+    digits = text[1:] if text.startswith("-") else text
+    if digits.isascii() and digits.isdigit() and len(digits) <= 18:
+        return int(text)
+    raise MalformedResponse(f"token_info's {name} is not a whole number: {str(value)[:40]!r}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,10 +170,10 @@ class TokenInfo:
     def from_record(cls, record: Mapping[str, Any]) -> TokenInfo:
         return cls(
             str(record.get("description", "")),
-            _count(record.get("token_limit")),
-            _count(record.get("token_use_today")),
-            _count(record.get("all_token_today")),
-            _count(record.get("available_consumption_options")),
+            _count(record, "token_limit"),
+            _count(record, "token_use_today"),
+            _count(record, "all_token_today"),
+            _count(record, "available_consumption_options"),
         )
 
 

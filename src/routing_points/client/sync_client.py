@@ -14,6 +14,7 @@ from routing_points.client.base import (
     ENDPOINT,
     BaseClient,
     Envelope,
+    Followed,
     RetryPolicy,
     transport_error,
     undecodable,
@@ -82,7 +83,7 @@ class Client(BaseClient):
         url: str | None = ENDPOINT
         params: dict[str, str] | None = self._points_params(routing)
         extra = {"if-none-match": if_none_match} if if_none_match else {}
-        followed: set[str] = set()
+        followed = Followed()
         while url is not None:
             response, envelope = self._call(url, params, extra)
             page = self._page(response, envelope)
