@@ -331,7 +331,7 @@ class OperationPages:
         query = request.query_params
         imported = None
         counts = [query.get("imported", ""), query.get("unchanged", "0")]
-        if all(records.digits(count) for count in counts):
+        if all(records.digits(count) for count in counts) and int(counts[1]) <= int(counts[0]):
             imported = point_store.UpsertResult(int(counts[0]), 0, int(counts[1]))
         saved = query.get("saved", "")
         return await self._points(

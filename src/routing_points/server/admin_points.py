@@ -74,14 +74,15 @@ class PointEndpoints:
                 raise BadRequest("THE BODY MUST BE AN OBJECT OF THE FIELDS TO CHANGE")
             server = principal.nomenclature
 
-            def write() -> dict[str, str]:
-                store_points.set_point(self.api.engine, server, rp_id, payload)
-                return self._rendered(server, rp_id)
+            def write() -> tuple[bool, dict[str, str]]:
+                changed = store_points.set_point(self.api.engine, server, rp_id, payload)
+                return changed, self._rendered(server, rp_id)
 
-            updated = await self.api.store(write)
-            await self.api.audit(
-                request, principal, "point.update", {"rp_id": rp_id, "changes": payload}
-            )
+            changed, updated = await self.api.store(write)
+            if changed:  # a PATCH to what is stored writes nothing, so records nothing
+                await self.api.audit(
+                    request, principal, "point.update", {"rp_id": rp_id, "changes": payload}
+                )
             return envelope(200, "1 records were updated", [updated])
 
         return await self.api.call(request, work, with_body=True, points=True)

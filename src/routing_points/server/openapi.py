@@ -266,10 +266,18 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
                             _envelope(
                                 {
                                     "type": "object",
-                                    "required": ["upserted", "deleted"],
+                                    "required": ["upserted", "deleted", "unchanged"],
                                     "properties": {
-                                        "upserted": {"type": "integer"},
+                                        "upserted": {
+                                            "type": "integer",
+                                            "description": "records accepted, unchanged too",
+                                        },
                                         "deleted": {"type": "integer"},
+                                        "unchanged": {
+                                            "type": "integer",
+                                            "description": "of the upserted, those already "
+                                            "as stored: not written",
+                                        },
                                     },
                                 }
                             ),

@@ -8,6 +8,8 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
+import orjson
+
 from routing_points import contract
 
 NOMENCLATURE = re.compile(r"^[0-9]{4}$")
@@ -41,8 +43,9 @@ def shown(value: Any) -> str:
     if value is None or isinstance(value, bool):
         return "null" if value is None else str(value).lower()
     try:
-        text = repr(value)
-    except RecursionError:  # JSON nested a thousand deep
+        # JSON-style throughout: null inside a list said None.
+        text = orjson.dumps(value).decode() if isinstance(value, dict | list) else repr(value)
+    except (RecursionError, orjson.JSONEncodeError):  # nested a thousand deep
         return "a deeply nested value"
     return text if len(text) <= SHOWN_CHARS else text[: SHOWN_CHARS - 3] + "..."
 
