@@ -26,6 +26,15 @@ async def _sign_in(client: httpx.AsyncClient, secret: str) -> httpx.Response:
     return await client.post("/console/signin", data={"csrf": csrf.group(1), "token": secret})
 
 
+def _version(page: httpx.Response, token_id: int) -> str:
+    """The secret version the page's rotate form of that token names."""
+    found = re.search(
+        rf'tokens/{token_id}/rotate">.*?name="version" value="([0-9a-f]+)"', page.text
+    )
+    assert found is not None
+    return found.group(1)
+
+
 def _csrf(page: httpx.Response) -> str:
     found = re.search(r'name="csrf" value="([^"]+)"', page.text)
     assert found is not None
@@ -112,9 +121,11 @@ async def test_rotate_and_expire_a_token_from_the_console(
     async with asgi_client(create_app(make_settings(database_url))) as client:
         await _sign_in(client, boss.secret)
         page = await client.get("/console/o/0032/tokens")
-        rotated = await client.post(
-            f"/console/o/0032/tokens/{tenant.token_id}/rotate", data={"csrf": _csrf(page)}
-        )
+        form = {"csrf": _csrf(page), "version": _version(page, tenant.token_id)}
+        rotated = await client.post(f"/console/o/0032/tokens/{tenant.token_id}/rotate", data=form)
+        # A reload posts the same form again: refused, nothing rotated (it rotated again,
+        # and the secret just shown stopped working).
+        again = await client.post(f"/console/o/0032/tokens/{tenant.token_id}/rotate", data=form)
         found = re.search(r'<code id="new-secret">([^<]+)</code>', rotated.text)
         assert found is not None
         new_secret = found.group(1)
@@ -133,8 +144,12 @@ async def test_rotate_and_expire_a_token_from_the_console(
             data={"csrf": _csrf(page), "daily_limit": "50", "expires": "12h"},
         )
         listing = await client.get("/console/o/0032/tokens")
-    assert old.status_code == 403
+    # The old secret works for the grace period, as with `tokens rotate` (it was cut off).
+    assert old.status_code == 200
     assert new.status_code == 200
+    assert again.status_code == 400
+    assert "has had a new secret since this page was shown: nothing was rotated" in again.text
+    assert "The old secret keeps working 60 min more" in rotated.text
     assert bad.status_code == 400
     assert "is not a duration" in bad.text
     assert terms.status_code == 303
@@ -296,7 +311,8 @@ async def test_rotating_ones_own_token_in_the_console_says_to_sign_in_again(
         await _sign_in(client, boss.secret)
         page = await client.get("/console/o/0032/tokens")
         rotated = await client.post(
-            f"/console/o/0032/tokens/{boss.id}/rotate", data={"csrf": _csrf(page)}
+            f"/console/o/0032/tokens/{boss.id}/rotate",
+            data={"csrf": _csrf(page), "version": _version(page, boss.id)},
         )
         after = await client.get("/console/o/0032/tokens")
     assert rotated.status_code == 200
@@ -333,3 +349,25 @@ async def test_an_empty_chart_says_there_is_nothing_yet(
         usage = await client.get(f"/console/o/{tenant.server}/usage")
     assert 'class="empty">Nothing in these 31 days yet</text>' in overview.text
     assert 'class="empty">Nothing in these 7 days yet</text>' in usage.text
+
+
+async def test_a_create_form_posted_twice_makes_one_token(
+    database_url: str, engine: Engine, tenant: Tenant
+) -> None:
+    """A reload of the page that showed a new secret made another live token, whose secret
+    nobody had."""
+    boss = tenants.add_token(engine, "0032", "boss", scope="admin")
+    async with asgi_client(create_app(make_settings(database_url))) as client:
+        await _sign_in(client, boss.secret)
+        page = await client.get("/console/o/0032/tokens")
+        after = re.search(r'name="after" value="(\d+)"', page.text)
+        assert after is not None
+        form = {"csrf": _csrf(page), "after": after.group(1), "description": "nightly"}
+        created = await client.post("/console/o/0032/tokens", data=form)
+        again = await client.post("/console/o/0032/tokens", data=form)
+    assert created.status_code == 200
+    assert 'id="new-secret"' in created.text
+    assert again.status_code == 400
+    assert "a token has been created since this page was shown: nothing was created" in again.text
+    nightly = [t for t in tenants.list_tokens(engine, "0032") if t.description == "nightly"]
+    assert len(nightly) == 1

@@ -180,6 +180,8 @@ class OperationPages:
             return await self._tokens(request, session, server)
         form = await request.form()
         scope = text(form, "scope") or "read"
+        # The newest token the form saw: a reload posts it again, and creates nothing.
+        after = text(form, "after")
         try:
             limit = _optional_int(text(form, "daily_limit"), "daily limit")
             expires_text = text(form, "expires")
@@ -193,6 +195,7 @@ class OperationPages:
                     limit,
                     scope,
                     expires,
+                    after_id=int(after) if records.digits(after) else None,
                 )
             )
         except store_errors.StoreError as exc:
@@ -238,9 +241,17 @@ class OperationPages:
                 detail: dict[str, Any] = {"token_id": token_id}
             elif action == "rotate":
                 rotated = await c.run(
-                    functools.partial(access.rotate_token, c.engine, server, token_id)
+                    functools.partial(
+                        access.rotate_token,
+                        c.engine,
+                        server,
+                        token_id,
+                        text(form, "version"),
+                        tenants.DEFAULT_GRACE_S,
+                    )
                 )
-                secret, detail = rotated.secret, {"token_id": token_id}
+                secret = rotated.secret
+                detail = {"token_id": token_id, "grace_s": tenants.DEFAULT_GRACE_S}
             elif action == "terms":
                 limit = _optional_int(text(form, "daily_limit"), "daily limit")
                 expires_text = text(form, "expires")
@@ -262,7 +273,9 @@ class OperationPages:
             return await self._tokens(request, session, server, error=str(exc), status=400)
         await c.record(request, session, f"token.{action}", server, detail)
         if secret:
-            return await self._tokens(request, session, server, secret=secret, secret_id=token_id)
+            return await self._tokens(
+                request, session, server, secret=secret, secret_id=token_id, rotated=True
+            )
         return RedirectResponse(f"/console/o/{server}/tokens", status_code=303)
 
     async def _tokens(
@@ -276,6 +289,7 @@ class OperationPages:
         secret: str = "",
         secret_id: int | None = None,
         typed: dict[str, str] | None = None,
+        rotated: bool = False,
     ) -> Response:
         c = self.c
         operation, views = await c.run(functools.partial(access.token_views, c.engine, server))
@@ -317,6 +331,11 @@ class OperationPages:
             secret=secret,
             secret_id=secret_id,
             typed=typed or {},
+            # A form posted twice (a reload) must not act twice: the create form names the
+            # newest token, each rotate form its token's secret.
+            newest_id=max((view.id for view in views), default=0),
+            rotated=rotated,
+            grace=f"{tenants.DEFAULT_GRACE_S // 60} min",
             status=status,
         )
 

@@ -16,11 +16,10 @@ from datetime import UTC, datetime
 
 from sqlalchemy import Connection, Engine, func, insert, select, update
 
-from routing_points.store import records
+from routing_points.store import records, tenants
 from routing_points.store.errors import Invalid, NotFound
 from routing_points.store.schema import operations, platform_tokens, tokens, usage_counters
 from routing_points.store.secrets import hash_secret, new_secret
-from routing_points.store.sessions import end_sessions_of
 from routing_points.store.tenants import NewToken, Operation, operation_row
 
 NETWORKS_PER_LICENSE = 10
@@ -79,6 +78,8 @@ class TokenView:
     revoked_at: int | None
     expires_at: int | None
     last_used_day: str | None
+    # Which secret it has (`tenants.secret_version`), for the rotate form to name.
+    version: str
 
 
 def token_views(engine: Engine, nomenclature: str) -> tuple[Operation, list[TokenView]]:
@@ -99,12 +100,15 @@ def token_views(engine: Engine, nomenclature: str) -> tuple[Operation, list[Toke
                 tokens.c.revoked_at,
                 tokens.c.expires_at,
                 last_used.c.day,
+                tokens.c.secret_hash,
             )
             .select_from(tokens.outerjoin(last_used, last_used.c.token_id == tokens.c.id))
             .where(tokens.c.operation_id == operation.id)
             .order_by(tokens.c.id)
         ).all()
-    return operation, [TokenView(*row) for row in rows]
+    return operation, [
+        TokenView(*row[:-1], version=tenants.secret_version(row.secret_hash)) for row in rows
+    ]
 
 
 def token_operation(engine: Engine, token_id: int) -> str:
@@ -156,22 +160,13 @@ def set_token_expiry(engine: Engine, token_id: int, expires_at: int | None) -> N
         raise NotFound(f"token {token_id} does not exist")
 
 
-def rotate_token(engine: Engine, nomenclature: str, token_id: int) -> NewToken:
-    """A new secret for the same token (its id, limits and counters stay); the old one
-    is refused from the next request on."""
+def rotate_token(
+    engine: Engine, nomenclature: str, token_id: int, version: str, grace_s: int
+) -> NewToken:
+    """`tenants.rotate_token` for one operation's token, of the secret `version` a form
+    named: the console's (it had no grace, and a reload rotated again)."""
     _live_token(engine, token_id, nomenclature)
-    secret = new_secret()
-    with engine.begin() as conn:
-        done = conn.execute(
-            update(tokens)
-            .where(tokens.c.id == token_id)
-            .where(tokens.c.revoked_at.is_(None))
-            .values(secret_hash=hash_secret(secret))
-        )
-        end_sessions_of(conn, token_id)
-    if done.rowcount == 0:
-        raise Invalid(f"token {token_id} is revoked: create a new one instead")
-    return NewToken(token_id, secret)
+    return tenants.rotate_token(engine, token_id, grace_s, version=version)
 
 
 # -- platform tokens ----------------------------------------------------------------------

@@ -6,11 +6,13 @@ in `store.errors`.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import secrets as _random
 import time
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, Engine, insert, select, update
+from sqlalchemy import Connection, Engine, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from routing_points.store import records
@@ -137,7 +139,11 @@ def add_token(
     daily_limit: int | None = None,
     scope: str = "read",
     expires_at: int | None = None,
+    *,
+    after_id: int | None = None,
 ) -> NewToken:
+    """A new token, its secret returned once. With `after_id`, only if the operation's
+    newest token is still that one (0: none): a form posted twice makes one token."""
     try:
         records.daily_limit(daily_limit)
     except records.InvalidValue as exc:
@@ -148,7 +154,12 @@ def add_token(
         raise Invalid("description: must be at most 255 characters")
     secret = new_secret()
     with engine.begin() as conn:
-        operation = operation_row(conn, nomenclature)
+        operation = operation_row(conn, nomenclature, for_writing=after_id is not None)
+        if after_id is not None and newest_token_id(conn, operation.id) != after_id:
+            raise Conflict(
+                "a token has been created since this page was shown: nothing was created "
+                "(reload the page to see the tokens as they are)"
+            )
         token_id = conn.execute(
             insert(tokens)
             .values(
@@ -163,6 +174,14 @@ def add_token(
             .returning(tokens.c.id)
         ).scalar_one()
     return NewToken(token_id, secret)
+
+
+def newest_token_id(conn: Connection, operation_id: int) -> int:
+    """The operation's newest token id, 0 without any."""
+    newest = conn.execute(
+        select(func.max(tokens.c.id)).where(tokens.c.operation_id == operation_id)
+    ).scalar_one()
+    return int(newest or 0)
 
 
 def list_tokens(engine: Engine, nomenclature: str) -> list[TokenSummary]:
@@ -210,12 +229,30 @@ def revoke_token(engine: Engine, token_id: int) -> None:
         conn.execute(update(tokens).where(tokens.c.id == token_id).values(revoked_at=_now()))
 
 
-def rotate_token(engine: Engine, token_id: int, grace_s: int, now: int | None = None) -> NewToken:
+# How long a rotated-out secret keeps working by default: the CLI's --grace, the console's.
+DEFAULT_GRACE_S = 3600
+
+
+def secret_version(secret_hash: str) -> str:
+    """Which secret a token has, for a form to name (a digest of its digest: nothing of the
+    secret), so that a form posted twice does not act twice."""
+    return hashlib.sha256(secret_hash.encode()).hexdigest()[:16]
+
+
+def rotate_token(
+    engine: Engine,
+    token_id: int,
+    grace_s: int,
+    now: int | None = None,
+    *,
+    version: str | None = None,
+) -> NewToken:
     """A new secret for the same token (its id, limits and counters stay).
 
     The previous secret keeps working for `grace_s` seconds, so the clients can be
     switched over without a gap; 0 refuses it at once. Only the one secret it replaces is
-    kept: rotating again ends the grace period of the one before.
+    kept: rotating again ends the grace period of the one before. With `version`, only the
+    secret of that version is replaced (a form reloaded after its rotation is refused).
     """
     if grace_s < 0:
         raise Invalid(f"grace: must be 0 or more seconds, got {grace_s}")
@@ -229,6 +266,13 @@ def rotate_token(engine: Engine, token_id: int, grace_s: int, now: int | None = 
             raise NotFound(f"token {token_id} does not exist")
         if row.revoked_at is not None:
             raise Conflict(f"token {token_id} is revoked: create a new one instead")
+        if version is not None and not hmac.compare_digest(
+            version, secret_version(row.secret_hash)
+        ):
+            raise Conflict(
+                f"token {token_id} has had a new secret since this page was shown: nothing "
+                "was rotated (reload the page to see the tokens as they are)"
+            )
         conn.execute(
             update(tokens)
             .where(tokens.c.id == token_id)
