@@ -6,11 +6,12 @@ from __future__ import annotations
 import re
 
 import httpx
+import orjson
 import pytest
 from sqlalchemy import Engine
 
 from routing_points.server import create_app
-from routing_points.store import access, tenants
+from routing_points.store import access, audit, tenants
 from routing_points.store import points as point_store
 from tests.support.seed import Tenant
 from tests.support.servers import asgi_client, make_settings, token_lookups_held
@@ -371,3 +372,33 @@ async def test_a_create_form_posted_twice_makes_one_token(
     assert "a token has been created since this page was shown: nothing was created" in again.text
     nightly = [t for t in tenants.list_tokens(engine, "0032") if t.description == "nightly"]
     assert len(nightly) == 1
+
+
+async def test_a_point_form_writes_and_audits_only_what_changed(
+    database_url: str, engine: Engine, tenant: Tenant
+) -> None:
+    """Any flag other than yes was saved as no ("maybe" included), and every field of the
+    form was audited as a change."""
+    admin = tenants.add_token(engine, tenant.server, "admin", scope="admin")
+    _, before = point_store.get_point(engine, tenant.server, 101)
+    flags = {
+        name: "yes" if getattr(before, name) else "no"
+        for name in ("ivr_active", "chat_active", "interaction_active", "crm_active")
+    }
+    async with asgi_client(create_app(make_settings(database_url))) as client:
+        await _sign_in(client, admin.secret)
+        page = await client.get(f"/console/o/{tenant.server}/points/101")
+        form = {"csrf": _csrf(page), "rp_name": before.rp_name, **flags}
+        odd = await client.post(
+            f"/console/o/{tenant.server}/points/101", data={**form, "ivr_active": "maybe"}
+        )
+        renamed = await client.post(
+            f"/console/o/{tenant.server}/points/101", data={**form, "rp_name": "Renamed"}
+        )
+    assert odd.status_code == 400
+    assert "ivr_active: &#39;maybe&#39; is not yes or no" in odd.text
+    assert renamed.status_code == 303
+    _, after = point_store.get_point(engine, tenant.server, 101)
+    assert (after.rp_name, after.ivr_active) == ("Renamed", before.ivr_active)
+    logged = [e for e in audit.entries(engine, tenant.server) if e.action == "point.update"]
+    assert [orjson.loads(e.detail)["changes"] for e in logged] == [{"rp_name": "Renamed"}]

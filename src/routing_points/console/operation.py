@@ -456,11 +456,14 @@ class OperationPages:
         if request.method == "POST":
             c.points_writable(request, session)
             form = await request.form()
-            changes = {"rp_name": text(form, "rp_name")}
+            given = {"rp_name": text(form, "rp_name")}
             for flag in data.FLAGS:
-                changes[flag] = "yes" if text(form, flag) == "yes" else "no"
+                given[flag] = text(form, flag)  # the store refuses what is not yes or no
             try:
-                changed = await c.run(
+                # Only what differs is written and audited (every field was, as "changes").
+                stored = await c.run(functools.partial(data.point, c.engine, server, rp_id))
+                changes = {name: value for name, value in given.items() if value != stored[name]}
+                changed = bool(changes) and await c.run(
                     functools.partial(point_store.set_point, c.engine, server, rp_id, changes)
                 )
             except store_errors.StoreError as exc:
