@@ -456,9 +456,9 @@ class OperationPages:
         if request.method == "POST":
             c.points_writable(request, session)
             form = await request.form()
-            given = {"rp_name": text(form, "rp_name")}
-            for flag in data.FLAGS:
-                given[flag] = text(form, flag)  # the store refuses what is not yes or no
+            # The fields the form sent (a browser sends them all); the store refuses a flag
+            # that is not yes or no.
+            given = {name: text(form, name) for name in ("rp_name", *data.FLAGS) if name in form}
             try:
                 # Only what differs is written and audited (every field was, as "changes").
                 stored = await c.run(functools.partial(data.point, c.engine, server, rp_id))
