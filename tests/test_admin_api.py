@@ -210,6 +210,9 @@ def test_single_point_create_update_delete(
     bad = http.patch(f"{ADMIN}/routing_points/200", headers=token, json={"ivr_active": "maybe"})
     assert bad.status_code == 400
     assert bad.json()["msg"] == "IVR_ACTIVE: 'MAYBE' IS NOT YES OR NO"
+    # An rp_id in the body is named as the mistake (it said the body was no object).
+    moved = http.patch(f"{ADMIN}/routing_points/200", headers=token, json={"rp_id": "201"})
+    assert moved.json()["msg"] == "RP_ID CANNOT BE CHANGED: IT IS THE POINT'S ADDRESS IN THE PATH"
     # JSON's null by its name (it said NONE), and a huge value not echoed whole.
     null = http.patch(f"{ADMIN}/routing_points/200", headers=token, json={"ivr_active": None})
     assert null.json()["msg"] == "IVR_ACTIVE: NULL IS NOT YES OR NO"

@@ -386,7 +386,7 @@ def test_points_delete_is_all_or_nothing(run: Invoke, tmp_path: Path, engine: En
     assert point_store.count_points(engine, "0032") == 2
     assert tenants.get_operation(engine, "0032").version == version
     deleted = run("points", "delete", "0032", "102")
-    assert deleted.stdout == "1 routing points deleted from operation 0032\n"
+    assert deleted.stdout == "1 routing point deleted from operation 0032\n"
     assert tenants.get_operation(engine, "0032").version == version + 1
 
 

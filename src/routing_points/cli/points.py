@@ -243,4 +243,4 @@ def points_delete(server: str, rp_ids: tuple[int, ...], database_url: str | None
     engine = open_store(database_url)
     deleted = point_store.delete_points(engine, server, rp_ids)
     cli_audit(engine, "point.delete", server, {"rp_ids": list(rp_ids)})
-    click.echo(f"{deleted} routing points deleted from operation {server}")
+    click.echo(f"{counted(deleted, 'routing point')} deleted from operation {server}")

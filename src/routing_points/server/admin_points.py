@@ -70,8 +70,10 @@ class PointEndpoints:
     async def update_point(self, request: Request) -> Response:
         async def work(principal: Principal, payload: Any) -> Response:
             rp_id = _path_rp_id(request)
-            if not isinstance(payload, dict) or "rp_id" in payload:
+            if not isinstance(payload, dict):
                 raise BadRequest("THE BODY MUST BE AN OBJECT OF THE FIELDS TO CHANGE")
+            if "rp_id" in payload:  # it said the body was no object
+                raise BadRequest("RP_ID CANNOT BE CHANGED: IT IS THE POINT'S ADDRESS IN THE PATH")
             server = principal.nomenclature
 
             def write() -> tuple[bool, dict[str, str]]:
