@@ -460,17 +460,19 @@ class OperationPages:
             # that is not yes or no.
             given = {name: text(form, name) for name in ("rp_name", *data.FLAGS) if name in form}
             try:
-                # Only what differs is written and audited (every field was, as "changes").
-                stored = await c.run(functools.partial(data.point, c.engine, server, rp_id))
-                changes = {name: value for name, value in given.items() if value != stored[name]}
-                changed = bool(changes) and await c.run(
-                    functools.partial(point_store.set_point, c.engine, server, rp_id, changes)
-                )
+                # Only what differs is written, and audited (every field was, as "changes").
+                changed: frozenset[str] = frozenset()
+                if given:
+                    changed = await c.run(
+                        functools.partial(point_store.set_point, c.engine, server, rp_id, given)
+                    )
             except store_errors.StoreError as exc:
                 error, status = str(exc), 400
             else:
                 told = f"saved={rp_id}"
                 if changed:
+                    # The form's fields are the store's columns, by name.
+                    changes = {name: given[name] for name in sorted(changed)}
                     await c.record(
                         request,
                         session,

@@ -76,7 +76,7 @@ class PointEndpoints:
                 raise BadRequest("RP_ID CANNOT BE CHANGED: IT IS THE POINT'S ADDRESS IN THE PATH")
             server = principal.nomenclature
 
-            def write() -> tuple[bool, dict[str, str]]:
+            def write() -> tuple[frozenset[str], dict[str, str]]:
                 changed = store_points.set_point(self.api.engine, server, rp_id, payload)
                 return changed, self._rendered(server, rp_id)
 

@@ -20,6 +20,7 @@ from sqlalchemy import Engine, select
 
 from routing_points.store import records as values
 from routing_points.store.errors import Invalid
+from routing_points.store.points import already_stored
 from routing_points.store.schema import routing_points
 from routing_points.store.tenants import operation_row
 
@@ -183,7 +184,7 @@ def check_import(engine: Engine, nomenclature: str, found: PointFile) -> ImportC
         stored = existing.get(change.rp_id)
         if stored is None and "rp_name" not in change.values:
             problems.append((place, f"rp_id {change.rp_id} is new, so it needs an rp_name"))
-        elif stored is not None and all(stored[k] == v for k, v in change.values.items()):
+        elif already_stored(stored, change.values):
             unchanged += 1
     new = len(first_seen.keys() - existing.keys())
     listed = [f"{found.unit} {place}: {problem}" for place, problem in sorted(problems)]

@@ -8,12 +8,12 @@ worker (each request reads the version with its token). A bulk write that change
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Connection, Engine, and_, bindparam, delete, func, insert, select, update
+from sqlalchemy import Connection, Engine, bindparam, delete, func, insert, select, update
 
 from routing_points.store import records
 from routing_points.store.engine import dialect_insert, refresh_point_statistics
@@ -85,10 +85,18 @@ def upsert_points(
             groups.setdefault(key, []).append(row)
         if not seen and not replace:
             return UpsertResult(0, 0)
-        new_without_name = _new_ids_without_name(conn, operation.id, groups)
-        if new_without_name:
-            raise Invalid(f"rp_id {new_without_name}: a new routing point needs an rp_name")
-        unchanged = _drop_unchanged(conn, operation.id, groups)
+        # Read once: which records are new, and which change nothing.
+        stored = stored_points(conn, operation.id, seen)
+        nameless_new = [
+            row["rp_id"]
+            for columns, rows in groups.items()
+            if "rp_name" not in columns
+            for row in rows
+            if row["rp_id"] not in stored
+        ]
+        if nameless_new:
+            raise Invalid(f"rp_id {min(nameless_new)}: a new routing point needs an rp_name")
+        unchanged = _drop_unchanged(groups, stored)
         for columns, rows in groups.items():
             if not columns or not rows:
                 continue
@@ -121,57 +129,38 @@ def upsert_points(
     return UpsertResult(len(seen), deleted, unchanged)
 
 
-def _drop_unchanged(
-    conn: Connection, operation_id: int, groups: dict[tuple[str, ...], list[dict[str, Any]]]
-) -> int:
-    """Take out of `groups` the rows whose every field is already as stored; how many."""
-    wanted = [row["rp_id"] for rows in groups.values() for row in rows]
-    stored: dict[int, Any] = {}
+def already_stored(stored: Mapping[Any, Any] | None, values: Mapping[str, Any]) -> bool:
+    """Whether a stored point (a row's mapping, or None) already has every value given,
+    by column: a write of them would change nothing."""
+    return stored is not None and all(stored[column] == value for column, value in values.items())
+
+
+def stored_points(
+    conn: Connection, operation_id: int, rp_ids: Collection[int]
+) -> dict[int, Mapping[Any, Any]]:
+    """The operation's stored points among `rp_ids`, by rp_id (their rows' mappings)."""
+    wanted = list(rp_ids)
+    stored: dict[int, Mapping[Any, Any]] = {}
     for start in range(0, len(wanted), UPSERT_CHUNK):
-        chunk = wanted[start : start + UPSERT_CHUNK]
-        for found in conn.execute(
+        for row in conn.execute(
             select(routing_points)
             .where(routing_points.c.operation_id == operation_id)
-            .where(routing_points.c.rp_id.in_(chunk))
+            .where(routing_points.c.rp_id.in_(wanted[start : start + UPSERT_CHUNK]))
         ):
-            stored[found.rp_id] = found._mapping
+            stored[row.rp_id] = row._mapping
+    return stored
+
+
+def _drop_unchanged(
+    groups: dict[tuple[str, ...], list[dict[str, Any]]], stored: Mapping[int, Mapping[Any, Any]]
+) -> int:
+    """Take out of `groups` the rows whose every field is already as stored; how many."""
     unchanged = 0
-    for columns, rows in groups.items():
-        kept = []
-        for row in rows:
-            current = stored.get(row["rp_id"])
-            if current is not None and all(current[column] == row[column] for column in columns):
-                unchanged += 1
-            else:
-                kept.append(row)
+    for rows in groups.values():
+        kept = [row for row in rows if not already_stored(stored.get(row["rp_id"]), row)]
+        unchanged += len(rows) - len(kept)
         rows[:] = kept
     return unchanged
-
-
-def _new_ids_without_name(
-    conn: Connection, operation_id: int, groups: dict[tuple[str, ...], list[dict[str, Any]]]
-) -> int | None:
-    """The first rp_id that would be created without a name, if any."""
-    nameless = [
-        row["rp_id"] for key, rows in groups.items() if "rp_name" not in key for row in rows
-    ]
-    if not nameless:
-        return None
-    existing: set[int] = set()
-    for start in range(0, len(nameless), UPSERT_CHUNK):
-        chunk = nameless[start : start + UPSERT_CHUNK]
-        existing.update(
-            conn.execute(
-                select(routing_points.c.rp_id).where(
-                    and_(
-                        routing_points.c.operation_id == operation_id,
-                        routing_points.c.rp_id.in_(chunk),
-                    )
-                )
-            ).scalars()
-        )
-    missing = [rp for rp in nameless if rp not in existing]
-    return min(missing) if missing else None
 
 
 def contract_row(row: Any) -> PointRow:
@@ -280,9 +269,11 @@ def get_point(engine: Engine, nomenclature: str, rp_id: int) -> tuple[Operation,
     return operation, row
 
 
-def set_point(engine: Engine, nomenclature: str, rp_id: int, changes: dict[str, Any]) -> bool:
-    """Change fields of one existing routing point; False when they were already so, and
-    nothing was written."""
+def set_point(
+    engine: Engine, nomenclature: str, rp_id: int, changes: dict[str, Any]
+) -> frozenset[str]:
+    """Change fields of one existing routing point; the columns that changed (none when
+    every value given was already so, and nothing was written)."""
     with engine.begin() as conn:
         operation = operation_row(conn, nomenclature, for_writing=True)
         zone = ZoneInfo(operation.timezone)
@@ -292,23 +283,24 @@ def set_point(engine: Engine, nomenclature: str, rp_id: int, changes: dict[str, 
             raise Invalid(str(exc)) from None
         if not change.values:
             raise Invalid("nothing to change: give at least one field")
-        stored = conn.execute(
-            select(routing_points)
-            .where(routing_points.c.operation_id == operation.id)
-            .where(routing_points.c.rp_id == change.rp_id)
-        ).first()
+        stored = stored_points(conn, operation.id, [change.rp_id]).get(change.rp_id)
         if stored is None:
             raise NotFound(f"routing point {rp_id} does not exist in operation {nomenclature}")
-        if all(stored._mapping[column] == value for column, value in change.values.items()):
-            return False  # (a form saved as it was): the version, and ETags, stay
+        changed = {
+            column: value
+            for column, value in change.values.items()
+            if not already_stored(stored, {column: value})
+        }
+        if not changed:
+            return frozenset()  # (a form saved as it was): the version, and ETags, stay
         conn.execute(
             update(routing_points)
             .where(routing_points.c.operation_id == operation.id)
             .where(routing_points.c.rp_id == change.rp_id)
-            .values(**change.values)
+            .values(**changed)
         )
         bump_version(conn, operation.id)
-    return True
+    return frozenset(changed)
 
 
 def count_points(engine: Engine, nomenclature: str) -> int:
