@@ -42,10 +42,10 @@ def console_key(engine: Engine) -> str:
 
 
 class Cookies:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, addresses: ClientAddress) -> None:
         self.settings = settings
         self._signer: TimestampSigner | None = None
-        self._addresses = ClientAddress(settings.trusted_proxies)
+        self._addresses = addresses  # the console's: who is a trusted proxy
 
     def _https(self, request: Request) -> bool:
         """Whether the browser spoke HTTPS: to us, or to a trusted proxy in front of us."""

@@ -137,18 +137,18 @@ def points_csv(engine: Engine, nomenclature: str) -> str:
     return out.getvalue()
 
 
-def import_csv(
+def import_upload(
     engine: Engine, nomenclature: str, raw: bytes, name: str, max_records: int
 ) -> tuple[point_store.UpsertResult | None, list[str]]:
-    """Check every row, then write them all, or nothing: (what was imported, problems by
-    line), as `points import` checks a CSV file; rows already as stored are not written.
-    An upload, like the admin API's, holds at most `max_records` (L4)."""
+    """Check every record, then write them all, or nothing: (what was imported, problems
+    by place), as `points import` checks a CSV or JSON file; records already as stored are
+    not written. An upload, like the admin API's, holds at most `max_records` (L4)."""
     try:
         found = importer.read_upload(raw, name)
     except Invalid as exc:
         return None, [str(exc)]
-    if len(found.places) + len(found.problems) > max_records:
-        count = len(found.places) + len(found.problems)
+    count = len(found.places) + len(found.problems)
+    if count > max_records:
         return None, [
             f"{name}: {count:,} records: an upload takes at most {max_records:,} (split the "
             "file, or import it with routing-points points import)"

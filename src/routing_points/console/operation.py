@@ -423,7 +423,7 @@ class OperationPages:
             return await self._points(request, session, server, problems=problems, status=400)
         imported, problems = await c.run(
             functools.partial(
-                data.import_csv,
+                data.import_upload,
                 c.engine,
                 server,
                 raw,

@@ -106,8 +106,8 @@ class Console:
         self.wrote = wrote
         # Why this server takes no changes to routing points (a mirror's), or None.
         self.point_writes_refused = point_writes_refused
-        self.cookies = Cookies(settings)
         self.client_address = ClientAddress(settings.trusted_proxies)
+        self.cookies = Cookies(settings, self.client_address)
         environment = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=True)
         self.templates = Jinja2Templates(env=environment)
 

@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 from sqlalchemy import Engine, delete, insert, select
 
+from routing_points.store.records import MAX_EPOCH, MIN_EPOCH
 from routing_points.store.schema import audit_log
 
 DAY_S = 86_400
@@ -40,7 +41,7 @@ class AuditEntry:
         if not isinstance(values, dict):
             return self.detail
         for key, value in values.items():
-            if key.endswith("_at") and isinstance(value, int) and 0 <= value < 253_402_300_800:
+            if key.endswith("_at") and isinstance(value, int) and MIN_EPOCH <= value <= MAX_EPOCH:
                 values[key] = time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(value))
         return orjson.dumps(values).decode()
 

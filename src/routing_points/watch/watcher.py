@@ -103,9 +103,9 @@ class StopRequest:
 
 def _check_storable(points: dict[int, RoutingPoint]) -> None:
     """An rp_id the history cannot hold is the service's mistake: one line, not a crash."""
-    if points and (min(points) not in STORABLE_IDS or max(points) not in STORABLE_IDS):
-        odd = min(points) if min(points) not in STORABLE_IDS else max(points)
-        raise MalformedResponse(f"a routing point's rp_id is out of range: {str(odd)[:40]}")
+    for odd in (min(points), max(points)) if points else ():
+        if odd not in STORABLE_IDS:
+            raise MalformedResponse(f"a routing point's rp_id is out of range: {str(odd)[:40]}")
 
 
 class PollInterrupted(Exception):
