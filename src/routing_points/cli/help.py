@@ -20,8 +20,6 @@ from routing_points.client.errors import UsageError
 from routing_points.store.records import MAX_RP_ID
 
 
-# An id the store keeps (a token's, a routing point's): a BIGINT. Past it click says so in
-# one line, where the store's driver would fail with a traceback.
 class WholeNumber(click.IntRange):
     """click's IntRange, in words people use: "'abc' is not a valid whole number" (it said
     "integer range", and INTEGER RANGE in the help)."""
@@ -29,6 +27,8 @@ class WholeNumber(click.IntRange):
     name = "whole number"
 
 
+# An id the store keeps (a token's, a routing point's): a BIGINT. Past it click says so in
+# one line, where the store's driver would fail with a traceback.
 STORED_ID = WholeNumber(1, MAX_RP_ID)
 
 
